@@ -1,0 +1,215 @@
+"""Networks and the model-directory format.
+
+A model is a directory holding `config.json` (the architecture name and its keyword
+arguments) and `model.safetensors`. `load_model(dir)` rebuilds the module from the
+config and loads the weights; nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import LatentVideoError
+
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+
+
+def _num_blocks(resolution: int) -> int:
+    n = int(math.log2(resolution)) - 2  # 4x4 -> resolution
+    if resolution not in (32, 64, 128):
+        raise LatentVideoError(f"resolution must be 32, 64 or 128, got {resolution}")
+    return n
+
+
+class PixelNorm(nn.Module):
+    """Normalise each pixel's feature vector (ProGAN): batch-independent, unlike BatchNorm,
+    so a frame renders the same alone or in a batch."""
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(1, keepdim=True) + 1e-8)
+
+
+class Generator(nn.Module):
+    """DCGAN-style generator: z [N, z_dim] ~ N(0, I) -> image [N, C, R, R] in [0, 1]."""
+
+    def __init__(self, z_dim: int = 256, resolution: int = 64, channels: int = 1, width: int = 32):
+        super().__init__()
+        self.z_dim, self.resolution, self.channels = z_dim, resolution, channels
+        n = _num_blocks(resolution)
+        chans = [width * 2 ** (n - 1 - i) for i in range(n)]  # e.g. [256, 128, 64, 32] for 64x64
+        self.c0 = chans[0]
+        self.fc = nn.Linear(z_dim, chans[0] * 16)
+        blocks = []
+        for cin, cout in zip(chans[:-1], chans[1:]):
+            blocks += [nn.ConvTranspose2d(cin, cout, 4, 2, 1), nn.LeakyReLU(0.2), PixelNorm()]
+        self.blocks = nn.Sequential(*blocks)
+        self.out = nn.ConvTranspose2d(chans[-1], channels, 4, 2, 1)
+
+    def forward(self, z):
+        x = F.leaky_relu(self.fc(z), 0.2).view(-1, self.c0, 4, 4)  # [N, c0, 4, 4]
+        x = self.blocks(PixelNorm()(x))
+        return torch.sigmoid(self.out(x))  # [N, C, R, R]
+
+
+class _Encoder(nn.Module):
+    """Strided-conv encoder shared by the critic, P-NET and classifier: [N, C, R, R] -> [N, F]."""
+
+    def __init__(self, resolution: int, channels: int, width: int):
+        super().__init__()
+        n = _num_blocks(resolution)
+        chans = [channels] + [width * 2**i for i in range(n)]
+        layers = []
+        for cin, cout in zip(chans[:-1], chans[1:]):
+            layers += [nn.Conv2d(cin, cout, 4, 2, 1), nn.LeakyReLU(0.2)]
+        self.body = nn.Sequential(*layers)
+        self.features = chans[-1] * 16
+
+    def forward(self, x):
+        return self.body(x * 2 - 1).flatten(1)  # images in [0, 1] -> [-1, 1]
+
+
+class Critic(nn.Module):
+    """WGAN critic: image [N, C, R, R] in [0, 1] -> score [N]. No normalisation layers,
+    as the gradient penalty needs per-sample gradients."""
+
+    def __init__(self, resolution: int = 64, channels: int = 1, width: int = 32):
+        super().__init__()
+        self.resolution, self.channels = resolution, channels
+        self.encoder = _Encoder(resolution, channels, width)
+        self.head = nn.Linear(self.encoder.features, 1)
+
+    def forward(self, x):
+        return self.head(self.encoder(x)).squeeze(1)
+
+
+class Projector(nn.Module):
+    """P-NET: image [N, C, R, R] -> latent z [N, z_dim]."""
+
+    def __init__(self, z_dim: int = 256, resolution: int = 64, channels: int = 1, width: int = 32, hidden: int = 512):
+        super().__init__()
+        self.z_dim, self.resolution, self.channels = z_dim, resolution, channels
+        self.encoder = _Encoder(resolution, channels, width)
+        self.head = nn.Sequential(nn.Linear(self.encoder.features, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, z_dim))
+
+    def forward(self, x):
+        return self.head(self.encoder(x))
+
+
+class DigitClassifier(nn.Module):
+    """Multi-label digit classifier: image -> 10 logits (one per digit class present).
+
+    `features(x)` gives the penultimate features used for the Fréchet distance."""
+
+    def __init__(self, resolution: int = 64, channels: int = 1, width: int = 32, hidden: int = 256):
+        super().__init__()
+        self.resolution, self.channels = resolution, channels
+        self.encoder = _Encoder(resolution, channels, width)
+        self.fc = nn.Sequential(nn.Linear(self.encoder.features, hidden), nn.ReLU())
+        self.head = nn.Linear(hidden, 10)
+
+    def features(self, x):
+        return self.fc(self.encoder(x))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "dcgan-generator": Generator,
+    "dcgan-critic": Critic,
+    "conv-projector": Projector,
+    "digit-classifier": DigitClassifier,
+}
+
+
+def build_model(config: dict) -> nn.Module:
+    config = dict(config)
+    arch = config.pop("arch", None)
+    config.pop("latentvideo_version", None)
+    if arch not in ARCHITECTURES:
+        raise LatentVideoError(f"unknown architecture {arch!r}", hint=f"known: {', '.join(ARCHITECTURES)}")
+    try:
+        return ARCHITECTURES[arch](**config)
+    except TypeError as e:
+        raise LatentVideoError(f"bad config for {arch}: {e}") from None
+
+
+def model_config(model: nn.Module, **kwargs) -> dict:
+    arch = {cls: name for name, cls in ARCHITECTURES.items()}.get(type(model))
+    if arch is None:
+        raise LatentVideoError(f"cannot save a {type(model).__name__}: not a latentvideo architecture")
+    return {"arch": arch, **kwargs}
+
+
+def save_model(model: nn.Module, path: str | Path, config: dict) -> Path:
+    """Write `config.json` + `model.safetensors` into directory `path`, each atomically."""
+    from safetensors.torch import save_file
+
+    from . import __version__
+    from .fileio import atomic_path, write_json
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path / WEIGHTS_NAME) as tmp:
+        save_file(state, str(tmp))
+    write_json(path / CONFIG_NAME, {**config, "latentvideo_version": __version__})
+    return path
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", expect: str | None = None) -> nn.Module:
+    """Rebuild a model from its directory. Refuses pickles; every failure is a LatentVideoError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.exists():
+        raise LatentVideoError(f"model directory not found: {path}")
+    if not path.is_dir():
+        raise LatentVideoError(
+            f"a model is a directory with {CONFIG_NAME} and {WEIGHTS_NAME}, got a file: {path}",
+            hint="pickled .pt/.pkl checkpoints are never loaded; export with save_model()",
+        )
+    cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
+    if not cfg_file.is_file():
+        raise LatentVideoError(f"model directory has no {CONFIG_NAME}: {path}")
+    if not weights.is_file():
+        raise LatentVideoError(f"model directory has no {WEIGHTS_NAME}: {path}")
+    try:
+        config = json.loads(cfg_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise LatentVideoError(f"{cfg_file} is not valid JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise LatentVideoError(f"{cfg_file} must hold a JSON object")
+    if expect is not None and config.get("arch") != expect:
+        raise LatentVideoError(f"{path} holds a {config.get('arch')!r}, expected a {expect!r}")
+    model = build_model(config)
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise LatentVideoError(f"cannot read {weights} (corrupt or truncated?): {e}") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        detail = next((ln.strip() for ln in first[1:] if ln.strip()), first[0] if first else "")
+        raise LatentVideoError(f"weights in {weights} do not match {cfg_file}: {detail}") from None
+    return model.to(device).eval().requires_grad_(False)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise LatentVideoError(f"unknown device {device!r}", hint="auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise LatentVideoError("CUDA was requested but is not available", hint="use --device cpu")
+    return dev

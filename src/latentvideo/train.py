@@ -1,0 +1,267 @@
+"""WGAN-GP training of the frame GAN (generator G + critic C).
+
+    latentvideo train gan --out runs/mm64 --steps 20000
+    torchrun --nproc_per_node=2 -m latentvideo.cli train gan --out runs/mm64
+
+A run directory holds config.json, checkpoint.safetensors (atomic), stats.jsonl,
+samples/*.png and exported model dirs generator/ and critic/. `--resume RUN_DIR`
+restores step, weights, optimizer moments and every RNG, so a resumed run ends
+with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import frame_source
+from .errors import LatentVideoError
+from .fileio import write_json, write_text
+from .models import Critic, Generator, model_config, resolve_device, save_model
+
+
+@dataclass
+class GANConfig:
+    data: str = "moving-mnist"  # or a folder of images, a video, a .npy/.npz sequence file
+    num_digits: int = 2
+    resolution: int = 64
+    resize: int | None = None  # rescale user images to this size
+    z_dim: int = 256
+    width: int = 32  # channels of the first critic / last generator block
+    batch_size: int = 64
+    steps: int = 20000  # generator steps
+    n_critic: int = 2  # critic steps per generator step
+    lr_g: float = 2e-4
+    lr_c: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.9
+    gp_weight: float = 10.0
+    ema: float = 0.999  # EMA decay of G's weights, 0 disables
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 50
+
+
+def gradient_penalty_loss(critic, real, fake, eps):
+    """WGAN-GP critic loss with one critic forward over [real, fake, interpolates]
+    (a single forward keeps DistributedDataParallel happy)."""
+    B = real.shape[0]
+    mix = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    scores = critic(torch.cat([real, fake, mix]))
+    s_real, s_fake, s_mix = scores[:B], scores[B : 2 * B], scores[2 * B :]
+    (grad,) = torch.autograd.grad(s_mix.sum(), mix, create_graph=True)
+    gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    wdist = s_real.mean() - s_fake.mean()
+    return -wdist, gp, wdist
+
+
+def _unwrap(m):
+    return m.module if hasattr(m, "module") else m
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
+    """[N, C, H, W] in [0, 1] -> one PNG grid with 2 px gaps, written atomically."""
+    from PIL import Image
+
+    from .fileio import atomic_path
+
+    x = (images.clamp(0, 1) * 255).round().byte().cpu().numpy()
+    n, c, h, w = x.shape
+    ncol = min(nrow, n)
+    rows = (n + ncol - 1) // ncol
+    grid = np.full((rows * (h + 2) + 2, ncol * (w + 2) + 2, c), 64, np.uint8)
+    for i in range(n):
+        r, q = divmod(i, ncol)
+        grid[2 + r * (h + 2) : 2 + r * (h + 2) + h, 2 + q * (w + 2) : 2 + q * (w + 2) + w] = x[i].transpose(1, 2, 0)
+    with atomic_path(path) as tmp:
+        Image.fromarray(grid[..., 0] if c == 1 else grid).save(tmp, format="PNG")
+
+
+class _Dist:
+    """torchrun support: gloo on CPU, nccl on CUDA. A no-op when WORLD_SIZE is unset."""
+
+    def __init__(self, device_arg: str):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        device = resolve_device(device_arg)
+        if device.type == "cuda" and self.world > 1:
+            device = torch.device("cuda", local)
+            torch.cuda.set_device(device)
+        self.device = device
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    def wrap(self, module):
+        if self.world == 1:
+            return module
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        return DDP(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def close(self):
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def train_gan(
+    run_dir: str | Path,
+    config: GANConfig | None = None,
+    resume: bool = False,
+    device: str = "auto",
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train (or resume) a WGAN-GP run in `run_dir`. Returns the run directory.
+
+    `stop_after` ends the call after that many generator steps in total, writing a
+    checkpoint, without changing the run's planned `steps` (used by tests and
+    for time-boxed sessions).
+    """
+    run_dir = Path(run_dir)
+    if resume:
+        cfg_file = run_dir / "config.json"
+        if not cfg_file.is_file():
+            raise LatentVideoError(f"not a training run (no config.json): {run_dir}")
+        saved = GANConfig(**json.loads(cfg_file.read_text()))
+        config = dataclasses.replace(saved, steps=config.steps) if config is not None else saved
+    elif config is None:
+        config = GANConfig()
+    elif (run_dir / "checkpoint.safetensors").exists():
+        raise LatentVideoError(f"{run_dir} already holds a run", hint="pass --resume to continue it or pick --out")
+    dist = _Dist(device)
+    dev, main = dist.device, dist.rank == 0
+
+    source = frame_source(config.data, config.num_digits, config.resolution, config.resize)
+    channels, res = source.shape[0], source.shape[-1]
+    if res not in (32, 64, 128):
+        raise LatentVideoError(f"frames are {res}x{res}; models need 32, 64 or 128", hint="pass --resize 64")
+    torch.manual_seed(config.seed)
+    G = Generator(config.z_dim, res, channels, config.width).to(dev)
+    C = Critic(res, channels, config.width).to(dev)
+    G_ema = copy.deepcopy(G).requires_grad_(False)
+    opt_g = torch.optim.Adam(G.parameters(), config.lr_g, betas=(config.beta1, config.beta2))
+    opt_c = torch.optim.Adam(C.parameters(), config.lr_c, betas=(config.beta1, config.beta2))
+    gen = torch.Generator().manual_seed(config.seed * 1000 + dist.rank)  # z and GP mixing weights
+    data_rng = np.random.default_rng([config.seed, dist.rank])
+    step = 0
+    if resume:
+        rng, meta = load_checkpoint(
+            run_dir / "checkpoint.safetensors", {"G": G, "C": C, "G_ema": G_ema}, {"g": opt_g, "c": opt_c}
+        )
+        step = meta["step"]
+        gen.set_state(rng[f"torch_{dist.rank}"])
+        data_rng.bit_generator.state = meta["data_rng"][dist.rank]
+        if main:
+            _truncate_stats(run_dir / "stats.jsonl", step)
+    elif main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "samples").mkdir(exist_ok=True)
+        write_json(run_dir / "config.json", dataclasses.asdict(config))
+
+    G_d, C_d = dist.wrap(G), dist.wrap(C)
+    local_batch = max(1, config.batch_size // dist.world)
+    fixed_z = torch.randn(64, config.z_dim, generator=torch.Generator().manual_seed(1234)).to(dev)
+    end = min(config.steps, stop_after) if stop_after is not None else config.steps
+
+    def real_batch():
+        return torch.from_numpy(source.sample(data_rng, local_batch)).to(dev).float() / 255
+
+    def checkpoint():
+        rng = {f"torch_{dist.rank}": gen.get_state()}
+        states = [data_rng.bit_generator.state]
+        if dist.world > 1:  # every rank's RNG goes into rank 0's file
+            import torch.distributed as tdist
+
+            gathered_t = [None] * dist.world
+            gathered_d = [None] * dist.world
+            tdist.all_gather_object(gathered_t, gen.get_state())
+            tdist.all_gather_object(gathered_d, data_rng.bit_generator.state)
+            rng = {f"torch_{r}": s for r, s in enumerate(gathered_t)}
+            states = gathered_d
+        if not main:
+            return
+        meta = {"step": step, "data_rng": states, "config": dataclasses.asdict(config)}
+        save_checkpoint(
+            run_dir / "checkpoint.safetensors",
+            {"G": G, "C": C, "G_ema": G_ema},
+            {"g": opt_g, "c": opt_c},
+            rng,
+            meta,
+        )
+        cfg = dict(z_dim=config.z_dim, resolution=res, channels=channels)
+        save_model(G_ema if config.ema else G, run_dir / "generator", model_config(G, width=config.width, **cfg))
+        save_model(C, run_dir / "critic", model_config(C, width=config.width, resolution=res, channels=channels))
+        with torch.no_grad():
+            save_grid((G_ema if config.ema else G)(fixed_z), run_dir / "samples" / f"step_{step:07d}.png")
+
+    bar = tqdm(total=end, initial=step, disable=not (progress and main), desc="train gan", unit="step")
+    t0, frames_seen = time.perf_counter(), 0
+    while step < end:
+        # critic: n_critic steps on fresh real frames
+        for _ in range(config.n_critic):
+            real = real_batch()
+            z = torch.randn(local_batch, config.z_dim, generator=gen).to(dev)
+            eps = torch.rand(local_batch, 1, 1, 1, generator=gen).to(dev)
+            with torch.no_grad():
+                fake = G(z)
+            loss_c, gp, wdist = gradient_penalty_loss(C_d, real, fake, eps)
+            opt_c.zero_grad(set_to_none=True)
+            (loss_c + config.gp_weight * gp).backward()
+            opt_c.step()
+            frames_seen += local_batch * dist.world
+        # generator: one step against the current critic (unwrapped, frozen)
+        C.requires_grad_(False)
+        z = torch.randn(local_batch, config.z_dim, generator=gen).to(dev)
+        loss_g = -C(G_d(z)).mean()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        C.requires_grad_(True)
+        if config.ema:
+            with torch.no_grad():
+                for pe, p in zip(G_ema.parameters(), G.parameters()):
+                    pe.lerp_(p, 1 - config.ema)
+        step += 1
+        bar.update(1)
+        if main and (step % config.log_every == 0 or step == end):
+            fps = frames_seen / (time.perf_counter() - t0)
+            row = {"step": step, "wdist": wdist.item(), "gp": gp.item(), "loss_g": loss_g.item(), "frames_per_s": fps}
+            bar.set_postfix(wdist=f"{row['wdist']:.3f}", gp=f"{row['gp']:.3f}", fps=f"{fps:.0f}")
+            with open(run_dir / "stats.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+        if step % config.checkpoint_every == 0 or step == end:
+            checkpoint()
+    bar.close()
+    dist.close()
+    return run_dir
+
+
+def _truncate_stats(path: Path, step: int) -> None:
+    """Drop stats lines written after the checkpoint we resume from."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a line cut short by a crash
+    write_text(path, "".join(ln + "\n" for ln in keep))
