@@ -79,9 +79,7 @@ def train_gan_cmd(
     checkpoint_every: int = typer.Option(500, help="Checkpoint, sample grid and model export every N steps."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto (CUDA if present), cpu, cuda, cuda:N."),
-    stop_after: int | None = typer.Option(
-        None, help="Stop (with a checkpoint) after this total step; resume later."
-    ),
+    stop_after: int | None = typer.Option(None, help="Stop (with a checkpoint) after this total step; resume later."),
 ):
     """Train the frame GAN with WGAN-GP, checkpointing atomically; resumable.
 
