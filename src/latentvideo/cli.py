@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from .errors import LatentVideoError
@@ -67,7 +68,7 @@ def train_gan_cmd(
     out: Path | None = typer.Option(None, "--out", help="New run directory (e.g. runs/mm64)."),
     resume: Path | None = typer.Option(None, "--resume", help="Continue the run in this directory."),
     data: str = typer.Option("moving-mnist", help="moving-mnist, a folder of images, a video or a .npy/.npz file."),
-    steps: int | None = typer.Option(None, help="Total generator steps of the run [default: 20000]."),
+    steps: int | None = typer.Option(None, help="Total generator steps of the run (default: 20000)."),
     batch_size: int = typer.Option(64, help="Frames per critic step (split across torchrun ranks)."),
     n_critic: int = typer.Option(2, help="Critic steps per generator step."),
     width: int = typer.Option(32, help="Network width (channels of the outer blocks)."),
@@ -122,6 +123,239 @@ def train_gan_cmd(
         run = train_gan(out, cfg, device=device, stop_after=stop_after)
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(f"run: {run}  (generator/, critic/, samples/, stats.jsonl)")
+
+
+@train_app.command("projector")
+def train_projector_cmd(
+    gan: Path = typer.Option(..., "--gan", help="A GAN run or model folder holding generator/."),
+    out: Path | None = typer.Option(None, "--out", help="Where projector/ goes (default: the --gan folder)."),
+    steps: int = typer.Option(3000, help="Training steps."),
+    loss: str = typer.Option("mse", help="Reconstruction loss: mse or bce."),
+    supervised: float = typer.Option(0.0, help="Weight of the supervised |P(G(z)) - z|^2 term on G samples."),
+    batch_size: int = typer.Option(64),
+    data: str = typer.Option("moving-mnist", help="Frames to learn to project (train split by default)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the projector run in --out."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto"),
+):
+    """Train P-NET, the projection network, against a frozen generator.
+
+    Example:  latentvideo train projector --gan runs/mm64 --steps 3000
+    """
+    from .pnet import ProjectorConfig, train_projector
+
+    out = out or gan
+    cfg = ProjectorConfig(data=data, steps=steps, loss=loss, supervised=supervised, batch_size=batch_size, seed=seed)
+    path = train_projector(gan / "generator" if (gan / "generator").is_dir() else gan, out, cfg, resume, device)
+    typer.echo(f"projector: {path}")
+
+
+# ------------------------------------------------------------------ generate / invert
+
+_MODEL_HELP = "Model folder with generator/ and critic/ (a training run works) (default: the shipped model)."
+
+
+def _parse_floats(text: str | None, what: str) -> list[float] | None:
+    if text is None or text == "":
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        _fail(f"{what} must be comma-separated numbers, got {text!r}")
+    if not all(np.isfinite(values)):
+        _fail(f"{what} must be finite numbers, got {text!r}")
+    return values
+
+
+def _parse_pca(text: str) -> float | None:
+    if text.lower() in ("off", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        _fail(f"--pca must be a number in (0, 1] or 'off', got {text!r}")
+    if not 0 < value <= 1:  # NaN fails too
+        _fail(f"--pca must be in (0, 1], got {text}", "0.99 keeps 99 % of the variance; 'off' disables PCA")
+    return value
+
+
+def _print_clip_report(clip, names) -> None:
+    for name, err in zip(names, clip.keyframe_errors.tolist()):
+        typer.echo(f"  keyframe {name}: reconstruction MSE/pixel {err:.5f}")
+    typer.echo("  seconds: " + "  ".join(f"{k} {v:.2f}" for k, v in clip.timings.items()))
+
+
+@app.command()
+def generate(
+    keyframes: list[Path] | None = typer.Argument(None, help="Keyframe images, in time order."),
+    out: Path | None = typer.Option(None, "--out", help="clip.gif, clip.mp4, clip.png (contact sheet) or clip.npy."),
+    times: str | None = typer.Option(None, help="Keyframe times as frame indices, e.g. 0,9,19 (default: even)."),
+    frames: int = typer.Option(20, help="Frames in the clip."),
+    model: Path | None = typer.Option(None, help=_MODEL_HELP),
+    method: str | None = typer.Option(None, help="Inversion: pnet, lbfgs, pnet+lbfgs or scipy."),
+    lbfgs_steps: int | None = typer.Option(None, help="L-BFGS iterations."),
+    path: str = typer.Option("line", help="line (PCA + regression), lerp or slerp."),
+    pca: str = typer.Option("0.99", help="Fraction of latent variance PCA keeps, or 'off'."),
+    degree: int = typer.Option(1, help="Polynomial degree of the path over time (1 = a line)."),
+    critic: str | None = typer.Option(None, help="Critic correction: off, pixel or latent."),
+    critic_steps: int | None = typer.Option(None, help="Critic-correction steps."),
+    critic_step_size: float | None = typer.Option(None, help="Critic-correction step size."),
+    fps: int = typer.Option(10, help="Frames per second of GIF/MP4."),
+    resize: bool = typer.Option(False, help="Rescale keyframes to the model's size."),
+    from_file: Path | None = typer.Option(None, "--from", help="Take keyframes from a [T, N, H, W] .npy/.npz."),
+    sequence: int = typer.Option(0, help="With --from: which sequence."),
+    keyframe_index: str = typer.Option("0,9,19", "--keyframes", help="With --from: which frames are keyframes."),
+    manifest: Path | None = typer.Option(None, help="CSV with columns keyframes (paths joined by ';'), times, out."),
+    out_dir: Path | None = typer.Option(None, help="With --manifest: folder for relative outputs."),
+    device: str = typer.Option("auto"),
+):
+    """Make a clip from keyframe images.
+
+    Examples:
+      latentvideo generate a.png b.png c.png --out clip.gif
+      latentvideo generate a.png b.png c.png --times 0,9,19 --frames 20 --out clip.mp4 --pca 0.99 --critic-steps 5
+      latentvideo generate --from mm_test.npy --sequence 3 --keyframes 0,9,19 --out clip.png
+      latentvideo generate --manifest jobs.csv --out-dir clips/
+    """
+    from .pipeline import MAX_FRAMES, load_pipeline, prepare_keyframes
+    from .render import check_output_path, to_uint8, write_clip
+
+    if manifest is not None:
+        return _generate_manifest(manifest, out_dir, frames, model, device, fps, resize)
+    if out is None:
+        _fail("missing --out", "e.g. --out clip.gif")
+    check_output_path(out)
+    if not 2 <= frames <= MAX_FRAMES:
+        _fail(f"--frames must be between 2 and {MAX_FRAMES}, got {frames}")
+    overrides = {"path": path, "pca": _parse_pca(pca), "degree": degree}
+    for name, value in [
+        ("method", method),
+        ("lbfgs_steps", lbfgs_steps),
+        ("critic", critic),
+        ("critic_steps", critic_steps),
+        ("critic_step_size", critic_step_size),
+    ]:
+        if value is not None:
+            overrides[name] = value
+    times_list = _parse_floats(times, "--times")
+    truth = None
+    if from_file is not None:
+        from .data import read_sequences
+
+        if keyframes:
+            _fail("give keyframe images or --from, not both")
+        video = read_sequences(from_file)
+        if not 0 <= sequence < video.shape[1]:
+            _fail(f"--sequence {sequence} out of range: {from_file} holds {video.shape[1]} sequences")
+        idx = [int(v) for v in _parse_floats(keyframe_index, "--keyframes")]
+        if any(not 0 <= i < video.shape[0] for i in idx):
+            _fail(f"--keyframes {keyframe_index} out of range: sequences have {video.shape[0]} frames")
+        images, names = video[idx, sequence], [f"t={i}" for i in idx]
+        times_list = times_list or [float(i) for i in idx]
+        truth = video[:, sequence]
+    else:
+        if not keyframes:
+            _fail("no keyframes given", "latentvideo generate a.png b.png c.png --out clip.gif")
+        images, names = [str(k) for k in keyframes], [str(k) for k in keyframes]
+    pipe = load_pipeline(model, device)
+    k = prepare_keyframes(images, pipe.channels, pipe.resolution, resize=resize)
+    if len(k) < 2:
+        _fail(f"need at least 2 keyframes, got {len(k)}")
+    clip = pipe(k, times_list, frames, **overrides)
+    clip_u8 = to_uint8(clip.frames)
+    key_cols = [int(round(t)) for t in clip.times]
+    rows, labels = None, None
+    if truth is not None and out.suffix == ".png" and len(truth) == frames:
+        rows, labels = [truth], ["truth"]
+    write_clip(out, clip_u8, fps=fps, keyframes=key_cols, rows=rows, labels=labels)
+    typer.echo(f"wrote {out}  ({frames} frames, keyframes at {', '.join(f'{t:g}' for t in clip.times)})")
+    _print_clip_report(clip, names)
+
+
+def _generate_manifest(manifest, out_dir, frames, model, device, fps, resize):
+    """Render every row of a CSV; under torchrun each rank takes rows rank, rank + world, ..."""
+    import csv
+
+    from .pipeline import load_pipeline, prepare_keyframes
+    from .render import check_output_path, to_uint8, write_clip
+
+    if not manifest.is_file():
+        _fail(f"manifest not found: {manifest}")
+    with open(manifest, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"keyframes", "out"} <= set(rows[0]):
+        _fail(f"{manifest} needs a header with columns keyframes, times (optional), out")
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    base = out_dir or manifest.parent
+    jobs = []
+    for i, row in enumerate(rows):
+        paths = [Path(p.strip()) for p in row["keyframes"].split(";") if p.strip()]
+        paths = [p if p.is_absolute() else manifest.parent / p for p in paths]
+        target = Path(row["out"]) if Path(row["out"]).is_absolute() else base / row["out"]
+        jobs.append((i, paths, _parse_floats(row.get("times"), f"times in row {i + 1}"), target))
+    for _, _, _, target in jobs:
+        check_output_path(target)
+    pipe = load_pipeline(model, device)
+    mine = jobs[rank::world]
+    sets = [
+        prepare_keyframes([str(p) for p in paths], pipe.channels, pipe.resolution, resize) for _, paths, _, _ in mine
+    ]
+    clips = pipe.generate_many(sets, [t for _, _, t, _ in mine], frames) if mine else []
+    for (i, _, _, target), clip in zip(mine, clips):
+        write_clip(target, to_uint8(clip.frames), fps=fps, keyframes=[int(round(t)) for t in clip.times])
+        errs = ", ".join(f"{e:.4f}" for e in clip.keyframe_errors.tolist())
+        typer.echo(f"[rank {rank}] row {i + 1}: wrote {target}  (keyframe MSE {errs})")
+
+
+@app.command("invert")
+def invert_cmd(
+    images: list[Path] = typer.Argument(..., help="Images to project into latent space."),
+    out: Path = typer.Option(..., "--out", help="Output .npz with latents, errors and reconstructions."),
+    model: Path | None = typer.Option(None, help=_MODEL_HELP),
+    method: str | None = typer.Option(None, help="pnet, lbfgs, pnet+lbfgs (default) or scipy."),
+    steps: int = typer.Option(50, help="L-BFGS iterations."),
+    prior_weight: float = typer.Option(0.0, help="Weight of the latent prior mean(z^2)."),
+    resize: bool = typer.Option(False, help="Rescale images to the model's size."),
+    device: str = typer.Option("auto"),
+):
+    """Project images into the generator's latent space (batched).
+
+    Example:  latentvideo invert a.png b.png --out latents.npz
+    """
+    from .fileio import atomic_path
+    from .invert import invert
+    from .pipeline import load_pipeline, prepare_keyframes
+
+    if out.suffix != ".npz":
+        _fail(f"unknown output extension {out.suffix!r}", "use .npz")
+    from .fileio import check_writable
+
+    check_writable(out)
+    pipe = load_pipeline(model, device)
+    method = method or pipe.default_options().method
+    x = prepare_keyframes([str(p) for p in images], pipe.channels, pipe.resolution, resize=resize)
+    inv = invert(
+        pipe.generator,
+        x.to(pipe.device),
+        method,
+        pipe.projector,
+        steps=steps,
+        prior_weight=prior_weight,
+        z_dim=pipe.z_dim,
+    )
+    recon = (inv.reconstructions.clamp(0, 1) * 255).round().byte().cpu().numpy()
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(
+                f,
+                latents=inv.latents.cpu().numpy(),
+                errors=inv.errors.cpu().numpy(),
+                reconstructions=recon,
+                names=np.array([str(p) for p in images]),
+            )
+    for p, e in zip(images, inv.errors.tolist()):
+        typer.echo(f"  {p}: reconstruction MSE/pixel {e:.5f}")
+    typer.echo(f"wrote {out}  latents {list(inv.latents.shape)}  ({inv.seconds:.2f} s)")
 
 
 # ------------------------------------------------------------------ entry point

@@ -273,7 +273,7 @@ def load_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarr
 def _to_array(im) -> np.ndarray:
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         a = np.asarray(im, dtype=np.float64)
-        peak = 65535.0 if a.max() > 255 else 255.0
+        peak = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0  # declared 16-bit: always /65535
         return np.clip(a / peak * 255 + 0.5, 0, 255).astype(np.uint8)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)

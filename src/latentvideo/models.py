@@ -21,10 +21,9 @@ CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 
 
 def _num_blocks(resolution: int) -> int:
-    n = int(math.log2(resolution)) - 2  # 4x4 -> resolution
     if resolution not in (32, 64, 128):
         raise LatentVideoError(f"resolution must be 32, 64 or 128, got {resolution}")
-    return n
+    return int(math.log2(resolution)) - 2  # 4x4 -> resolution
 
 
 class PixelNorm(nn.Module):

@@ -28,6 +28,7 @@ from .data import frame_source
 from .errors import LatentVideoError
 from .fileio import write_json, write_text
 from .models import Critic, Generator, model_config, resolve_device, save_model
+from .render import save_grid
 
 
 @dataclass
@@ -67,24 +68,6 @@ def gradient_penalty_loss(critic, real, fake, eps):
 
 def _unwrap(m):
     return m.module if hasattr(m, "module") else m
-
-
-def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
-    """[N, C, H, W] in [0, 1] -> one PNG grid with 2 px gaps, written atomically."""
-    from PIL import Image
-
-    from .fileio import atomic_path
-
-    x = (images.clamp(0, 1) * 255).round().byte().cpu().numpy()
-    n, c, h, w = x.shape
-    ncol = min(nrow, n)
-    rows = (n + ncol - 1) // ncol
-    grid = np.full((rows * (h + 2) + 2, ncol * (w + 2) + 2, c), 64, np.uint8)
-    for i in range(n):
-        r, q = divmod(i, ncol)
-        grid[2 + r * (h + 2) : 2 + r * (h + 2) + h, 2 + q * (w + 2) : 2 + q * (w + 2) + w] = x[i].transpose(1, 2, 0)
-    with atomic_path(path) as tmp:
-        Image.fromarray(grid[..., 0] if c == 1 else grid).save(tmp, format="PNG")
 
 
 class _Dist:

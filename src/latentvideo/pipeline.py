@@ -1,0 +1,282 @@
+"""The pipeline: keyframe images in, a clip out. It reads like the method:
+
+    1. project each keyframe into latent space (P-NET, then batched L-BFGS)   invert.py
+    2. PCA on the keyframe latents, then fit a line over time                 trajectory.py
+    3. sample one latent per output frame on that line                        trajectory.py
+    4. render every latent with the generator                                 render.py
+    5. critic correction: a few small gradient-ascent steps on C              correct.py
+(writing the clip is render.write_clip; the CLI does the I/O.)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .correct import correct_latents, correct_pixels
+from .errors import LatentVideoError
+from .invert import METHODS, invert
+from .models import load_model, resolve_device
+from .render import render
+from .trajectory import check_times, evenly_spaced_times, fit_trajectory, lerp_path, slerp_path
+
+PRETRAINED = Path(__file__).parent / "pretrained" / "moving-mnist-64"
+MAX_FRAMES = 10_000  # cap on --frames; rendering is chunked, so memory stays bounded
+PATHS = ("line", "lerp", "slerp")
+CRITIC_SPACES = ("off", "pixel", "latent")
+
+
+@dataclass
+class Options:
+    """Every knob of the pipeline. Defaults are the measured best (see BENCHMARK.md)."""
+
+    method: str = "pnet+lbfgs"  # inversion: pnet | lbfgs | pnet+lbfgs | scipy
+    lbfgs_steps: int = 50
+    prior_weight: float = 0.0
+    path: str = "line"  # line (PCA + least-squares polynomial) | lerp | slerp
+    pca: float | None = 0.99  # fraction of variance kept; None = no PCA
+    degree: int = 1
+    critic: str = "pixel"  # off | pixel | latent
+    critic_steps: int = 5
+    critic_step_size: float = 1e-3
+    critic_anchor: float = 0.0
+    render_batch: int = 256
+    seed: int = 0
+
+    def validated(self) -> Options:
+        if self.method not in METHODS:
+            raise LatentVideoError(f"unknown inversion method {self.method!r}", hint=", ".join(METHODS))
+        if self.path not in PATHS:
+            raise LatentVideoError(f"unknown path {self.path!r}", hint=", ".join(PATHS))
+        if self.critic not in CRITIC_SPACES:
+            raise LatentVideoError(f"unknown critic correction {self.critic!r}", hint=", ".join(CRITIC_SPACES))
+        if self.pca is not None and not (0 < self.pca <= 1):  # NaN fails this too
+            raise LatentVideoError(f"--pca must be in (0, 1], got {self.pca}")
+        if self.degree < 1:
+            raise LatentVideoError(f"--degree must be at least 1, got {self.degree}")
+        if self.critic_steps < 0 or not np.isfinite(self.critic_step_size) or self.critic_step_size < 0:
+            raise LatentVideoError("critic steps and step size must be non-negative numbers")
+        if self.lbfgs_steps < 0:
+            raise LatentVideoError("--lbfgs-steps must be non-negative")
+        return self
+
+
+@dataclass
+class Clip:
+    frames: torch.Tensor  # [T, C, H, W] in [0, 1]
+    latents: torch.Tensor  # [T, z_dim]
+    times: np.ndarray  # [K] keyframe times (frame indices, may be fractional)
+    keyframe_latents: torch.Tensor  # [K, z_dim]
+    reconstructions: torch.Tensor  # [K, C, H, W]
+    keyframe_errors: torch.Tensor  # [K] MSE per pixel of each keyframe's reconstruction
+    timings: dict = field(default_factory=dict)  # seconds per stage
+
+
+class Pipeline:
+    """Generator + critic (+ optional P-NET). Any torch modules with these signatures work:
+    G: [N, z_dim] -> [N, C, H, W] in [0, 1];  C: [N, C, H, W] -> [N];  P: [N, C, H, W] -> [N, z_dim]."""
+
+    def __init__(self, generator, critic=None, projector=None, z_dim: int | None = None, device=None):
+        self.generator, self.critic, self.projector = generator, critic, projector
+        for m in (generator, critic, projector):
+            if m is not None:
+                m.eval().requires_grad_(False)
+        self.z_dim = z_dim or getattr(generator, "z_dim", None)
+        if self.z_dim is None:
+            raise LatentVideoError("cannot tell the generator's latent size", hint="pass z_dim=")
+        self.device = torch.device(device) if device is not None else _module_device(generator)
+        with torch.no_grad():  # one probe render tells the frame shape
+            self.frame_shape = tuple(generator(torch.zeros(1, self.z_dim, device=self.device)).shape[1:])
+
+    @classmethod
+    def from_modules(cls, generator, critic=None, projector=None, z_dim=None) -> Pipeline:
+        return cls(generator, critic, projector, z_dim)
+
+    @classmethod
+    def from_dir(cls, path: str | Path | None = None, device: str = "auto") -> Pipeline:
+        """Load a model folder holding generator/ and critic/ (and projector/ if trained):
+        a training run directory or the shipped default (path=None)."""
+        path = Path(path) if path is not None else PRETRAINED
+        if not path.is_dir():
+            raise LatentVideoError(f"model directory not found: {path}")
+        if not (path / "generator").is_dir():
+            raise LatentVideoError(f"{path} has no generator/ model", hint="point --model at a run or model folder")
+        dev = resolve_device(device)
+        G = load_model(path / "generator", dev, expect="dcgan-generator")
+        C = load_model(path / "critic", dev) if (path / "critic").is_dir() else None
+        P = load_model(path / "projector", dev) if (path / "projector").is_dir() else None
+        return cls(G, C, P)
+
+    @property
+    def channels(self) -> int:
+        return self.frame_shape[0]
+
+    @property
+    def resolution(self) -> int:
+        return self.frame_shape[-1]
+
+    def default_options(self) -> Options:
+        opts = Options()
+        if self.projector is None:
+            opts = replace(opts, method="lbfgs")
+        if self.critic is None:
+            opts = replace(opts, critic="off")
+        return opts
+
+    def options(self, **overrides) -> Options:
+        known = {f.name for f in fields(Options)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise LatentVideoError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        opts = replace(self.default_options(), **overrides).validated()
+        if opts.method in ("pnet", "pnet+lbfgs") and self.projector is None:
+            raise LatentVideoError(f"method {opts.method!r} needs a P-NET", hint="use --method lbfgs")
+        if opts.critic != "off" and self.critic is None:
+            raise LatentVideoError("critic correction needs a critic", hint="use --critic off")
+        return opts
+
+    def __call__(self, keyframes, times=None, num_frames: int = 20, **options) -> Clip:
+        """keyframes: float [K, C, H, W] in [0, 1] (see `prepare_keyframes`)."""
+        return self.generate_many([keyframes], [times], num_frames, **options)[0]
+
+    def generate_many(self, keyframe_sets, times_list=None, num_frames: int = 20, **options) -> list[Clip]:
+        """Many clips at once: all keyframes are inverted in one batched optimisation."""
+        opts = self.options(**options)
+        if not 2 <= num_frames <= MAX_FRAMES:
+            raise LatentVideoError(f"--frames must be between 2 and {MAX_FRAMES}, got {num_frames}")
+        times_list = times_list or [None] * len(keyframe_sets)
+        sets = [self._check_keyframes(k) for k in keyframe_sets]
+        times_list = [
+            check_times(evenly_spaced_times(len(k), num_frames) if t is None else t, len(k))
+            for k, t in zip(sets, times_list)
+        ]
+        for k in sets:
+            if opts.path == "line" and opts.degree >= len(k):
+                raise LatentVideoError(f"--degree {opts.degree} needs more than {opts.degree} keyframes, got {len(k)}")
+
+        # 1. project every keyframe of every clip, in one batch
+        t0 = time.perf_counter()
+        inv = invert(
+            self.generator,
+            torch.cat(sets).to(self.device),
+            opts.method,
+            self.projector,
+            steps=opts.lbfgs_steps,
+            prior_weight=opts.prior_weight,
+            seed=opts.seed,
+            z_dim=self.z_dim,
+        )
+        t_project = time.perf_counter() - t0
+
+        # 2-3. per clip: PCA + least-squares line, sampled at every output frame
+        t0 = time.perf_counter()
+        query = np.arange(num_frames, dtype=np.float64)
+        bounds = np.cumsum([0] + [len(k) for k in sets])
+        paths = []
+        for i, times in enumerate(times_list):
+            z_key = inv.latents[bounds[i] : bounds[i + 1]]  # [K, z_dim]
+            if opts.path == "line":
+                paths.append(fit_trajectory(z_key, times, degree=opts.degree, pca=opts.pca)(query))
+            else:
+                paths.append((lerp_path if opts.path == "lerp" else slerp_path)(z_key, times, query))
+        z = torch.cat(paths).to(self.device)  # [clips * T, z_dim]
+        t_path = time.perf_counter() - t0
+
+        # 4-5. render, then critic correction
+        t0 = time.perf_counter()
+        if opts.critic == "latent" and opts.critic_steps:
+            z = correct_latents(
+                self.generator, self.critic, z, opts.critic_steps, opts.critic_step_size, anchor=opts.critic_anchor
+            )
+        frames = render(self.generator, z, batch_size=opts.render_batch)  # [clips * T, C, H, W]
+        t_render = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if opts.critic == "pixel" and opts.critic_steps:
+            frames = correct_pixels(
+                self.critic, frames.to(self.device), opts.critic_steps, opts.critic_step_size, anchor=opts.critic_anchor
+            ).cpu()
+        t_correct = time.perf_counter() - t0
+
+        n = len(sets)
+        timings = {"project": t_project / n, "path": t_path / n, "render": t_render / n, "correct": t_correct / n}
+        clips = []
+        for i in range(n):
+            s, k = slice(i * num_frames, (i + 1) * num_frames), slice(bounds[i], bounds[i + 1])
+            clips.append(
+                Clip(
+                    frames[s],
+                    z[s].cpu(),
+                    times_list[i],
+                    inv.latents[k].cpu(),
+                    inv.reconstructions[k].cpu(),
+                    inv.errors[k].cpu(),
+                    dict(timings),
+                )
+            )
+        return clips
+
+    def _check_keyframes(self, keyframes) -> torch.Tensor:
+        k = torch.as_tensor(keyframes, dtype=torch.float32)
+        if k.ndim != 4:
+            raise LatentVideoError(f"keyframes must be [K, C, H, W], got {list(k.shape)}")
+        if len(k) < 2:
+            raise LatentVideoError(f"need at least 2 keyframes, got {len(k)}")
+        if tuple(k.shape[1:]) != self.frame_shape:
+            raise LatentVideoError(
+                f"keyframes are {list(k.shape[1:])} but the model makes {list(self.frame_shape)}",
+                hint="pass --resize",
+            )
+        if not torch.isfinite(k).all():
+            raise LatentVideoError("keyframes contain NaN or inf")
+        return k
+
+
+def _module_device(m) -> torch.device:
+    p = next(iter(m.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def prepare_keyframes(keyframes, channels: int, resolution: int, resize: bool = False) -> torch.Tensor:
+    """Paths, PIL images or arrays ([K, H, W], [K, H, W, 3], [K, C, H, W], uint8 or float in [0, 1])
+    -> float [K, C, H, W] for a model with `channels` and `resolution`."""
+    from .data import load_image, to_frames
+
+    if isinstance(keyframes, (np.ndarray, torch.Tensor)):
+        a = np.asarray(keyframes)
+        if a.dtype != np.uint8:
+            if not np.isfinite(a).all():
+                raise LatentVideoError("keyframes contain NaN or inf")
+            a = np.clip(np.round(a * 255), 0, 255).astype(np.uint8)
+        if a.ndim == 4 and a.shape[1] in (1, 3) and a.shape[-1] not in (1, 3):
+            a = a.transpose(0, 2, 3, 1)  # [K, C, H, W] -> [K, H, W, C]
+        images = [x[..., 0] if x.ndim == 3 and x.shape[-1] == 1 else x for x in a]
+        names = None
+    else:
+        images, names = [], []
+        for k in keyframes:
+            if isinstance(k, (str, Path)):
+                images.append(load_image(k))
+                names.append(str(k))
+            else:  # PIL image
+                images.append(np.asarray(k.convert("RGB" if k.mode not in ("L", "1") else "L")))
+                names.append("image")
+    frames = to_frames(images, channels, resolution, resize=resize, names=names)
+    return torch.from_numpy(frames).float() / 255
+
+
+def load_pipeline(path: str | Path | None = None, device: str = "auto") -> Pipeline:
+    """The shipped default model (no arguments), a training run, or a model folder."""
+    return Pipeline.from_dir(path, device)
+
+
+def generate(keyframes, times=None, num_frames: int = 20, model=None, **options) -> np.ndarray:
+    """Keyframes (array [K, H, W], paths or PIL images) -> uint8 clip [T, H, W] (or [T, H, W, 3])."""
+    from .render import to_uint8
+
+    pipe = model if isinstance(model, Pipeline) else load_pipeline(model)
+    k = prepare_keyframes(keyframes, pipe.channels, pipe.resolution, resize=options.pop("resize", False))
+    return to_uint8(pipe(k, times, num_frames, **options).frames)

@@ -1,0 +1,131 @@
+"""P-NET: a projection network that maps an image to the latent z that G renders it from.
+
+Trained with G frozen. The loss is the similarity of G(P(x)) to x on real train
+frames (MSE or BCE), optionally plus a supervised term on G's own samples, whose
+latents are known: |P(G(z)) - z|^2. P-NET only has to land near the right z;
+L-BFGS then refines it (`invert(method="pnet+lbfgs")`).
+
+    latentvideo train projector --gan runs/mm64 --steps 3000
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import frame_source
+from .errors import LatentVideoError
+from .fileio import write_json
+from .models import Projector, load_model, model_config, resolve_device, save_model
+
+
+@dataclass
+class ProjectorConfig:
+    data: str = "moving-mnist"  # frames to project: train-split Moving MNIST by default
+    num_digits: int = 2
+    resize: int | None = None
+    width: int = 32
+    hidden: int = 512
+    batch_size: int = 64
+    steps: int = 3000
+    lr: float = 1e-3
+    loss: str = "mse"  # mse | bce
+    supervised: float = 0.0  # weight of |P(G(z)) - z|^2 on G samples; 0 disables
+    prior: float = 1e-3  # keeps predictions near the N(0, I) shell G was trained on
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 50
+
+
+def reconstruction_loss(recon, target, kind: str):  # per-image loss [N]
+    if kind == "mse":
+        return (recon - target).pow(2).flatten(1).mean(1)
+    if kind == "bce":
+        return F.binary_cross_entropy(recon.clamp(1e-6, 1 - 1e-6), target, reduction="none").flatten(1).mean(1)
+    raise LatentVideoError(f"unknown loss {kind!r}", hint="mse or bce")
+
+
+def train_projector(
+    generator_dir: str | Path,
+    out_dir: str | Path,
+    config: ProjectorConfig | None = None,
+    resume: bool = False,
+    device: str = "auto",
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train P-NET against the frozen generator in `generator_dir`; writes a model dir
+    `out_dir/projector/` plus a resumable checkpoint and stats in `out_dir`."""
+    out_dir, dev = Path(out_dir), resolve_device(device)
+    state_file = out_dir / "projector_checkpoint.safetensors"
+    if resume:
+        cfg_file = out_dir / "projector_config.json"
+        if not cfg_file.is_file():
+            raise LatentVideoError(f"no projector run to resume in {out_dir}")
+        saved = ProjectorConfig(**json.loads(cfg_file.read_text()))
+        config = dataclasses.replace(saved, steps=config.steps) if config is not None else saved
+    config = config or ProjectorConfig()
+    reconstruction_loss(torch.zeros(1, 1), torch.zeros(1, 1), config.loss)  # validate early
+    G = load_model(generator_dir, dev)
+    source = frame_source(config.data, config.num_digits, G.resolution, config.resize)
+    if tuple(source.shape) != (G.channels, G.resolution, G.resolution):
+        raise LatentVideoError(f"frames are {list(source.shape)} but G makes {[G.channels, G.resolution]}")
+    torch.manual_seed(config.seed)
+    P = Projector(G.z_dim, G.resolution, G.channels, config.width, config.hidden).to(dev)
+    opt = torch.optim.Adam(P.parameters(), config.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps)
+    gen = torch.Generator().manual_seed(config.seed)
+    data_rng = np.random.default_rng(config.seed)
+    step = 0
+    if resume:
+        rng, meta = load_checkpoint(state_file, {"P": P}, {"p": opt})
+        step = meta["step"]
+        sched.last_epoch = step
+        gen.set_state(rng["torch"])
+        data_rng.bit_generator.state = meta["data_rng"]
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(out_dir / "projector_config.json", dataclasses.asdict(config))
+
+    def export():
+        meta = {"step": step, "data_rng": data_rng.bit_generator.state}
+        save_checkpoint(state_file, {"P": P}, {"p": opt}, {"torch": gen.get_state()}, meta)
+        cfg = model_config(P, z_dim=G.z_dim, resolution=G.resolution, channels=G.channels)
+        save_model(P, out_dir / "projector", {**cfg, "width": config.width, "hidden": config.hidden})
+
+    end = min(config.steps, stop_after) if stop_after is not None else config.steps
+    bar = tqdm(total=end, initial=step, disable=not progress, desc="train projector", unit="step")
+    t0 = time.perf_counter()
+    while step < end:
+        x = torch.from_numpy(source.sample(data_rng, config.batch_size)).to(dev).float() / 255  # [B, C, H, W]
+        z = P(x)
+        loss = reconstruction_loss(G(z), x, config.loss).mean() + config.prior * z.pow(2).mean()
+        if config.supervised:
+            z_true = torch.randn(config.batch_size, G.z_dim, generator=gen).to(dev)
+            with torch.no_grad():
+                x_fake = G(z_true)
+            loss = loss + config.supervised * (P(x_fake) - z_true).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        bar.update(1)
+        if step % config.log_every == 0 or step == end:
+            row = {"step": step, "loss": loss.item(), "seconds": time.perf_counter() - t0}
+            bar.set_postfix(loss=f"{row['loss']:.4f}")
+            with open(out_dir / "projector_stats.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+        if step % config.checkpoint_every == 0 or step == end:
+            export()
+    bar.close()
+    return out_dir / "projector"

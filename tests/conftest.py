@@ -1,0 +1,83 @@
+"""Shared fixtures. Everything is tiny: the machine has two cores and other work runs on it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+TINY = dict(z_dim=8, width=4, batch_size=4, n_critic=1, checkpoint_every=100, log_every=1)
+
+
+@pytest.fixture(scope="session")
+def train_digits():
+    """(images uint8 [4000, 28, 28], labels) of the train split, loaded once."""
+    from latentvideo.data import load_digits
+
+    return load_digits("train")
+
+
+@pytest.fixture(scope="session")
+def test_digits():
+    from latentvideo.data import load_digits
+
+    return load_digits("test")
+
+
+@pytest.fixture(scope="session")
+def seq32(tmp_path_factory, train_digits) -> Path:
+    """A small Moving MNIST sequence file on a 32x32 canvas: uint8 [6, 4, 32, 32]."""
+    from latentvideo.data import moving_mnist, write_sequences
+
+    path = tmp_path_factory.mktemp("data") / "seq32.npy"
+    write_sequences(path, moving_mnist(4, 6, 1, 32, seed=3, digit_source=train_digits).video)
+    return path
+
+
+@pytest.fixture
+def tiny_config(seq32):
+    """Factory for a GANConfig that trains in well under a second on one CPU thread."""
+    from latentvideo.train import GANConfig
+
+    def make(**overrides):
+        return GANConfig(**{"data": str(seq32), "steps": 3, **TINY, **overrides})
+
+    return make
+
+
+def write_png(path: Path, array: np.ndarray) -> Path:
+    Image.fromarray(array).save(path)
+    return path
+
+
+@pytest.fixture
+def rgb_folder(tmp_path) -> Path:
+    """Six random 32x32 RGB PNGs (plus a file that is not an image, to be ignored)."""
+    folder = tmp_path / "rgb"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        write_png(folder / f"img_{i}.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def torchrun() -> Path:
+    path = Path(sys.executable).with_name("torchrun")
+    if not path.exists():
+        pytest.skip("torchrun is not installed next to the interpreter")
+    return path
+
+
+def listing(root: Path) -> set[str]:
+    """Every path under `root`, relative, to check that a failed command left nothing behind."""
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
