@@ -60,7 +60,8 @@ def test_to_uint8_round_trip_and_shapes(C):
     want = u8[:, 0] if C == 1 else u8.transpose(0, 2, 3, 1)
     np.testing.assert_array_equal(out, want)
     np.testing.assert_array_equal(R.to_uint8(x.numpy()), want)  # numpy input too
-    # out of range and NaN are clipped
+    # nearest level, not truncation; out of range and NaN are clipped
+    assert R.to_uint8(torch.tensor([0.4, 0.6, 254.6]).view(3, 1, 1, 1) / 255).ravel().tolist() == [0, 1, 255]
     assert R.to_uint8(torch.tensor([-1.0, 2.0, float("nan")]).view(3, 1, 1, 1)).ravel().tolist() == [0, 255, 0]
     with pytest.raises(LatentVideoError):
         R.to_uint8(torch.zeros(4, 2, 5, 5))

@@ -36,7 +36,8 @@ def _check_video(video) -> np.ndarray:
 
 def neighbours(keyframes, num_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For every frame t: the keyframe before (left [T]), after (right [T]) and the blend
-    weight w [T] of `right` (0 at `left`, 1 at `right`). Outside the range left = right."""
+    weight w [T] of `right` (0 at `left`, 1 at `right`). Outside the keyframe range
+    w = 0 and left is the nearest end keyframe."""
     k = check_keyframes(keyframes, num_frames)
     t = np.clip(np.arange(num_frames), k[0], k[-1])  # hold outside the keyframe range
     j = np.searchsorted(k, t, side="right") - 1  # index of the keyframe at or before t

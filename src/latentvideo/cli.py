@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +151,31 @@ def train_projector_cmd(
     typer.echo(f"projector: {path}")
 
 
+@train_app.command("classifier")
+def train_classifier_cmd(
+    out: Path = typer.Option(..., "--out", help="Model directory to write (e.g. runs/classifier)."),
+    steps: int = typer.Option(3000, help="Training steps."),
+    batch_size: int = typer.Option(64),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto"),
+):
+    """Train the digit classifier the benchmark uses for identity and Fréchet distance.
+
+    It sees only frames made from TRAIN-split digits (1 or 2 digits, 64x64, multi-label 0-9).
+
+    Example:  latentvideo train classifier --out runs/classifier --steps 3000
+    """
+    from .classifier import evaluate_classifier, train_classifier
+    from .models import load_model, resolve_device
+
+    path = train_classifier(out, steps=steps, batch_size=batch_size, seed=seed, device=str(resolve_device(device)))
+    scores = evaluate_classifier(load_model(path))
+    typer.echo(
+        f"classifier: {path}  test accuracy 2 digits {scores['accuracy_2digit']:.3f}, "
+        f"1 digit {scores['accuracy_1digit']:.3f}"
+    )
+
+
 # ------------------------------------------------------------------ generate / invert
 
 _MODEL_HELP = "Model folder with generator/ and critic/ (a training run works) (default: the shipped model)."
@@ -266,7 +292,7 @@ def generate(
     key_cols = [int(round(t)) for t in clip.times]
     rows, labels = None, None
     if truth is not None and out.suffix == ".png" and len(truth) == frames:
-        rows, labels = [truth], ["truth"]
+        rows, labels = [truth], ["generated", "truth"]
     write_clip(out, clip_u8, fps=fps, keyframes=key_cols, rows=rows, labels=labels)
     typer.echo(f"wrote {out}  ({frames} frames, keyframes at {', '.join(f'{t:g}' for t in clip.times)})")
     _print_clip_report(clip, names)
@@ -356,6 +382,83 @@ def invert_cmd(
     for p, e in zip(images, inv.errors.tolist()):
         typer.echo(f"  {p}: reconstruction MSE/pixel {e:.5f}")
     typer.echo(f"wrote {out}  latents {list(inv.latents.shape)}  ({inv.seconds:.2f} s)")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo"), "--out", help="Output folder."),
+    sequences: int = typer.Option(4, help="Held-out test sequences to animate."),
+    seed: int = typer.Option(0, help="Which test sequences (Moving MNIST seed)."),
+    model: Path | None = typer.Option(None, help=_MODEL_HELP),
+    device: str = typer.Option("auto"),
+):
+    """Run the shipped model on held-out test sequences: GIF + MP4 per clip and a contact sheet.
+
+    Keyframes are frames 0, 9 and 19 of each sequence; the sheet shows truth, generated and crossfade rows.
+
+    Example:  latentvideo demo --sequences 4 --seed 0 --out demo
+    """
+    from .demo import run_demo
+    from .pipeline import load_pipeline
+
+    if not 1 <= sequences <= 64:
+        _fail(f"--sequences must be between 1 and 64, got {sequences}")
+    if out.exists() and not out.is_dir():
+        _fail(f"--out must be a folder, got a file: {out}")
+    t0 = time.perf_counter()
+    pipe = load_pipeline(model, device)
+    t_load = time.perf_counter() - t0
+    clips, sheet, timings = run_demo(pipe, out, sequences, seed)
+    for i, c in enumerate(clips):
+        errs = ", ".join(f"{e:.4f}" for e in c.keyframe_errors)
+        typer.echo(f"sequence {i}: {c.gif}  {c.mp4}")
+        typer.echo(f"  keyframe reconstruction MSE/pixel: {errs}")
+        typer.echo(f"  in-between MSE/pixel vs truth: {c.mse:.4f}  (pixel crossfade: {c.crossfade_mse:.4f})")
+    typer.echo(f"contact sheet: {sheet}")
+    stages = "  ".join(f"{k} {v:.2f}" for k, v in timings.items())
+    typer.echo(f"seconds per clip: {stages}   (model load {t_load:.2f} s)")
+
+
+@app.command()
+def bench(
+    out: Path = typer.Option(Path("bench-out"), "--out", help="Folder for results.json, report.md and plots."),
+    data: Path | None = typer.Option(None, help="A [T, N, H, W] .npy/.npz (optional labels) instead of synthesis."),
+    sequences: int = typer.Option(200, help="Held-out test sequences."),
+    keyframes: str = typer.Option("0,9,19", help="Keyframe indices of the main task."),
+    seed: int = typer.Option(0, help="Seed of the synthesised test sequences."),
+    quick: bool = typer.Option(False, "--quick", help="20 sequences, fewer ablations: a few minutes on 2 CPU cores."),
+    slow_subset: int = typer.Option(20, help="Sequences for the per-image scipy rows."),
+    model: Path | None = typer.Option(None, help=_MODEL_HELP),
+    classifier: Path | None = typer.Option(None, help="Digit classifier model dir (default: beside the model)."),
+    device: str = typer.Option("auto"),
+):
+    """Benchmark the pipeline, its ablations and the baselines on held-out test sequences.
+
+    Writes results.json, report.md, per_frame.png and examples.png.
+
+    Examples:
+      latentvideo bench --quick --out bench-out
+      latentvideo bench --sequences 200 --keyframes 0,9,19 --out bench-out
+    """
+    from .bench import BenchConfig, load_classifier, run_benchmark
+    from .pipeline import load_pipeline
+
+    if out.exists() and not out.is_dir():
+        _fail(f"--out must be a folder, got a file: {out}")
+    keys = tuple(int(k) for k in _parse_floats(keyframes, "--keyframes"))
+    n = min(sequences, 20) if quick else sequences
+    if n < 2:
+        _fail(f"--sequences must be at least 2, got {sequences}")
+    cfg = BenchConfig(
+        sequences=n, seed=seed, keyframes=keys, quick=quick, slow_subset=slow_subset, data=str(data) if data else None
+    )
+    pipe = load_pipeline(model, device)
+    clf = load_classifier(classifier, model).to(pipe.device)
+    results = run_benchmark(cfg, pipe, clf, out)
+    from .bench import report_markdown
+
+    typer.echo(report_markdown(results))
+    typer.echo(f"wrote {out}/results.json, report.md, per_frame.png, examples.png")
 
 
 # ------------------------------------------------------------------ entry point

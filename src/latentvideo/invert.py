@@ -31,10 +31,10 @@ METHODS = ("pnet", "lbfgs", "pnet+lbfgs", "scipy")
 LOSSES = ("mse", "bce")
 INITS = ("zero", "random")
 
-# Defaults measured on a random-init Generator(z_dim=256, resolution=64) with targets G(z_true):
-# the loss falls steeply for ~50 iterations and is within a few % of its final value by ~150,
-# so 200 iterations with a 1e-6 relative-decrease stop end most images early (see the report).
-STEPS, TOL, HISTORY = 200, 1e-6, 10
+# Defaults measured on a random-init Generator() (z_dim 256, 64x64) inverting 8 targets from zero init:
+# with tol 1e-6 images stop after 35-60 iterations within 0.01% of the loss reached by 400 iterations
+# (G(z) targets reach mse ~1e-13). A trained G is more curved, so the iteration cap is kept generous.
+STEPS, TOL, HISTORY = 300, 1e-6, 10
 C1, MAX_LS = 1e-4, 20  # Armijo constant, backtracking trials per iteration
 
 
@@ -97,10 +97,11 @@ def invert(
     if method in ("lbfgs", "pnet+lbfgs"):
         fg = _objective(G, images, loss, prior_weight)
         z, iterations = lbfgs(fg, z0, steps=steps, tol=tol, history=history, progress=progress)
-    elif method == "scipy":
-        z, iterations = _scipy_lbfgsb(G, images, z0, steps, loss, prior_weight, history, progress)
+    elif method == "scipy" and steps > 0:
+        z, iterations = _scipy_lbfgsb(G, images, z0, steps, tol, loss, prior_weight, history, progress)
     else:
         z = z0
+        iterations = torch.zeros(N, dtype=torch.long, device=z.device) if method == "scipy" else None
 
     with torch.no_grad():
         recon = G(z).float().clamp(0, 1)  # [N, C, H, W]
@@ -163,7 +164,7 @@ def lbfgs(
         # accepted steps: store the curvature pair and test convergence
         s, y = z_new - zi, g_new - gi  # [n, D]
         sy, yy = (s * y).sum(1), (y * y).sum(1)
-        good = found & (sy > 1e-10 * s.norm(dim=1) * y.norm(dim=1)) & (sy > 0)
+        good = found & (sy > 1e-10 * s.norm(dim=1) * y.norm(dim=1))  # positive curvature only
         slot = k % m
         S[slot, idx], Y[slot, idx] = s, y
         rho[slot, idx] = torch.where(good, 1 / sy.where(good, torch.ones_like(sy)), torch.zeros_like(sy))
@@ -247,8 +248,13 @@ def _objective(G, images, loss, prior_weight):
 # ---------------------------------------------------------------- scipy reference
 
 
-def _scipy_lbfgsb(G, images, z0, steps, loss, prior_weight, history, progress):
-    """One scipy L-BFGS-B run per image in float64, scipy's default tolerances (as the original)."""
+def _scipy_lbfgsb(G, images, z0, steps, tol, loss, prior_weight, history, progress):
+    """One scipy L-BFGS-B run per image in float64 on a double copy of G, as the original did.
+
+    Same objective, iteration cap and history as the torch solver. The original kept scipy's default
+    stopping rule, whose gradient test (1e-5) fires after ~10 iterations on pixel-mean losses (measured:
+    mse 2e-4 where the torch solver reaches 3e-14); here the gradient test is off and scipy's
+    function test (absolute below 1) is scaled by each image's starting objective."""
     from scipy.optimize import minimize
 
     G64 = copy.deepcopy(G).double()
@@ -267,7 +273,8 @@ def _scipy_lbfgsb(G, images, z0, steps, loss, prior_weight, history, progress):
             return float(f[0]), g[0].cpu().numpy()
 
         x0 = z0[i].double().cpu().numpy()
-        res = minimize(fun, x0, jac=True, method="L-BFGS-B", options={"maxiter": steps, "maxcor": history})
+        opts = {"maxiter": steps, "maxcor": history, "ftol": tol * max(fun(x0)[0], 1e-30), "gtol": 0.0}
+        res = minimize(fun, x0, jac=True, method="L-BFGS-B", options=opts)
         zs.append(torch.from_numpy(np.asarray(res.x)))
         iters.append(res.nit)
     z = torch.stack(zs).float().to(images.device)

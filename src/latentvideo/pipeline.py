@@ -146,70 +146,19 @@ class Pipeline:
     def generate_many(self, keyframe_sets, times_list=None, num_frames: int = 20, **options) -> list[Clip]:
         """Many clips at once: all keyframes are inverted in one batched optimisation."""
         opts = self.options(**options)
-        if not 2 <= num_frames <= MAX_FRAMES:
-            raise LatentVideoError(f"--frames must be between 2 and {MAX_FRAMES}, got {num_frames}")
-        times_list = times_list or [None] * len(keyframe_sets)
-        sets = [self._check_keyframes(k) for k in keyframe_sets]
-        times_list = [
-            check_times(evenly_spaced_times(len(k), num_frames) if t is None else t, len(k))
-            for k, t in zip(sets, times_list)
-        ]
-        for k in sets:
-            if opts.path == "line" and opts.degree >= len(k):
-                raise LatentVideoError(f"--degree {opts.degree} needs more than {opts.degree} keyframes, got {len(k)}")
-
-        # 1. project every keyframe of every clip, in one batch
-        t0 = time.perf_counter()
-        inv = invert(
-            self.generator,
-            torch.cat(sets).to(self.device),
-            opts.method,
-            self.projector,
-            steps=opts.lbfgs_steps,
-            prior_weight=opts.prior_weight,
-            seed=opts.seed,
-            z_dim=self.z_dim,
-        )
-        t_project = time.perf_counter() - t0
-
-        # 2-3. per clip: PCA + least-squares line, sampled at every output frame
-        t0 = time.perf_counter()
-        query = np.arange(num_frames, dtype=np.float64)
+        sets, times_list = self.check_inputs(keyframe_sets, times_list, num_frames, opts)
+        inv = self.project(torch.cat(sets), opts)  # 1. every keyframe of every clip, one batch
         bounds = np.cumsum([0] + [len(k) for k in sets])
-        paths = []
-        for i, times in enumerate(times_list):
-            z_key = inv.latents[bounds[i] : bounds[i + 1]]  # [K, z_dim]
-            if opts.path == "line":
-                paths.append(fit_trajectory(z_key, times, degree=opts.degree, pca=opts.pca)(query))
-            else:
-                paths.append((lerp_path if opts.path == "lerp" else slerp_path)(z_key, times, query))
-        z = torch.cat(paths).to(self.device)  # [clips * T, z_dim]
-        t_path = time.perf_counter() - t0
-
-        # 4-5. render, then critic correction
-        t0 = time.perf_counter()
-        if opts.critic == "latent" and opts.critic_steps:
-            z = correct_latents(
-                self.generator, self.critic, z, opts.critic_steps, opts.critic_step_size, anchor=opts.critic_anchor
-            )
-        frames = render(self.generator, z, batch_size=opts.render_batch)  # [clips * T, C, H, W]
-        t_render = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        if opts.critic == "pixel" and opts.critic_steps:
-            frames = correct_pixels(
-                self.critic, frames.to(self.device), opts.critic_steps, opts.critic_step_size, anchor=opts.critic_anchor
-            ).cpu()
-        t_correct = time.perf_counter() - t0
-
-        n = len(sets)
-        timings = {"project": t_project / n, "path": t_path / n, "render": t_render / n, "correct": t_correct / n}
+        latents = [inv.latents[bounds[i] : bounds[i + 1]] for i in range(len(sets))]
+        frames, z, timings = self.animate(latents, times_list, num_frames, opts)  # 2-5.
+        timings = {"project": inv.seconds / len(sets), **timings}
         clips = []
-        for i in range(n):
+        for i in range(len(sets)):
             s, k = slice(i * num_frames, (i + 1) * num_frames), slice(bounds[i], bounds[i + 1])
             clips.append(
                 Clip(
                     frames[s],
-                    z[s].cpu(),
+                    z[s],
                     times_list[i],
                     inv.latents[k].cpu(),
                     inv.reconstructions[k].cpu(),
@@ -218,6 +167,76 @@ class Pipeline:
                 )
             )
         return clips
+
+    def check_inputs(self, keyframe_sets, times_list, num_frames: int, opts: Options):
+        if not 2 <= num_frames <= MAX_FRAMES:
+            raise LatentVideoError(f"--frames must be between 2 and {MAX_FRAMES}, got {num_frames}")
+        times_list = times_list or [None] * len(keyframe_sets)
+        if len(times_list) != len(keyframe_sets):
+            raise LatentVideoError(f"{len(times_list)} time lists for {len(keyframe_sets)} clips")
+        sets = [self._check_keyframes(k) for k in keyframe_sets]
+        times_list = [
+            check_times(evenly_spaced_times(len(k), num_frames) if t is None else t, len(k))
+            for k, t in zip(sets, times_list)
+        ]
+        for k in sets:
+            if opts.path == "line" and opts.degree >= len(k):
+                raise LatentVideoError(f"--degree {opts.degree} needs more than {opts.degree} keyframes, got {len(k)}")
+        return sets, times_list
+
+    def project(self, images: torch.Tensor, opts: Options):
+        """Step 1: images [N, C, H, W] -> Inversion (latents, reconstructions, errors, seconds)."""
+        return invert(
+            self.generator,
+            images.to(self.device),
+            opts.method,
+            self.projector,
+            steps=opts.lbfgs_steps,
+            prior_weight=opts.prior_weight,
+            seed=opts.seed,
+            z_dim=self.z_dim,
+        )
+
+    def animate(self, latents: list[torch.Tensor], times_list, num_frames: int, opts: Options, reference=None):
+        """Steps 2-5 for clips whose keyframe latents are known ([K, z_dim] each). `reference`
+        latents [M, z_dim] (e.g. of many train frames), if given, supply the PCA basis.
+        Returns frames [clips * T, C, H, W] (CPU), latents [clips * T, z_dim] and seconds per clip."""
+        # 2-3. per clip: PCA + least-squares polynomial over time, sampled at every output frame
+        t0 = time.perf_counter()
+        query = np.arange(num_frames, dtype=np.float64)
+        paths = []
+        for z_key, times in zip(latents, times_list):
+            if opts.path == "line":
+                paths.append(fit_trajectory(z_key, times, degree=opts.degree, pca=opts.pca, reference=reference)(query))
+            else:
+                paths.append((lerp_path if opts.path == "lerp" else slerp_path)(z_key, times, query))
+        z = torch.cat(paths).to(self.device)  # [clips * T, z_dim]
+        t_path = time.perf_counter() - t0
+
+        # 4. render (latent-space critic correction acts before it)
+        t0 = time.perf_counter()
+        t_correct = 0.0
+        if opts.critic == "latent" and opts.critic_steps:
+            z = correct_latents(
+                self.generator, self.critic, z, opts.critic_steps, opts.critic_step_size, anchor=opts.critic_anchor
+            )
+            t_correct = time.perf_counter() - t0
+        frames = render(self.generator, z, batch_size=opts.render_batch)  # [clips * T, C, H, W]
+        t_render = time.perf_counter() - t0 - t_correct
+
+        # 5. pixel-space critic correction
+        t0 = time.perf_counter()
+        if opts.critic == "pixel" and opts.critic_steps:
+            frames = correct_pixels(
+                self.critic,
+                frames.to(self.device),
+                opts.critic_steps,
+                opts.critic_step_size,
+                anchor=opts.critic_anchor,
+            ).cpu()
+        t_correct += time.perf_counter() - t0
+        n = len(latents)
+        return frames, z.cpu(), {"path": t_path / n, "render": t_render / n, "correct": t_correct / n}
 
     def _check_keyframes(self, keyframes) -> torch.Tensor:
         k = torch.as_tensor(keyframes, dtype=torch.float32)

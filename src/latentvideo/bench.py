@@ -1,0 +1,448 @@
+"""`latentvideo bench`: the pipeline, its ablations and the baselines, measured in one run
+on held-out test sequences.
+
+Task: keyframes (default t = 0, 9, 19) of each sequence are given; every method makes all
+T frames; metrics are taken over the frames that are not keyframes, averaged per sequence,
+with a 95 % bootstrap interval over sequences.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import baselines, metrics
+from .classifier import features as classifier_features
+from .classifier import predict_digits
+from .data import load_digits, moving_mnist, read_sequences, to_frames
+from .errors import LatentVideoError
+from .fileio import write_json, write_text
+from .invert import invert
+from .models import load_model
+from .pipeline import PRETRAINED, Options, Pipeline
+from .render import contact_sheet, render, write_png
+
+METRICS = ("mse_pixel", "mse_frame", "psnr", "ssim", "motion", "ink", "identity", "flicker")
+
+
+@dataclass
+class BenchConfig:
+    sequences: int = 200
+    seed: int = 0
+    keyframes: tuple[int, ...] = (0, 9, 19)
+    extra_keyframes: tuple[tuple[int, ...], ...] = ((0, 19), (0, 4, 9, 14, 19))
+    quick: bool = False
+    slow_subset: int = 20  # sequences for the per-image scipy rows (the original settings)
+    reference_frames: int = 512  # train frames whose latents give the "reference" PCA basis
+    mb_sizes: tuple[int, ...] = (4, 8)
+    data: str | None = None
+
+
+@dataclass
+class Row:
+    name: str
+    group: str
+    command: str = ""
+    values: dict = field(default_factory=dict)  # metric -> [mean, low, high]
+    per_frame: dict = field(default_factory=dict)  # metric -> list over t (nan at keyframes)
+    seconds_per_clip: float | None = None
+    sequences: int = 0
+
+
+# ------------------------------------------------------------------ data
+
+
+def load_benchmark_data(cfg: BenchConfig):
+    """video uint8 [T, N, H, W], labels [N, D] or None, digits and positions (for the oracle) or None."""
+    if cfg.data is None:
+        mm = moving_mnist(cfg.sequences, 20, 2, 64, split="test", seed=cfg.seed)
+        return mm.video, mm.labels, mm.digits, mm.positions
+    video, labels = read_sequences(cfg.data, with_labels=True)
+    n = min(cfg.sequences, video.shape[1])
+    return video[:, :n], None if labels is None else labels[:n], None, None
+
+
+# ------------------------------------------------------------------ scoring
+
+
+class Scorer:
+    """Computes every metric of a clip set [T, N, H, W] uint8 against the truth."""
+
+    def __init__(self, truth, labels, classifier, keyframes, seed=0):
+        self.truth, self.classifier, self.seed = truth, classifier, seed
+        T, N = truth.shape[:2]
+        self.others = np.array([t for t in range(T) if t not in set(keyframes)])
+        if labels is None:  # the classifier's digit set on the keyframes, by majority
+            votes = predict_digits(classifier, truth[list(keyframes)].reshape(-1, 1, *truth.shape[2:]))
+            self.sets = votes.reshape(len(keyframes), N, 10).mean(0) > 0.5
+        else:
+            self.sets = metrics.label_sets(labels)
+        ref = moving_mnist(max(N, 50), T, 2, truth.shape[-1], split="test", seed=seed + 10_000).video
+        self.ref_stats = metrics.feature_stats(classifier_features(classifier, ref.reshape(-1, 1, *ref.shape[2:])))
+
+    def __call__(self, clips: np.ndarray, n: int | None = None) -> tuple[dict, dict]:
+        n = n or clips.shape[1]
+        gen, true = clips[self.others, :n], self.truth[self.others, :n]  # [T', n, H, W]
+        per = {
+            "mse_pixel": metrics.mse_per_pixel(gen, true),
+            "mse_frame": metrics.mse_per_frame(gen, true),
+            "psnr": metrics.psnr(gen, true),
+            "ssim": metrics.ssim(gen, true),
+            "motion": metrics.motion_error(gen, true),
+            "ink": metrics.ink_ratio(gen, true),
+        }
+        pred = predict_digits(self.classifier, gen.reshape(-1, 1, *gen.shape[2:])).reshape(*gen.shape[:2], 10)
+        per["identity"] = (pred == self.sets[None, :n]).all(-1).astype(np.float64)
+        values = {k: list(metrics.bootstrap_ci(np.nanmean(v, 0), seed=self.seed)) for k, v in per.items()}
+        values["flicker"] = list(metrics.bootstrap_ci(metrics.flicker(clips[:, :n]), seed=self.seed))
+        feats = classifier_features(self.classifier, gen.reshape(-1, 1, *gen.shape[2:]))
+        values["frechet"] = [metrics.frechet_from_stats(*metrics.feature_stats(feats), *self.ref_stats)] * 3
+        curves = {}
+        for k, v in per.items():
+            curve = np.full(clips.shape[0], np.nan)
+            curve[self.others] = np.nanmean(v, 1)
+            curves[k] = curve.tolist()
+        return values, curves
+
+
+# ------------------------------------------------------------------ methods
+
+
+def pipeline_variants(quick: bool, num_keyframes: int) -> list[tuple[str, str, dict]]:
+    """(name, group, option overrides) of every pipeline row."""
+    rows = [("pipeline (default)", "pipeline", {})]
+    if quick:
+        return rows + [
+            ("inversion pnet", "inversion", {"method": "pnet"}),
+            ("no PCA", "pca", {"pca": None}),
+            ("critic off", "critic", {"critic": "off"}),
+            ("lerp", "path", {"path": "lerp"}),
+        ]
+    rows += [
+        ("inversion pnet", "inversion", {"method": "pnet"}),
+        ("inversion lbfgs (zero init)", "inversion", {"method": "lbfgs"}),
+        ("inversion pnet+lbfgs", "inversion", {"method": "pnet+lbfgs"}),
+    ]
+    for pca in (None, 0.9, 0.99, 0.999):
+        rows.append((f"PCA {pca or 'off'} (keyframes)", "pca", {"pca": pca}))
+        if pca is not None:
+            rows.append((f"PCA {pca} (reference)", "pca", {"pca": pca, "_reference": True}))
+    for degree in (1, 2, 3):
+        if degree < num_keyframes and (degree < 3 or num_keyframes >= 5):
+            rows.append((f"degree {degree}", "degree", {"degree": degree}))
+    rows += [("critic off", "critic", {"critic": "off"})]
+    for space in ("pixel", "latent"):
+        for steps, size in ((5, 1e-3), (20, 1e-3), (5, 1e-2)):
+            rows.append(
+                (
+                    f"critic {space} {steps}x{size:g}",
+                    "critic",
+                    {"critic": space, "critic_steps": steps, "critic_step_size": size},
+                )
+            )
+    rows += [("lerp", "path", {"path": "lerp"}), ("slerp", "path", {"path": "slerp"})]
+    return rows
+
+
+ORIGINAL = {
+    "method": "scipy",
+    "pca": None,
+    "degree": 1,
+    "critic": "latent",
+    "critic_steps": 100,
+    "critic_step_size": 1e-4,
+    "path": "line",
+}
+
+
+def _command(cfg: BenchConfig, name: str) -> str:
+    keys = ",".join(map(str, cfg.keyframes))
+    return f"latentvideo bench --sequences {cfg.sequences} --seed {cfg.seed} --keyframes {keys}" + (
+        " --quick" if cfg.quick else ""
+    )
+
+
+def run_benchmark(cfg: BenchConfig, pipe: Pipeline, classifier, out_dir: str | Path, progress: bool = True) -> dict:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    video, labels, digits, positions = load_benchmark_data(cfg)
+    T, N = video.shape[:2]
+    sets = [tuple(cfg.keyframes)] + ([] if cfg.quick else [tuple(k) for k in cfg.extra_keyframes])
+    for ks in sets:
+        if len(ks) < 2 or any(not 0 <= k < T for k in ks) or list(ks) != sorted(set(ks)):
+            raise LatentVideoError(f"keyframes {ks} must be at least 2 sorted distinct frames in 0..{T - 1}")
+    base = pipe.default_options()
+    frames_f = torch.from_numpy(video).float() / 255  # [T, N, H, W]
+
+    # 1. invert every keyframe once per method; rows reuse them
+    needed = sorted({k for ks in sets for k in ks})
+    methods = ["pnet+lbfgs" if pipe.projector is not None else "lbfgs"]
+    if not cfg.quick and pipe.projector is not None:
+        methods += ["lbfgs"]
+    if pipe.projector is not None:
+        methods += ["pnet"]
+    cache: dict[str, dict[int, torch.Tensor]] = {}
+    inversion_rows = []
+    for method in tqdm(methods, desc="invert", disable=not progress):
+        x = frames_f[needed].reshape(-1, 1, *video.shape[2:])  # [len(needed) * N, 1, H, W]
+        inv = invert(
+            pipe.generator, x.to(pipe.device), method, pipe.projector, steps=base.lbfgs_steps, z_dim=pipe.z_dim
+        )
+        z = inv.latents.cpu().reshape(len(needed), N, -1)
+        cache[method] = {k: z[i] for i, k in enumerate(needed)}
+        inversion_rows.append(
+            {
+                "method": method,
+                "images": len(x),
+                "mse_pixel": float(inv.errors.mean()),
+                "seconds_per_image": inv.seconds / len(x),
+            }
+        )
+
+    # reference PCA basis: latents of train frames (never test digits)
+    reference = None
+    if not cfg.quick:
+        from .data import MovingMNISTFrames
+
+        src = MovingMNISTFrames("train", 2, video.shape[-1])
+        ref_x = torch.from_numpy(src.sample(np.random.default_rng(cfg.seed), cfg.reference_frames)).float() / 255
+        reference = pipe.project(ref_x, base).latents.cpu()
+
+    scorer_cache = {}
+    results = {"config": asdict(cfg), "keyframe_sets": {}, "inversion": inversion_rows}
+    for ks in sets:
+        scorer = scorer_cache.setdefault(ks, Scorer(video, labels, classifier, ks, cfg.seed))
+        rows: list[Row] = []
+        times = [float(k) for k in ks]
+
+        def add(name, group, clips, seconds=None, n=None, rows=rows, scorer=scorer):
+            values, curves = scorer(clips, n)
+            rows.append(Row(name, group, _command(cfg, name), values, curves, seconds, n or clips.shape[1]))
+
+        # baselines
+        add("all black", "baseline", baselines.all_black(video, ks))
+        add("hold nearest keyframe", "baseline", baselines.hold_nearest(video, ks))
+        add("pixel crossfade", "baseline", baselines.crossfade(video, ks))
+        for mb in cfg.mb_sizes if not cfg.quick else cfg.mb_sizes[-1:]:
+            t0 = time.perf_counter()
+            clips = baselines.ffmpeg_minterpolate(video, ks, mb_size=mb)
+            add(f"ffmpeg minterpolate mb{mb}", "baseline", clips, (time.perf_counter() - t0) / N)
+        if digits is not None:
+            add("piecewise-linear oracle", "baseline", baselines.piecewise_linear_oracle(digits, positions, ks))
+        add("ground truth", "baseline", video)
+
+        # pipeline rows
+        variants = pipeline_variants(cfg.quick, len(ks)) if ks == sets[0] else pipeline_variants(True, len(ks))[:1]
+        if ks == sets[0] and len(ks) >= 5:
+            variants.append(("degree 3", "degree", {"degree": 3}))
+        for name, group, over in tqdm(variants, desc=f"pipeline {ks}", disable=not progress):
+            over = dict(over)
+            use_ref = over.pop("_reference", False)
+            opts = replace(base, **over).validated()
+            method = opts.method if opts.method in cache else methods[0]
+            latents = [torch.stack([cache[method][k][i] for k in ks]) for i in range(N)]
+            frames, _, timings = pipe.animate(latents, [times] * N, T, opts, reference if use_ref else None)
+            clips = _to_video(frames, T, N)
+            inv_s = next(r["seconds_per_image"] for r in inversion_rows if r["method"] == method) * len(ks)
+            add(name, group, clips, inv_s + sum(timings.values()))
+
+        if ks == sets[0] and not cfg.quick:  # the original implementation's settings, per-image scipy
+            n = min(cfg.slow_subset, N)
+            x = frames_f[list(ks), :n].transpose(0, 1).reshape(-1, 1, *video.shape[2:])  # [n * K, 1, H, W]
+            opts = replace(base, **ORIGINAL).validated()
+            inv = pipe.project(x, opts)
+            latents = list(inv.latents.cpu().reshape(n, len(ks), -1))
+            frames, _, timings = pipe.animate(latents, [times] * n, T, opts)
+            clips = np.concatenate([_to_video(frames, T, n), video[:, n:]], 1)
+            add(f"original settings ({n} seq)", "original", clips, inv.seconds / n + sum(timings.values()), n)
+        results["keyframe_sets"][",".join(map(str, ks))] = [asdict(r) for r in rows]
+
+    results["speed"] = measure_speed(pipe, video, cfg, base, methods[0])
+    results["classifier"] = {"accuracy_true_frames": _row(results, "ground truth")["values"]["identity"][0]}
+    results["environment"] = _environment(pipe)
+    write_json(out_dir / "results.json", results)
+    write_text(out_dir / "report.md", report_markdown(results))
+    plot_per_frame(results, out_dir / "per_frame.png")
+    write_examples(pipe, video, cache[methods[0]], cfg, base, out_dir / "examples.png")
+    return results
+
+
+def _to_video(frames: torch.Tensor, T: int, N: int) -> np.ndarray:  # [N*T, 1, H, W] -> uint8 [T, N, H, W]
+    x = (frames.clamp(0, 1) * 255).round().byte().numpy()
+    return x.reshape(N, T, *x.shape[-2:]).transpose(1, 0, 2, 3)
+
+
+def _row(results, name):
+    first = next(iter(results["keyframe_sets"].values()))
+    return next(r for r in first if r["name"] == name)
+
+
+def measure_speed(pipe: Pipeline, video, cfg: BenchConfig, opts: Options, method: str) -> dict:
+    T, N = video.shape[:2]
+    ks = list(cfg.keyframes)
+    clips = []
+    for i in range(min(5, N)):  # one clip at a time, as a user runs it
+        k = torch.from_numpy(video[ks, i][:, None]).float() / 255
+        t0 = time.perf_counter()
+        clip = pipe(k, [float(t) for t in ks], T)
+        clips.append({**clip.timings, "total": time.perf_counter() - t0})
+    per_clip = {k: float(np.median([c[k] for c in clips])) for k in clips[0]}
+    # batched inversion against the per-image scipy float64 reference, same images
+    n = min(cfg.slow_subset, N) if not cfg.quick else min(4, N)
+    x = (torch.from_numpy(video[ks, :n]).float() / 255).reshape(-1, 1, *video.shape[2:])
+    ours = invert(pipe.generator, x.to(pipe.device), method, pipe.projector, steps=opts.lbfgs_steps, z_dim=pipe.z_dim)
+    ref = invert(pipe.generator, x.to(pipe.device), "scipy", pipe.projector, steps=opts.lbfgs_steps, z_dim=pipe.z_dim)
+    z = torch.randn(1000, pipe.z_dim, generator=torch.Generator().manual_seed(0))
+    t0 = time.perf_counter()
+    render(pipe.generator, z, batch_size=opts.render_batch)
+    fps = 1000 / (time.perf_counter() - t0)
+    return {
+        "seconds_per_clip": per_clip,
+        "inversion_batched": {"seconds_per_image": ours.seconds / len(x), "mse_pixel": float(ours.errors.mean())},
+        "inversion_scipy": {"seconds_per_image": ref.seconds / len(x), "mse_pixel": float(ref.errors.mean())},
+        "inversion_speedup": ref.seconds / max(ours.seconds, 1e-9),
+        "render_frames_per_s": fps,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _environment(pipe) -> dict:
+    import torch as _t
+
+    from . import __version__
+
+    return {
+        "latentvideo": __version__,
+        "torch": _t.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "device": str(pipe.device),
+        "cpu": platform.processor() or platform.machine(),
+        "threads": _t.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+# ------------------------------------------------------------------ outputs
+
+_COLS = [
+    ("mse_pixel", "MSE/px", 4),
+    ("mse_frame", "MSE/frame", 1),
+    ("psnr", "PSNR", 2),
+    ("ssim", "SSIM", 3),
+    ("motion", "motion px", 2),
+    ("ink", "ink", 2),
+    ("identity", "identity", 3),
+    ("frechet", "Fréchet", 1),
+    ("flicker", "flicker", 4),
+]
+
+
+def report_markdown(results: dict) -> str:
+    cfg = results["config"]
+    env = results["environment"]
+    out = [
+        "# latentvideo benchmark",
+        "",
+        f"{cfg['sequences']} held-out test sequences (test-split digits, seed {cfg['seed']}), 20 frames, 64x64."
+        f" Metrics over non-keyframe frames, mean [95 % bootstrap interval over sequences]."
+        f" SSIM: scikit-image. Motion: exact EMD (POT) on 16x16 pooled frames, in pixels of the 64x64 frame."
+        f" Identity and Fréchet: the project's digit classifier. {env['date']}, {env['device']},"
+        f" torch {env['torch']}, {env['threads']} threads.",
+        "",
+    ]
+    for ks, rows in results["keyframe_sets"].items():
+        out += [
+            f"## Keyframes {ks}",
+            "",
+            "| method | " + " | ".join(c[1] for c in _COLS) + " | s/clip |",
+            "|---" * (len(_COLS) + 2) + "|",
+        ]
+        for r in rows:
+            cells = []
+            for key, _, digits in _COLS:
+                m, lo, hi = r["values"][key]
+                cells.append(
+                    f"{m:.{digits}f}" if key == "frechet" else f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+                )
+            s = "" if r["seconds_per_clip"] is None else f"{r['seconds_per_clip']:.2f}"
+            out.append(f"| {r['name']} | " + " | ".join(cells) + f" | {s} |")
+        out.append("")
+    out += ["## Inversion", "", "| method | images | MSE/px | s/image |", "|---|---|---|---|"]
+    for r in results["inversion"]:
+        out.append(f"| {r['method']} | {r['images']} | {r['mse_pixel']:.4f} | {r['seconds_per_image']:.3f} |")
+    sp = results["speed"]
+    stages = ", ".join(f"{k} {v:.2f}" for k, v in sp["seconds_per_clip"].items())
+    out += [
+        "",
+        "## Speed and memory",
+        "",
+        f"- Seconds per 20-frame clip (median of 5, one clip at a time): {stages}",
+        f"- Batched inversion {sp['inversion_batched']['seconds_per_image']:.3f} s/image"
+        f" (MSE/px {sp['inversion_batched']['mse_pixel']:.4f}) vs per-image scipy float64 L-BFGS-B"
+        f" {sp['inversion_scipy']['seconds_per_image']:.3f} s/image (MSE/px {sp['inversion_scipy']['mse_pixel']:.4f}):"
+        f" {sp['inversion_speedup']:.1f}x",
+        f"- Rendering: {sp['render_frames_per_s']:.0f} frames/s",
+        f"- Peak RSS: {sp['peak_rss_mb']:.0f} MB",
+        f"- Classifier exact-set accuracy on true frames: {results['classifier']['accuracy_true_frames']:.3f}",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def plot_per_frame(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .fileio import atomic_path
+
+    ks, rows = next(iter(results["keyframe_sets"].items()))
+    keep = [r for r in rows if r["group"] in ("baseline", "pipeline", "original") and r["name"] != "ground truth"]
+    keys = ["mse_pixel", "ssim", "motion", "identity"]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.6))
+    for ax, key in zip(axes, keys):
+        for r in keep:
+            ax.plot(r["per_frame"][key], marker=".", label=r["name"], lw=2.5 if r["group"] == "pipeline" else 1)
+        ax.set_title(key)
+        ax.set_xlabel("t")
+        for k in map(int, ks.split(",")):
+            ax.axvline(k, color="0.8", lw=0.8)
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def write_examples(pipe, video, latent_cache, cfg, opts, path) -> None:
+    ks = list(cfg.keyframes)
+    T = video.shape[0]
+    rows, labels = [], []
+    for i in range(min(4, video.shape[1])):
+        z = [torch.stack([latent_cache[k][i] for k in ks])]
+        frames, _, _ = pipe.animate(z, [[float(k) for k in ks]], T, opts)
+        gen = _to_video(frames, T, 1)[:, 0]
+        fade = baselines.crossfade(video[:, i : i + 1], ks)[:, 0]
+        rows += [video[:, i], gen, fade]
+        labels += [f"#{i} truth", f"#{i} pipeline", f"#{i} crossfade"]
+    write_png(path, contact_sheet(rows, labels, ks))
+
+
+def load_classifier(path: str | Path | None, model_dir: str | Path | None):
+    for candidate in [path, Path(model_dir) / "classifier" if model_dir else None, PRETRAINED / "classifier"]:
+        if candidate is not None and Path(candidate).is_dir():
+            return load_model(candidate, expect="digit-classifier")
+    raise LatentVideoError("no digit classifier found", hint="pass --classifier DIR (latentvideo train classifier)")
+
+
+__all__ = ["BenchConfig", "run_benchmark", "load_classifier", "load_digits", "to_frames", "json"]
