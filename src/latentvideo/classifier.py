@@ -5,7 +5,8 @@ frame) on Moving MNIST frames synthesised on the fly from TRAIN-split digits: a 
 of 1-digit, 2-digit and a few empty frames. Two equal digits (3 and 3) make the
 one-class set {3}, in the targets here and in `metrics.label_sets` alike.
 
-    python -c "from latentvideo.classifier import train_classifier; train_classifier('runs/classifier')"
+    python -c "import torch; torch.set_num_threads(1); from latentvideo.classifier import train_classifier; \
+               train_classifier('runs/classifier')"
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def train_batch(rng: np.random.Generator, images, labels, batch_size: int, size:
 
 def train_classifier(
     out_dir: str | Path,
-    steps: int = 3000,
+    steps: int = 8000,
     batch_size: int = 64,
     seed: int = 0,
     device: str = "cpu",

@@ -233,6 +233,9 @@ def generate(
     keyframe_index: str = typer.Option("0,9,19", "--keyframes", help="With --from: which frames are keyframes."),
     manifest: Path | None = typer.Option(None, help="CSV with columns keyframes (paths joined by ';'), times, out."),
     out_dir: Path | None = typer.Option(None, help="With --manifest: folder for relative outputs."),
+    batch_rows: int = typer.Option(
+        16, help="With --manifest: rows projected and rendered together (outputs never depend on torchrun's size)."
+    ),
     device: str = typer.Option("auto"),
 ):
     """Make a clip from keyframe images.
@@ -242,17 +245,15 @@ def generate(
       latentvideo generate a.png b.png c.png --times 0,9,19 --frames 20 --out clip.mp4 --pca 0.99 --critic-steps 5
       latentvideo generate --from mm_test.npy --sequence 3 --keyframes 0,9,19 --out clip.png
       latentvideo generate --manifest jobs.csv --out-dir clips/
+      torchrun --standalone --nproc_per_node=2 -m latentvideo.cli generate --manifest jobs.csv --out-dir clips/
     """
     from .pipeline import MAX_FRAMES, load_pipeline, prepare_keyframes
     from .render import check_output_path, to_uint8, write_clip
 
-    if manifest is not None:
-        return _generate_manifest(manifest, out_dir, frames, model, device, fps, resize)
-    if out is None:
-        _fail("missing --out", "e.g. --out clip.gif")
-    check_output_path(out)
     if not 2 <= frames <= MAX_FRAMES:
         _fail(f"--frames must be between 2 and {MAX_FRAMES}, got {frames}")
+    if fps < 1:
+        _fail(f"--fps must be at least 1, got {fps}")
     overrides = {"path": path, "pca": _parse_pca(pca), "degree": degree}
     for name, value in [
         ("method", method),
@@ -263,6 +264,17 @@ def generate(
     ]:
         if value is not None:
             overrides[name] = value
+    if manifest is not None:
+        if keyframes or out is not None or from_file is not None or times is not None:
+            _fail("with --manifest, keyframes, times and outputs come from the CSV", "drop --out, --from, --times")
+        if batch_rows < 1:
+            _fail(f"--batch-rows must be at least 1, got {batch_rows}")
+        return _generate_manifest(manifest, out_dir, frames, model, device, fps, resize, overrides, batch_rows)
+    if out_dir is not None:
+        _fail("--out-dir goes with --manifest", "use --out for one clip")
+    if out is None:
+        _fail("missing --out", "e.g. --out clip.gif")
+    check_output_path(out)
     times_list = _parse_floats(times, "--times")
     truth = None
     if from_file is not None:
@@ -273,7 +285,10 @@ def generate(
         video = read_sequences(from_file)
         if not 0 <= sequence < video.shape[1]:
             _fail(f"--sequence {sequence} out of range: {from_file} holds {video.shape[1]} sequences")
-        idx = [int(v) for v in _parse_floats(keyframe_index, "--keyframes")]
+        idx_f = _parse_floats(keyframe_index, "--keyframes") or []
+        if any(v != int(v) for v in idx_f):
+            _fail(f"--keyframes must be whole frame indices, got {keyframe_index!r}")
+        idx = [int(v) for v in idx_f]
         if any(not 0 <= i < video.shape[0] for i in idx):
             _fail(f"--keyframes {keyframe_index} out of range: sequences have {video.shape[0]} frames")
         images, names = video[idx, sequence], [f"t={i}" for i in idx]
@@ -298,8 +313,13 @@ def generate(
     _print_clip_report(clip, names)
 
 
-def _generate_manifest(manifest, out_dir, frames, model, device, fps, resize):
-    """Render every row of a CSV; under torchrun each rank takes rows rank, rank + world, ..."""
+def _generate_manifest(manifest, out_dir, frames, model, device, fps, resize, overrides, batch_rows=16):
+    """Render every row of a CSV, `batch_rows` rows per batched run of the pipeline.
+
+    Under torchrun (RANK / WORLD_SIZE set; no process group is needed) rank r takes batches
+    r, r + world, ... A batch holds the same rows whatever the number of processes, and float
+    results can depend on the batch a frame is computed in, so every output file is the same
+    (byte for byte) in one process or many."""
     import csv
 
     from .pipeline import load_pipeline, prepare_keyframes
@@ -307,30 +327,47 @@ def _generate_manifest(manifest, out_dir, frames, model, device, fps, resize):
 
     if not manifest.is_file():
         _fail(f"manifest not found: {manifest}")
-    with open(manifest, newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(manifest, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        _fail(f"cannot read manifest {manifest}: {e}")
     if not rows or not {"keyframes", "out"} <= set(rows[0]):
         _fail(f"{manifest} needs a header with columns keyframes, times (optional), out")
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     base = out_dir or manifest.parent
     jobs = []
     for i, row in enumerate(rows):
-        paths = [Path(p.strip()) for p in row["keyframes"].split(";") if p.strip()]
+        paths = [Path(p.strip()) for p in (row.get("keyframes") or "").split(";") if p.strip()]
         paths = [p if p.is_absolute() else manifest.parent / p for p in paths]
-        target = Path(row["out"]) if Path(row["out"]).is_absolute() else base / row["out"]
-        jobs.append((i, paths, _parse_floats(row.get("times"), f"times in row {i + 1}"), target))
-    for _, _, _, target in jobs:
+        if len(paths) < 2:
+            _fail(f"row {i + 1} of {manifest}: need at least 2 keyframes, got {len(paths)}")
+        out = (row.get("out") or "").strip()
+        if not out:
+            _fail(f"row {i + 1} of {manifest} has no output path")
+        target = Path(out) if Path(out).is_absolute() else base / out
+        times = (row.get("times") or "").replace(";", ",").strip()
+        jobs.append((i, paths, _parse_floats(times, f"times in row {i + 1}"), target))
+    targets = [target for _, _, _, target in jobs]
+    if len(set(targets)) != len(targets):
+        _fail(f"{manifest} writes the same output twice")
+    for target in targets:
         check_output_path(target)
     pipe = load_pipeline(model, device)
-    mine = jobs[rank::world]
-    sets = [
-        prepare_keyframes([str(p) for p in paths], pipe.channels, pipe.resolution, resize) for _, paths, _, _ in mine
-    ]
-    clips = pipe.generate_many(sets, [t for _, _, t, _ in mine], frames) if mine else []
-    for (i, _, _, target), clip in zip(mine, clips):
-        write_clip(target, to_uint8(clip.frames), fps=fps, keyframes=[int(round(t)) for t in clip.times])
-        errs = ", ".join(f"{e:.4f}" for e in clip.keyframe_errors.tolist())
-        typer.echo(f"[rank {rank}] row {i + 1}: wrote {target}  (keyframe MSE {errs})")
+    pipe.options(**overrides)  # every rank checks the options, even one without rows
+    if not 0 <= rank < world:
+        _fail(f"bad torchrun environment: RANK={rank}, WORLD_SIZE={world}")
+    batches = [jobs[i : i + batch_rows] for i in range(0, len(jobs), batch_rows)]
+    for batch in batches[rank::world]:
+        sets = [
+            prepare_keyframes([str(p) for p in paths], pipe.channels, pipe.resolution, resize)
+            for _, paths, _, _ in batch
+        ]
+        clips = pipe.generate_many(sets, [t for _, _, t, _ in batch], frames, **overrides)
+        for (i, _, _, target), clip in zip(batch, clips):
+            write_clip(target, to_uint8(clip.frames), fps=fps, keyframes=[int(round(t)) for t in clip.times])
+            errs = ", ".join(f"{e:.4f}" for e in clip.keyframe_errors.tolist())
+            typer.echo(f"[rank {rank}] row {i + 1}: wrote {target}  (keyframe MSE {errs})")
 
 
 @app.command("invert")
@@ -382,6 +419,31 @@ def invert_cmd(
     for p, e in zip(images, inv.errors.tolist()):
         typer.echo(f"  {p}: reconstruction MSE/pixel {e:.5f}")
     typer.echo(f"wrote {out}  latents {list(inv.latents.shape)}  ({inv.seconds:.2f} s)")
+
+
+@app.command("render")
+def render_cmd(
+    latents: Path = typer.Argument(..., help="A .npz holding `latents` [T, z_dim] (as `invert` writes) or a .npy."),
+    out: Path = typer.Option(..., "--out", help="clip.gif, clip.mp4, clip.png (contact sheet) or clip.npy."),
+    model: Path | None = typer.Option(None, help=_MODEL_HELP),
+    fps: int = typer.Option(10, help="Frames per second of GIF/MP4."),
+    device: str = typer.Option("auto"),
+):
+    """Render latents, one frame per row, with the generator into a clip.
+
+    Example:  latentvideo render latents.npz --out clip.gif
+    """
+    from .data import read_latents
+    from .pipeline import MAX_FRAMES, load_pipeline
+    from .render import check_output_path, render, to_uint8, write_clip
+
+    check_output_path(out)
+    z = read_latents(latents)
+    if len(z) > MAX_FRAMES:
+        _fail(f"{latents} holds {len(z)} latents, the cap is {MAX_FRAMES} frames")
+    pipe = load_pipeline(model, device)
+    write_clip(out, to_uint8(render(pipe.generator, z)), fps=fps)
+    typer.echo(f"wrote {out}  ({len(z)} frames)")
 
 
 @app.command()
@@ -459,6 +521,24 @@ def bench(
 
     typer.echo(report_markdown(results))
     typer.echo(f"wrote {out}/results.json, report.md, per_frame.png, examples.png")
+
+
+@app.command()
+def serve(
+    port: int = typer.Option(7860, help="Port to listen on."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind; the default is reachable from this machine only."),
+    model: Path | None = typer.Option(None, help=_MODEL_HELP),
+    device: str = typer.Option("auto"),
+):
+    """Serve a local web page: upload keyframes (or sample a test sequence), watch the clip.
+
+    Needs the web extra:  pip install 'latentvideo\\[web]'.  Makes no outside calls.
+
+    Example:  latentvideo serve --port 7860   (then open http://127.0.0.1:7860)
+    """
+    from .web import serve as serve_web
+
+    serve_web(model, host, port, device)
 
 
 # ------------------------------------------------------------------ entry point

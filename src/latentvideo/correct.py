@@ -26,6 +26,7 @@ from .errors import LatentVideoError
 
 LATENT_STEPS, LATENT_STEP_SIZE = 50, 0.02
 PIXEL_STEPS, PIXEL_STEP_SIZE = 50, 0.05
+CHUNK = 256  # frames corrected at once when frames are independent (temporal = 0): bounds memory for long clips
 SPACES = ("pixel", "latent")
 
 
@@ -62,6 +63,24 @@ def correct_clip(
     correction cannot, say, turn a digit into another in one frame only.
     """
     _check(steps, step_size, anchor, temporal, space)
+    n = len(z) if space == "latent" and z is not None else len(frames) if frames is not None else 0
+    if not temporal and n > CHUNK:  # independent frames: correct a chunk at a time, so memory stays bounded
+        parts = [
+            correct_clip(
+                G,
+                C,
+                None if z is None else z[i : i + CHUNK],
+                None if frames is None else frames[i : i + CHUNK],
+                steps,
+                step_size,
+                anchor,
+                0.0,
+                space,
+            )
+            for i in range(0, n, CHUNK)
+        ]
+        frames_out = torch.cat([f for _, f in parts])
+        return (torch.cat([zc for zc, _ in parts]) if space == "latent" else z), frames_out
     if space == "latent":
         if G is None or z is None:
             raise LatentVideoError("latent-space correction needs the generator and the latents")

@@ -9,6 +9,7 @@ Layouts used everywhere:
 from __future__ import annotations
 
 import gzip
+import re
 import struct
 import warnings
 from dataclasses import dataclass
@@ -235,6 +236,33 @@ def write_sequences(path: str | Path, video: np.ndarray, labels: np.ndarray | No
                 np.savez_compressed(f, video=video, labels=labels)
 
 
+def read_latents(path: str | Path) -> np.ndarray:
+    """Latents float32 [T, z_dim] from a .npz (key `latents`, as `latentvideo invert` writes) or a .npy.
+
+    Refuses pickles, other shapes and NaN or infinite values."""
+    p = _require_file(path)
+    try:
+        if p.suffix == ".npz":
+            with np.load(p, allow_pickle=False) as z:
+                if "latents" not in z:
+                    raise LatentVideoError(f"{p} has no 'latents' array", hint="save with np.savez(f, latents=...)")
+                latents = z["latents"]
+        elif p.suffix == ".npy":
+            latents = np.load(p, allow_pickle=False)
+        else:
+            raise LatentVideoError(f"unknown latents file type {p.suffix!r}: {p}", hint="use .npz or .npy")
+    except LatentVideoError:
+        raise
+    except Exception as e:  # corrupt files, pickled object arrays, ...
+        raise LatentVideoError(f"cannot read {p}: {e}") from None
+    if latents.ndim != 2 or len(latents) == 0 or latents.dtype.kind not in "fiu":
+        raise LatentVideoError(f"{p} holds {latents.dtype} {list(latents.shape)}, expected latents [T, z_dim]")
+    if not np.isfinite(latents).all():
+        bad = int((~np.isfinite(latents)).any(1).sum())
+        raise LatentVideoError(f"{p} holds NaN or infinite latents ({bad} of {len(latents)} rows)")
+    return latents.astype(np.float32)
+
+
 def load_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Read one still image as uint8 [H, W] (grayscale) or [H, W, 3] (RGB).
 
@@ -264,7 +292,13 @@ def load_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarr
                 return _to_array(im)
     except LatentVideoError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:  # PIL's own cap, checked in open()
+        size = re.search(r"\((\d+) pixels\)", str(e))
+        size = f" ({int(size.group(1)):,} pixels)" if size else ""
+        raise LatentVideoError(
+            f"image too large: {p}{size}, the cap is {max_pixels:,} pixels", hint="downscale it first"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise LatentVideoError(f"cannot read image {p}: {type(e).__name__}: {e}") from None
     except Exception as e:  # PIL raises many types on hostile bytes
         raise LatentVideoError(f"cannot read image {p}: {type(e).__name__}") from None

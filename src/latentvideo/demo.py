@@ -16,6 +16,7 @@ import torch
 
 from .baselines import crossfade
 from .data import moving_mnist
+from .errors import LatentVideoError
 from .render import contact_sheet, to_uint8, write_clip, write_png
 
 KEYFRAMES = (0, 9, 19)
@@ -32,10 +33,17 @@ class DemoClip:
 
 def run_demo(pipe, out_dir: str | Path = "demo", sequences: int = 4, seed: int = 0, num_frames: int = 20, **options):
     """Returns (clips, contact sheet path, per-stage seconds per clip)."""
+    if tuple(pipe.frame_shape) != (1, 64, 64):
+        raise LatentVideoError(
+            f"the demo animates 64x64 Moving MNIST, but the model makes {list(pipe.frame_shape)} frames",
+            hint="use a 1-channel 64x64 model",
+        )
+    keys = [k for k in KEYFRAMES if k < num_frames]
+    if len(keys) < 2 or sequences < 1:
+        raise LatentVideoError(f"the demo needs at least 1 sequence and {KEYFRAMES[1] + 1} frames")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     mm = moving_mnist(sequences, num_frames, split="test", seed=seed)  # video [T, N, 64, 64]
-    keys = [k for k in KEYFRAMES if k < num_frames]
     t0 = time.perf_counter()
     keyframes = [torch.from_numpy(mm.video[keys, i][:, None]).float() / 255 for i in range(sequences)]
     clips = pipe.generate_many(keyframes, [list(map(float, keys))] * sequences, num_frames, **options)

@@ -4,8 +4,10 @@ then `os.replace` moves it into place, so a crash never leaves half a file."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +40,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     On any exception the temporary file is removed and `path` keeps its old content.
     """
     path = check_writable(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    except OSError as e:
+        _raise_write_error(path, e)
+        raise
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -46,9 +52,47 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        _raise_write_error(path, e)
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+# a full disk or a read-only place is the user's to fix: report it as a LatentVideoError
+_WRITE_ERRNOS = {
+    errno.ENOSPC: "free some disk space or write elsewhere",
+    errno.EDQUOT: "free some disk space or write elsewhere",
+    errno.EFBIG: "the file system refuses files this large; write elsewhere",
+    errno.EROFS: "write to another folder",
+    errno.EACCES: "write to another folder",
+    errno.EPERM: "write to another folder",
+}
+
+
+def _raise_write_error(path: Path, e: OSError) -> None:
+    if e.errno in _WRITE_ERRNOS:
+        raise LatentVideoError(f"cannot write {path}: {e.strerror or e}", hint=_WRITE_ERRNOS[e.errno]) from e
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that writers killed mid-write (SIGKILL, power loss) left in
+    `folder` (not its subfolders); returns what was removed. Call it only when no other process
+    writes there."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        if _TEMP_NAME.match(p.name) and p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[^./]+)?$")  # what atomic_path's mkstemp names look like
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

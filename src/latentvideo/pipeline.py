@@ -54,15 +54,26 @@ class Options:
             raise LatentVideoError(f"unknown path {self.path!r}", hint=", ".join(PATHS))
         if self.critic not in CRITIC_SPACES:
             raise LatentVideoError(f"unknown critic correction {self.critic!r}", hint=", ".join(CRITIC_SPACES))
-        if self.pca is not None and not (0 < self.pca <= 1):  # NaN fails this too
+        if self.pca is not None and not (_is_number(self.pca) and 0 < self.pca <= 1):  # NaN fails this too
             raise LatentVideoError(f"--pca must be in (0, 1], got {self.pca}")
-        if self.degree < 1:
-            raise LatentVideoError(f"--degree must be at least 1, got {self.degree}")
-        if self.critic_steps < 0 or not np.isfinite(self.critic_step_size) or self.critic_step_size < 0:
-            raise LatentVideoError("critic steps and step size must be non-negative numbers")
-        if self.lbfgs_steps < 0:
-            raise LatentVideoError("--lbfgs-steps must be non-negative")
+        for name, low in (("degree", 1), ("lbfgs_steps", 0), ("critic_steps", 0), ("render_batch", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if not _is_int(value) or value < low:
+                flag = "--" + name.replace("_", "-")
+                raise LatentVideoError(f"{flag} must be an integer >= {low}, got {value!r}")
+        for name in ("prior_weight", "critic_step_size", "critic_anchor"):
+            value = getattr(self, name)
+            if not (_is_number(value) and np.isfinite(value) and value >= 0):
+                raise LatentVideoError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value!r}")
         return self
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 @dataclass
@@ -90,7 +101,11 @@ class Pipeline:
             raise LatentVideoError("cannot tell the generator's latent size", hint="pass z_dim=")
         self.device = torch.device(device) if device is not None else _module_device(generator)
         with torch.no_grad():  # one probe render tells the frame shape
-            self.frame_shape = tuple(generator(torch.zeros(1, self.z_dim, device=self.device)).shape[1:])
+            probe = generator(torch.zeros(1, self.z_dim, device=self.device))
+        if not torch.is_tensor(probe) or probe.ndim != 4 or probe.shape[0] != 1 or probe.shape[1] not in (1, 3):
+            shape = list(probe.shape) if torch.is_tensor(probe) else type(probe).__name__
+            raise LatentVideoError(f"the generator must return images [N, 1 or 3, H, W], got {shape} for N = 1")
+        self.frame_shape = tuple(probe.shape[1:])
 
     @classmethod
     def from_modules(cls, generator, critic=None, projector=None, z_dim=None) -> Pipeline:
@@ -101,14 +116,19 @@ class Pipeline:
         """Load a model folder holding generator/ and critic/ (and projector/ if trained):
         a training run directory or the shipped default (path=None)."""
         path = Path(path) if path is not None else PRETRAINED
+        if path.exists() and not path.is_dir():
+            raise LatentVideoError(
+                f"a model is a folder holding generator/ and critic/, got a file: {path}",
+                hint="pickled .pt/.pkl checkpoints are never loaded; export with models.save_model()",
+            )
         if not path.is_dir():
             raise LatentVideoError(f"model directory not found: {path}")
-        if not (path / "generator").is_dir():
+        if not (path / "generator").exists():
             raise LatentVideoError(f"{path} has no generator/ model", hint="point --model at a run or model folder")
         dev = resolve_device(device)
         G = load_model(path / "generator", dev, expect="dcgan-generator")
-        C = load_model(path / "critic", dev) if (path / "critic").is_dir() else None
-        P = load_model(path / "projector", dev) if (path / "projector").is_dir() else None
+        C = load_model(path / "critic", dev) if (path / "critic").exists() else None
+        P = load_model(path / "projector", dev) if (path / "projector").exists() else None
         return cls(G, C, P)
 
     @property
@@ -176,7 +196,7 @@ class Pipeline:
             raise LatentVideoError(f"{len(times_list)} time lists for {len(keyframe_sets)} clips")
         sets = [self._check_keyframes(k) for k in keyframe_sets]
         times_list = [
-            check_times(evenly_spaced_times(len(k), num_frames) if t is None else t, len(k))
+            check_times(evenly_spaced_times(len(k), num_frames) if t is None else t, len(k), num_frames)
             for k, t in zip(sets, times_list)
         ]
         for k in sets:
@@ -260,31 +280,66 @@ def _module_device(m) -> torch.device:
 
 
 def prepare_keyframes(keyframes, channels: int, resolution: int, resize: bool = False) -> torch.Tensor:
-    """Paths, PIL images or arrays ([K, H, W], [K, H, W, 3], [K, C, H, W], uint8 or float in [0, 1])
-    -> float [K, C, H, W] for a model with `channels` and `resolution`."""
-    from .data import load_image, to_frames
+    """Paths, PIL images or arrays ([K, H, W], [K, H, W, 3], [K, C, H, W], uint8 or float in [0, 1];
+    or a list mixing paths, PIL images and single-frame arrays) -> float [K, C, H, W] for a model
+    with `channels` and `resolution`. RGB becomes gray for a 1-channel model and gray RGB for a
+    3-channel one; a size other than the model's is an error unless `resize`."""
+    from PIL import Image
+
+    from .data import _to_array, load_image, to_frames
 
     if isinstance(keyframes, (np.ndarray, torch.Tensor)):
-        a = np.asarray(keyframes)
-        if a.dtype != np.uint8:
-            if not np.isfinite(a).all():
-                raise LatentVideoError("keyframes contain NaN or inf")
-            a = np.clip(np.round(a * 255), 0, 255).astype(np.uint8)
-        if a.ndim == 4 and a.shape[1] in (1, 3) and a.shape[-1] not in (1, 3):
-            a = a.transpose(0, 2, 3, 1)  # [K, C, H, W] -> [K, H, W, C]
-        images = [x[..., 0] if x.ndim == 3 and x.shape[-1] == 1 else x for x in a]
-        names = None
+        a = _as_uint8(keyframes, "keyframes")
+        if a.ndim != 4 and a.ndim != 3:
+            raise LatentVideoError(f"keyframes must be [K, H, W], [K, H, W, C] or [K, C, H, W], got {list(a.shape)}")
+        images, names = [_as_image(x, f"keyframe {i}") for i, x in enumerate(a)], None
+    elif isinstance(keyframes, (str, Path, Image.Image)):
+        raise LatentVideoError("keyframes must be a list of images, not one image")
     else:
         images, names = [], []
-        for k in keyframes:
+        for i, k in enumerate(keyframes):
             if isinstance(k, (str, Path)):
                 images.append(load_image(k))
                 names.append(str(k))
-            else:  # PIL image
-                images.append(np.asarray(k.convert("RGB" if k.mode not in ("L", "1") else "L")))
-                names.append("image")
+            elif isinstance(k, Image.Image):  # any mode, read as load_image reads files
+                images.append(_to_array(k))
+                names.append(f"image {i}")
+            elif isinstance(k, (np.ndarray, torch.Tensor)):  # one frame [H, W], [H, W, C] or [C, H, W]
+                images.append(_as_image(_as_uint8(k, f"keyframe {i}"), f"keyframe {i}"))
+                names.append(f"image {i}")
+            else:
+                raise LatentVideoError(f"keyframe {i} is a {type(k).__name__}: expected a path, PIL image or array")
+    if not images:
+        raise LatentVideoError("no keyframes given")
     frames = to_frames(images, channels, resolution, resize=resize, names=names)
     return torch.from_numpy(frames).float() / 255
+
+
+def _as_uint8(x, what: str) -> np.ndarray:
+    """uint8 (or integers in 0..255) as they are; floats in [0, 1] -> uint8."""
+    a = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == bool or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise LatentVideoError(f"{what} must be uint8 or floats in [0, 1], got {a.dtype}")
+    if not np.isfinite(a).all():
+        raise LatentVideoError(f"{what} contain NaN or inf")
+    if np.issubdtype(a.dtype, np.integer):  # integer pixel values, as uint8 but wider
+        if a.size and (a.min() < 0 or a.max() > 255):
+            raise LatentVideoError(f"{what} hold {a.dtype} values outside 0..255")
+        return a.astype(np.uint8)
+    return np.clip(np.round(a * 255), 0, 255).astype(np.uint8)
+
+
+def _as_image(x: np.ndarray, what: str) -> np.ndarray:
+    """One frame [H, W], [H, W, C] or [C, H, W] (C = 1 or 3) -> [H, W] or [H, W, 3]."""
+    if x.ndim == 3 and x.shape[0] in (1, 3) and x.shape[-1] not in (1, 3):
+        x = x.transpose(1, 2, 0)  # [C, H, W] -> [H, W, C]
+    if x.ndim == 3 and x.shape[-1] == 1:
+        x = x[..., 0]
+    if not (x.ndim == 2 or (x.ndim == 3 and x.shape[-1] == 3)) or min(x.shape[:2]) < 2:
+        raise LatentVideoError(f"{what} must be [H, W], [H, W, 3] or [C, H, W], got {list(x.shape)}")
+    return np.ascontiguousarray(x)
 
 
 def load_pipeline(path: str | Path | None = None, device: str = "auto") -> Pipeline:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import frame_source
 from .errors import LatentVideoError
-from .fileio import write_json
+from .fileio import write_json, write_text
 from .models import Projector, load_model, model_config, resolve_device, save_model
 
 
@@ -54,6 +54,34 @@ def reconstruction_loss(recon, target, kind: str):  # per-image loss [N]
     raise LatentVideoError(f"unknown loss {kind!r}", hint="mse or bce")
 
 
+def _truncate_stats(path: Path, step: int) -> None:
+    """Keep the stats rows up to the checkpoint's step (and drop a line cut short by a crash)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+def _check_config(config: ProjectorConfig) -> None:
+    reconstruction_loss(torch.zeros(1, 1), torch.zeros(1, 1), config.loss)  # unknown loss name
+    for name in ("steps", "batch_size", "width", "hidden", "checkpoint_every", "log_every"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise LatentVideoError(f"projector {name} must be a positive integer, got {value!r}")
+    if not (np.isfinite(config.lr) and config.lr > 0):
+        raise LatentVideoError(f"projector learning rate must be positive, got {config.lr}")
+    for name in ("supervised", "prior"):
+        value = getattr(config, name)
+        if not (np.isfinite(value) and value >= 0):
+            raise LatentVideoError(f"projector {name} weight must be >= 0, got {value}")
+
+
 def train_projector(
     generator_dir: str | Path,
     out_dir: str | Path,
@@ -67,18 +95,23 @@ def train_projector(
     `out_dir/projector/` plus a resumable checkpoint and stats in `out_dir`."""
     out_dir, dev = Path(out_dir), resolve_device(device)
     state_file = out_dir / "projector_checkpoint.safetensors"
+    stats_file = out_dir / "projector_stats.jsonl"
     if resume:
         cfg_file = out_dir / "projector_config.json"
         if not cfg_file.is_file():
             raise LatentVideoError(f"no projector run to resume in {out_dir}")
         saved = ProjectorConfig(**json.loads(cfg_file.read_text()))
         config = dataclasses.replace(saved, steps=config.steps) if config is not None else saved
+        if config.steps != saved.steps:
+            _check_config(config)
+            write_json(cfg_file, dataclasses.asdict(config))  # the run's total is now config.steps
     config = config or ProjectorConfig()
-    reconstruction_loss(torch.zeros(1, 1), torch.zeros(1, 1), config.loss)  # validate early
-    G = load_model(generator_dir, dev)
+    _check_config(config)  # before any work
+    G = load_model(generator_dir, dev, expect="dcgan-generator")
     source = frame_source(config.data, config.num_digits, G.resolution, config.resize)
     if tuple(source.shape) != (G.channels, G.resolution, G.resolution):
-        raise LatentVideoError(f"frames are {list(source.shape)} but G makes {[G.channels, G.resolution]}")
+        want = [G.channels, G.resolution, G.resolution]
+        raise LatentVideoError(f"frames of {config.data} are {list(source.shape)} but G makes {want}")
     torch.manual_seed(config.seed)
     P = Projector(G.z_dim, G.resolution, G.channels, config.width, config.hidden).to(dev)
     opt = torch.optim.Adam(P.parameters(), config.lr)
@@ -92,9 +125,11 @@ def train_projector(
         sched.last_epoch = step
         gen.set_state(rng["torch"])
         data_rng.bit_generator.state = meta["data_rng"]
+        _truncate_stats(stats_file, step)  # rows logged after the checkpoint are redone
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / "projector_config.json", dataclasses.asdict(config))
+        stats_file.unlink(missing_ok=True)  # a fresh run starts fresh stats
 
     def export():
         meta = {"step": step, "data_rng": data_rng.bit_generator.state}
@@ -123,7 +158,7 @@ def train_projector(
         if step % config.log_every == 0 or step == end:
             row = {"step": step, "loss": loss.item(), "seconds": time.perf_counter() - t0}
             bar.set_postfix(loss=f"{row['loss']:.4f}")
-            with open(out_dir / "projector_stats.jsonl", "a") as f:
+            with open(stats_file, "a") as f:
                 f.write(json.dumps(row) + "\n")
         if step % config.checkpoint_every == 0 or step == end:
             export()

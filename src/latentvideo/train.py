@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from tqdm import tqdm
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import frame_source
 from .errors import LatentVideoError
-from .fileio import write_json, write_text
+from .fileio import remove_stale_temps, write_json, write_text
 from .models import Critic, Generator, model_config, resolve_device, save_model
 from .render import save_grid
 
@@ -144,7 +145,10 @@ def train_gan(
     gen = torch.Generator().manual_seed(config.seed * 1000 + dist.rank)  # z and GP mixing weights
     data_rng = np.random.default_rng([config.seed, dist.rank])
     step = 0
-    if resume:
+    if resume and main:  # half-written files of a killed run: the completed ones are intact
+        for folder in (run_dir, run_dir / "generator", run_dir / "critic", run_dir / "samples"):
+            remove_stale_temps(folder)
+    if resume and (run_dir / "checkpoint.safetensors").exists():
         rng, meta = load_checkpoint(
             run_dir / "checkpoint.safetensors", {"G": G, "C": C, "G_ema": G_ema}, {"g": opt_g, "c": opt_c}
         )
@@ -153,6 +157,11 @@ def train_gan(
         data_rng.bit_generator.state = meta["data_rng"][dist.rank]
         if main:
             _truncate_stats(run_dir / "stats.jsonl", step)
+    elif resume:  # stopped before its first checkpoint: start over from the same seed and config
+        if main:
+            print(f"{run_dir} has no checkpoint yet: starting from step 0", file=sys.stderr)
+            _truncate_stats(run_dir / "stats.jsonl", 0)
+            (run_dir / "samples").mkdir(exist_ok=True)
     elif main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "samples").mkdir(exist_ok=True)
@@ -196,42 +205,50 @@ def train_gan(
 
     bar = tqdm(total=end, initial=step, disable=not (progress and main), desc="train gan", unit="step")
     t0, frames_seen = time.perf_counter(), 0
-    while step < end:
-        # critic: n_critic steps on fresh real frames
-        for _ in range(config.n_critic):
-            real = real_batch()
+    try:  # close the bar on errors too, so that the error line starts a line of its own
+        while step < end:
+            # critic: n_critic steps on fresh real frames
+            for _ in range(config.n_critic):
+                real = real_batch()
+                z = torch.randn(local_batch, config.z_dim, generator=gen).to(dev)
+                eps = torch.rand(local_batch, 1, 1, 1, generator=gen).to(dev)
+                with torch.no_grad():
+                    fake = G(z)
+                loss_c, gp, wdist = gradient_penalty_loss(C_d, real, fake, eps)
+                opt_c.zero_grad(set_to_none=True)
+                (loss_c + config.gp_weight * gp).backward()
+                opt_c.step()
+                frames_seen += local_batch * dist.world
+            # generator: one step against the current critic (unwrapped, frozen)
+            C.requires_grad_(False)
             z = torch.randn(local_batch, config.z_dim, generator=gen).to(dev)
-            eps = torch.rand(local_batch, 1, 1, 1, generator=gen).to(dev)
-            with torch.no_grad():
-                fake = G(z)
-            loss_c, gp, wdist = gradient_penalty_loss(C_d, real, fake, eps)
-            opt_c.zero_grad(set_to_none=True)
-            (loss_c + config.gp_weight * gp).backward()
-            opt_c.step()
-            frames_seen += local_batch * dist.world
-        # generator: one step against the current critic (unwrapped, frozen)
-        C.requires_grad_(False)
-        z = torch.randn(local_batch, config.z_dim, generator=gen).to(dev)
-        loss_g = -C(G_d(z)).mean()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        C.requires_grad_(True)
-        if config.ema:
-            with torch.no_grad():
-                for pe, p in zip(G_ema.parameters(), G.parameters()):
-                    pe.lerp_(p, 1 - config.ema)
-        step += 1
-        bar.update(1)
-        if main and (step % config.log_every == 0 or step == end):
-            fps = frames_seen / (time.perf_counter() - t0)
-            row = {"step": step, "wdist": wdist.item(), "gp": gp.item(), "loss_g": loss_g.item(), "frames_per_s": fps}
-            bar.set_postfix(wdist=f"{row['wdist']:.3f}", gp=f"{row['gp']:.3f}", fps=f"{fps:.0f}")
-            with open(run_dir / "stats.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
-        if step % config.checkpoint_every == 0 or step == end:
-            checkpoint()
-    bar.close()
+            loss_g = -C(G_d(z)).mean()
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            C.requires_grad_(True)
+            if config.ema:
+                with torch.no_grad():
+                    for pe, p in zip(G_ema.parameters(), G.parameters()):
+                        pe.lerp_(p, 1 - config.ema)
+            step += 1
+            bar.update(1)
+            if main and (step % config.log_every == 0 or step == end):
+                fps = frames_seen / (time.perf_counter() - t0)
+                row = {
+                    "step": step,
+                    "wdist": wdist.item(),
+                    "gp": gp.item(),
+                    "loss_g": loss_g.item(),
+                    "frames_per_s": fps,
+                }
+                bar.set_postfix(wdist=f"{row['wdist']:.3f}", gp=f"{row['gp']:.3f}", fps=f"{fps:.0f}")
+                with open(run_dir / "stats.jsonl", "a") as f:
+                    f.write(json.dumps(row) + "\n")
+            if step % config.checkpoint_every == 0 or step == end:
+                checkpoint()
+    finally:
+        bar.close()
     dist.close()
     return run_dir
 

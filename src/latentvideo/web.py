@@ -1,0 +1,525 @@
+"""`latentvideo serve`: a local web page for the pipeline (Gradio).
+
+The page takes 2 to 8 keyframe images (or samples keyframes 0, 9, 19 of a random
+held-out Moving MNIST test sequence), runs the pipeline and shows the clip, a contact
+sheet, each keyframe beside its reconstruction with the reconstruction error, the
+seconds per stage and GIF / MP4 / NPY / PNG downloads.
+
+All the work is in plain functions (`check_uploads`, `load_keyframes`, `load_sample`,
+`run_generation`) that know nothing of Gradio, so they are unit-tested without a
+browser; `build_app(pipe)` only wires them to components, and `serve` launches it.
+Gradio is imported lazily: without it everything but `build_app`/`serve` works, and
+`serve` fails with a `LatentVideoError` naming the extra to install.
+
+The server binds to 127.0.0.1 by default and makes no outside calls: analytics and
+the version check are off, there are no share links, no server-side rendering and no
+MCP server, and the theme uses system fonts (nothing from a font CDN).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import html
+import importlib.util
+import os
+import secrets
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import IMAGE_EXTS, load_image, moving_mnist, to_frames
+from .errors import LatentVideoError
+from .render import contact_sheet, to_uint8, write_clip, write_png
+
+MIN_FILES, MAX_FILES = 2, 8
+MAX_FILE_BYTES = 10 * 1024 * 1024  # per uploaded file
+MAX_WEB_FRAMES = 240  # the CLI allows more; a page request should stay short
+MAX_DEGREE = 7
+SAMPLE_KEYFRAMES = (0, 9, 19)
+SAMPLE_FRAMES = 20
+KEEP_SECONDS = 3600  # request folders older than this are removed
+FPS = 10
+
+# Environment that keeps Gradio (and huggingface_hub under it) from calling out.
+OFFLINE_ENV = {
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_OFFLINE": "1",
+    "GRADIO_SHARE": "False",
+    "GRADIO_SSR_MODE": "False",
+}
+SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
+MONO_FONTS = ["ui-monospace", "monospace"]
+
+
+# ---------------------------------------------------------------- uploads
+
+
+def upload_path(f) -> Path:
+    """A Gradio file value (a path string, or an object with .path / .name, or a dict) -> Path."""
+    if isinstance(f, (str, os.PathLike)):
+        return Path(f)
+    if isinstance(f, dict) and f.get("path"):
+        return Path(f["path"])
+    for attr in ("path", "name"):
+        value = getattr(f, attr, None)
+        if isinstance(value, str) and value:
+            return Path(value)
+    raise LatentVideoError(f"cannot read the uploaded file {f!r}")
+
+
+def check_uploads(files, max_files: int = MAX_FILES, max_bytes: int = MAX_FILE_BYTES) -> list[Path]:
+    """Count, extension and size of the uploaded keyframes; their content is checked when decoded."""
+    paths = [upload_path(f) for f in (files or [])]
+    if len(paths) < MIN_FILES:
+        raise LatentVideoError(
+            f"upload at least {MIN_FILES} keyframe images, got {len(paths)}", hint="or press 'Sample a test sequence'"
+        )
+    if len(paths) > max_files:
+        raise LatentVideoError(f"upload at most {max_files} keyframe images, got {len(paths)}")
+    for p in paths:
+        if p.suffix.lower() not in IMAGE_EXTS:
+            raise LatentVideoError(f"{p.name} is not an image", hint=f"upload {', '.join(IMAGE_EXTS)} files")
+        if not p.is_file():
+            raise LatentVideoError(f"{p.name} did not arrive; upload it again")
+        size = p.stat().st_size
+        if size > max_bytes:
+            raise LatentVideoError(f"{p.name} is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:g} MB per file")
+    return paths
+
+
+def load_keyframes(paths: Sequence[Path], channels: int, resolution: int, resize: bool = True) -> torch.Tensor:
+    """Decode uploaded images -> float [K, C, H, W] in [0, 1]. Errors name the file, not its temp path."""
+    images = []
+    for p in paths:
+        try:
+            images.append(load_image(p))
+        except LatentVideoError as e:
+            raise LatentVideoError(
+                e.message.replace(str(p), p.name), hint=f"upload still images ({', '.join(IMAGE_EXTS)})"
+            ) from None
+    try:
+        frames = to_frames(images, channels, resolution, resize=resize, names=[p.name for p in paths])
+    except LatentVideoError as e:
+        raise LatentVideoError(e.message, hint="tick 'Rescale to the model's size'") from None
+    return torch.from_numpy(frames).float() / 255
+
+
+def file_digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def parse_times(text: str | None) -> list[float] | None:
+    """'0, 9, 19' -> [0.0, 9.0, 19.0]; empty -> None (evenly spaced)."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        values = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        raise LatentVideoError(f"keyframe times must be comma-separated numbers, got {text!r}") from None
+    if not values or not np.isfinite(values).all():
+        raise LatentVideoError(f"keyframe times must be finite numbers, got {text!r}")
+    return values
+
+
+# ---------------------------------------------------------------- request folders
+
+
+class RequestDirs:
+    """One fresh folder per request under a private root in the system temp dir (where
+    Gradio may serve files from); folders older than `keep_seconds` are pruned and
+    the root is removed when the process exits."""
+
+    def __init__(self, keep_seconds: float = KEEP_SECONDS, root: str | Path | None = None):
+        self.root = Path(tempfile.mkdtemp(prefix="latentvideo-web-", dir=root))
+        self.keep_seconds = keep_seconds
+        atexit.register(shutil.rmtree, self.root, True)
+
+    def new(self) -> Path:
+        now = time.time()
+        for d in self.root.iterdir():
+            try:
+                if now - d.stat().st_mtime > self.keep_seconds:
+                    shutil.rmtree(d, ignore_errors=True)
+            except OSError:
+                pass
+        return Path(tempfile.mkdtemp(dir=self.root))
+
+
+# ---------------------------------------------------------------- sample
+
+
+@dataclass
+class Sample:
+    paths: list[Path]  # keyframe PNGs, in time order
+    times: list[float]  # their frame indices
+    truth: np.ndarray  # uint8 [T, H, W] the whole test sequence
+    seed: int
+
+
+def load_sample(out_dir: str | Path, seed: int | None = None) -> Sample:
+    """Keyframes 0, 9, 19 of one held-out Moving MNIST test sequence (test-split digits),
+    written as PNGs into `out_dir`."""
+    seed = secrets.randbelow(2**31) if seed is None else int(seed)
+    video = moving_mnist(1, SAMPLE_FRAMES, split="test", seed=seed).video[:, 0]  # [T, 64, 64]
+    out_dir = Path(out_dir)
+    paths = []
+    for t in SAMPLE_KEYFRAMES:
+        p = out_dir / f"test-t{t:02d}.png"
+        write_png(p, video[t])
+        paths.append(p)
+    return Sample(paths, [float(t) for t in SAMPLE_KEYFRAMES], video, seed)
+
+
+# ---------------------------------------------------------------- generation
+
+
+def _options(method, pca, degree, critic_steps, critic_step_size) -> dict:
+    opts = {"pca": None if pca is None else float(pca), "degree": int(degree)}
+    if method:
+        opts["method"] = str(method)
+    if critic_steps is not None:
+        opts["critic_steps"] = int(critic_steps)
+    if critic_step_size is not None:
+        opts["critic_step_size"] = float(critic_step_size)
+    return opts
+
+
+def _truth_frames(truth: np.ndarray, channels: int, resolution: int) -> np.ndarray:
+    """uint8 [T, H, W] (or [T, H, W, 3]) ground truth -> the model's frame layout for display."""
+    frames = to_frames(list(truth), channels, resolution, resize=True)  # [T, C, H, W] uint8
+    return to_uint8(torch.from_numpy(frames).float() / 255)
+
+
+def run_generation(
+    pipe,
+    files,
+    times: str | Sequence[float] | None = None,
+    frames: int = SAMPLE_FRAMES,
+    pca: float | None = 0.99,
+    degree: int = 1,
+    critic_steps: int | None = None,
+    critic_step_size: float | None = None,
+    method: str | None = None,
+    resize: bool = True,
+    truth: np.ndarray | None = None,
+    out_dir: str | Path | None = None,
+    fps: float = FPS,
+) -> dict:
+    """Uploaded keyframe files -> the clip, written into `out_dir` (a fresh temp dir by default).
+
+    Returns a dict: frames (uint8 clip), clip (the pipeline's Clip), video / gif / npy /
+    sheet (paths), truth_video (path or None), downloads (paths), gallery ([(image,
+    caption)] keyframe and reconstruction pairs), errors ([K] MSE per pixel), names,
+    timings (seconds per stage) and report (markdown). Every user mistake raises
+    `LatentVideoError`."""
+    t_start = time.perf_counter()
+    frames = int(frames)
+    if not 2 <= frames <= MAX_WEB_FRAMES:
+        raise LatentVideoError(f"number of frames must be between 2 and {MAX_WEB_FRAMES}, got {frames}")
+    paths = check_uploads(files)
+    time_list = parse_times(times) if isinstance(times, (str, type(None))) else [float(t) for t in times]
+    opts = _options(method, pca, degree, critic_steps, critic_step_size)
+    pipe.options(**opts)  # bad settings fail before any decoding
+    keyframes = load_keyframes(paths, pipe.channels, pipe.resolution, resize=resize)
+    clip = pipe(keyframes, time_list, frames, **opts)
+
+    t0 = time.perf_counter()
+    out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="latentvideo-web-"))
+    out.mkdir(parents=True, exist_ok=True)
+    clip_u8 = to_uint8(clip.frames)
+    marked = [c for c in (int(round(t)) for t in clip.times) if 0 <= c < frames]
+    gif = write_clip(out / "clip.gif", clip_u8, fps=fps)
+    mp4 = write_clip(out / "clip.mp4", clip_u8, fps=fps)
+    npy = write_clip(out / "clip.npy", clip_u8)
+    rows, labels, truth_video = [clip_u8], None, None
+    if truth is not None:
+        truth_u8 = _truth_frames(np.asarray(truth), pipe.channels, pipe.resolution)
+        truth_video = write_clip(out / "truth.mp4", truth_u8, fps=fps)
+        rows, labels = [clip_u8, truth_u8], ["generated", "truth"]
+    sheet = out / "contact_sheet.png"
+    write_png(sheet, contact_sheet(rows, labels, marked))
+    t_write = time.perf_counter() - t0
+
+    names = [p.name for p in paths]
+    errors = [float(e) for e in clip.keyframe_errors.tolist()]
+    keys_u8 = to_uint8(keyframes)
+    recon_u8 = to_uint8(clip.reconstructions)
+    gallery = []
+    for i, err in enumerate(errors):
+        gallery.append((keys_u8[i], f"keyframe {i}"))
+        gallery.append((recon_u8[i], f"MSE {err:.4f}"))
+    timings = {**{k: float(v) for k, v in clip.timings.items()}, "write": t_write}
+    timings["total"] = time.perf_counter() - t_start
+    return {
+        "frames": clip_u8,
+        "clip": clip,
+        "video": mp4,
+        "gif": gif,
+        "npy": npy,
+        "sheet": sheet,
+        "truth_video": truth_video,
+        "downloads": [gif, mp4, npy, sheet],
+        "gallery": gallery,
+        "errors": errors,
+        "names": names,
+        "timings": timings,
+        "report": report_markdown(names, clip.times, errors, timings, frames),
+    }
+
+
+def report_markdown(names, times, errors, timings: dict, frames: int) -> str:
+    lines = [f"**{frames} frames from {len(names)} keyframes.** Reconstruction error (MSE per pixel):", ""]
+    for i, (name, t, err) in enumerate(zip(names, times, errors)):
+        lines.append(f"- keyframe {i}: MSE {err:.4f} &nbsp; (t = {t:g}, {html.escape(name)})")
+    lines += ["", "Seconds per stage: " + " · ".join(f"{k} {v:.2f}" for k, v in timings.items())]
+    return "\n".join(lines)
+
+
+def error_markdown(e: BaseException) -> str:
+    if isinstance(e, LatentVideoError):
+        text = f"**Error:** {e.message}" + (f"  \nHint: {e.hint}" if e.hint else "")
+    else:
+        text = f"**Unexpected error:** {type(e).__name__}: {e}"
+    return html.escape(text, quote=False)
+
+
+# ---------------------------------------------------------------- the page
+
+
+def _check_gradio() -> None:
+    try:
+        found = importlib.util.find_spec("gradio") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise LatentVideoError(
+            "the web page needs gradio, which is not installed", hint="pip install 'latentvideo[web]'"
+        )
+
+
+def _require_gradio():
+    _check_gradio()
+    os.environ.update(OFFLINE_ENV)  # before the import: gradio reads some of these once
+    try:
+        import gradio as gr
+    except ImportError as e:
+        raise LatentVideoError(f"cannot import gradio: {e}", hint="pip install 'latentvideo[web]'") from None
+    return gr
+
+
+def build_app(pipe, dirs: RequestDirs | None = None):
+    """The Gradio Blocks page for `pipe` (not launched). Use `serve` to run it."""
+    gr = _require_gradio()
+    from .invert import METHODS
+
+    dirs = dirs or RequestDirs()
+    defaults = pipe.default_options()
+    methods = [m for m in METHODS if pipe.projector is not None or not m.startswith("pnet")]
+    has_critic = pipe.critic is not None
+
+    def settings(method, use_pca, pca, degree, critic_steps, step_size):
+        return dict(
+            method=method,
+            pca=float(pca) if use_pca else None,
+            degree=int(degree),
+            critic_steps=int(critic_steps) if has_critic else None,
+            critic_step_size=float(step_size) if has_critic and step_size is not None else None,
+        )
+
+    def outputs_of(result, status):
+        return (
+            status,
+            str(result["video"]),
+            str(result["truth_video"]) if result["truth_video"] else None,
+            str(result["sheet"]),
+            result["gallery"],
+            result["report"],
+            [str(p) for p in result["downloads"]],
+        )
+
+    def failed(e):
+        if not isinstance(e, LatentVideoError):
+            traceback.print_exc()
+        return (error_markdown(e), None, None, None, None, "", None)
+
+    def on_upload(files):
+        try:
+            paths = check_uploads(files)
+            load_keyframes(paths, pipe.channels, pipe.resolution, resize=True)  # decodes: is it an image?
+            names = ", ".join(html.escape(p.name) for p in paths)
+            return f"{len(paths)} keyframes ready: {names}. Press **Generate**."
+        except Exception as e:  # noqa: BLE001 - every failure becomes a message on the page
+            return failed(e)[0]
+
+    def on_generate(files, times, frames, method, use_pca, pca, degree, critic_steps, step_size, resize, sample):
+        try:
+            paths = check_uploads(files)
+            same = sample and [file_digest(p) for p in paths] == sample["digests"]  # still the sampled keyframes?
+            truth = sample["truth"] if same else None
+            s = settings(method, use_pca, pca, degree, critic_steps, step_size)
+            result = run_generation(pipe, paths, times, frames, resize=resize, truth=truth, out_dir=dirs.new(), **s)
+            return outputs_of(result, f"Done in {result['timings']['total']:.1f} s.")
+        except Exception as e:  # noqa: BLE001
+            return failed(e)
+
+    def on_sample(method, use_pca, pca, degree, critic_steps, step_size, resize):
+        try:
+            out = dirs.new()
+            sample = load_sample(out)
+            times = ",".join(f"{t:g}" for t in sample.times)
+            s = settings(method, use_pca, pca, degree, critic_steps, step_size)
+            result = run_generation(
+                pipe, sample.paths, times, SAMPLE_FRAMES, resize=resize, truth=sample.truth, out_dir=out, **s
+            )
+            state = {"digests": [file_digest(p) for p in sample.paths], "truth": sample.truth}
+            status = (
+                f"Held-out test sequence (seed {sample.seed}), keyframes {times}: "
+                f"done in {result['timings']['total']:.1f} s."
+            )
+            filled = ([str(p) for p in sample.paths], times, SAMPLE_FRAMES, state)
+            return filled + outputs_of(result, status)
+        except Exception as e:  # noqa: BLE001
+            return (gr.update(), gr.update(), gr.update(), None) + failed(e)
+
+    with gr.Blocks(title="latentvideo", analytics_enabled=False, delete_cache=(KEEP_SECONDS, KEEP_SECONDS)) as app:
+        gr.Markdown(
+            "# latentvideo\nA few still images in, a short video out, through a GAN's latent space. "
+            f"Upload {MIN_FILES} to {MAX_FILES} keyframes in time order (at most {MAX_FILE_BYTES // 2**20} MB each), "
+            "or sample them from a held-out test sequence."
+        )
+        sample_state = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=2, min_width=320):
+                files = gr.File(
+                    label=f"Keyframes ({MIN_FILES} to {MAX_FILES} images, in time order)",
+                    file_count="multiple",
+                    file_types=list(IMAGE_EXTS),
+                    type="filepath",
+                    elem_id="keyframes",
+                )
+                with gr.Row():
+                    sample_btn = gr.Button("Sample a test sequence", elem_id="sample")
+                    generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
+                status = gr.Markdown("", elem_id="status")
+                times = gr.Textbox(
+                    label="Keyframe times (frame indices, e.g. 0,9,19; empty: evenly spaced)", elem_id="times"
+                )
+                frames = gr.Slider(2, MAX_WEB_FRAMES, value=SAMPLE_FRAMES, step=1, label="Frames", elem_id="frames")
+                with gr.Accordion("Settings", open=True):
+                    method = gr.Dropdown(methods, value=defaults.method, label="Inversion method")
+                    with gr.Row():
+                        use_pca = gr.Checkbox(value=defaults.pca is not None, label="PCA", scale=1, min_width=80)
+                        pca = gr.Slider(
+                            0.5, 1.0, value=defaults.pca or 0.99, step=0.01, label="PCA: variance kept", scale=3
+                        )
+                    degree = gr.Slider(1, MAX_DEGREE, value=defaults.degree, step=1, label="Path degree (1 = a line)")
+                    with gr.Row():
+                        critic_steps = gr.Slider(
+                            0, 50, value=defaults.critic_steps, step=1, label="Critic steps", interactive=has_critic
+                        )
+                        step_size = gr.Number(
+                            value=defaults.critic_step_size,
+                            minimum=0,
+                            label="Critic step size",
+                            interactive=has_critic,
+                        )
+                    resize = gr.Checkbox(value=True, label="Rescale to the model's size")
+            with gr.Column(scale=3, min_width=320):
+                with gr.Row():
+                    video = gr.Video(label="Generated", autoplay=True, loop=True, interactive=False, elem_id="clip")
+                    truth_video = gr.Video(
+                        label="Ground truth (sampled sequences)",
+                        autoplay=True,
+                        loop=True,
+                        interactive=False,
+                        elem_id="truth",
+                    )
+                sheet = gr.Image(label="Contact sheet", type="filepath", interactive=False, format="png")
+                gallery = gr.Gallery(
+                    label="Each keyframe, then its reconstruction and its error (MSE per pixel)",
+                    columns=4,
+                    height="auto",
+                    format="png",
+                    elem_id="gallery",
+                )
+                report = gr.Markdown("", elem_id="report")
+                downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
+
+        knobs = [method, use_pca, pca, degree, critic_steps, step_size]
+        results = [status, video, truth_video, sheet, gallery, report, downloads]
+        files.upload(on_upload, files, status)
+        generate_btn.click(
+            on_generate,
+            [files, times, frames, *knobs, resize, sample_state],
+            results,
+            concurrency_id="pipeline",
+        )
+        sample_btn.click(
+            on_sample,
+            [*knobs, resize],
+            [files, times, frames, sample_state, *results],
+            concurrency_id="pipeline",
+        )
+    return app
+
+
+def serve(
+    model: str | Path | None = None,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    device: str = "auto",
+    pipe=None,
+) -> None:
+    """Load the model and serve the page on http://host:port until interrupted."""
+    if not 1 <= int(port) <= 65535:
+        raise LatentVideoError(f"--port must be between 1 and 65535, got {port}")
+    _check_gradio()  # before the model loads
+    if pipe is None:
+        from .pipeline import load_pipeline
+
+        pipe = load_pipeline(model, device)
+    dirs = RequestDirs()
+    # uploads and Gradio's copies of our outputs live under the same private root, removed on exit
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(dirs.root / "gradio"))
+    gr = _require_gradio()
+    app = build_app(pipe, dirs)
+    theme = gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS)
+    try:
+        app.queue(default_concurrency_limit=1).launch(
+            server_name=host,
+            server_port=int(port),
+            share=False,
+            inbrowser=False,
+            ssr_mode=False,
+            mcp_server=False,
+            pwa=False,
+            max_file_size=MAX_FILE_BYTES,
+            show_error=True,
+            theme=theme,
+            quiet=True,
+            prevent_thread_lock=True,
+        )
+    except OSError as e:
+        raise LatentVideoError(f"cannot serve on {host}:{port}: {e}", hint="pick another --port") from None
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):  # both close the server and remove the temp files
+            signal.signal(sig, _interrupt)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"latentvideo: serving on http://{shown}:{port}  (Ctrl-C to stop)", flush=True)
+    app.block_thread()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt

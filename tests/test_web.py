@@ -1,0 +1,341 @@
+"""The local web page: its plain functions, then the real page in a headless Chromium.
+
+The browser test needs Debian's /usr/bin/chromium, gradio and playwright (the Python
+package only: never `playwright install`, nothing is downloaded). CI installs all three
+(.ci/run, the dev extra); elsewhere a missing piece fails the test with a message,
+unless LATENTVIDEO_SKIP_WEB=1. LATENTVIDEO_WEB_MODEL=DIR runs it on another model
+(e.g. the shipped one, for the README screenshot).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from latentvideo import web
+from latentvideo.errors import LatentVideoError
+
+pytestmark = pytest.mark.web
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A model folder like the shipped one, with untrained tiny networks (64x64 grayscale)."""
+    from latentvideo.models import Critic, Generator, Projector, model_config, save_model
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("tiny-model")
+    g = dict(z_dim=8, resolution=64, channels=1, width=4)
+    c, p = dict(resolution=64, channels=1, width=4), dict(g, hidden=16)
+    save_model(Generator(**g), root / "generator", model_config(Generator(**g), **g))
+    save_model(Critic(**c), root / "critic", model_config(Critic(**c), **c))
+    save_model(Projector(**p), root / "projector", model_config(Projector(**p), **p))
+    return root
+
+
+@pytest.fixture(scope="session")
+def pipe(tiny_model):
+    from latentvideo.pipeline import load_pipeline
+
+    return load_pipeline(tiny_model, "cpu")
+
+
+@pytest.fixture(scope="session")
+def keyframe_pngs(tmp_path_factory) -> list[Path]:
+    """Frames 0, 9, 19 of a held-out test sequence as 64x64 grayscale PNGs."""
+    from latentvideo.data import moving_mnist
+
+    folder = tmp_path_factory.mktemp("keyframes")
+    video = moving_mnist(1, 20, split="test", seed=5).video[:, 0]
+    paths = []
+    for t in (0, 9, 19):
+        paths.append(folder / f"frame_{t:02d}.png")
+        Image.fromarray(video[t]).save(paths[-1])
+    return paths
+
+
+def _fake_png(folder: Path) -> Path:
+    path = folder / "notes.png"
+    path.write_text("this is a text file, renamed")
+    return path
+
+
+# ---------------------------------------------------------------- uploads
+
+
+def test_check_uploads_counts_types_and_sizes(tmp_path, keyframe_pngs):
+    assert web.check_uploads(keyframe_pngs) == keyframe_pngs
+    for files in ([], None, keyframe_pngs[:1], keyframe_pngs * 3):
+        with pytest.raises(LatentVideoError, match="at (least 2|most 8)"):
+            web.check_uploads(files)
+    txt = tmp_path / "notes.txt"
+    txt.write_text("hello")
+    with pytest.raises(LatentVideoError, match="notes.txt is not an image"):
+        web.check_uploads([keyframe_pngs[0], txt])
+    big = tmp_path / "big.png"
+    with open(big, "wb") as f:
+        f.truncate(web.MAX_FILE_BYTES + 1)  # sparse: costs no disk
+    with pytest.raises(LatentVideoError, match=r"big.png is 10.0 MB; the limit is 10 MB"):
+        web.check_uploads([keyframe_pngs[0], big])
+    with pytest.raises(LatentVideoError, match="gone.png did not arrive"):
+        web.check_uploads([keyframe_pngs[0], tmp_path / "gone.png"])
+
+
+def test_upload_path_accepts_gradio_file_values(keyframe_pngs):
+    p = keyframe_pngs[0]
+
+    class Wrapped:  # gradio 3/4 tempfile wrappers have .name, FileData has .path
+        name = str(p)
+
+    assert {web.upload_path(v) for v in (str(p), p, {"path": str(p)}, Wrapped())} == {p}
+    with pytest.raises(LatentVideoError):
+        web.upload_path(42)
+
+
+def test_load_keyframes_names_the_file_not_its_temp_path(tmp_path, keyframe_pngs):
+    k = web.load_keyframes(keyframe_pngs, channels=1, resolution=64)
+    assert k.shape == (3, 1, 64, 64) and k.dtype == torch.float32 and 0 <= k.min() and k.max() <= 1
+    with pytest.raises(LatentVideoError) as e:
+        web.load_keyframes([keyframe_pngs[0], _fake_png(tmp_path)], 1, 64)
+    assert "notes.png" in str(e.value) and str(tmp_path) not in str(e.value)
+    small = tmp_path / "small.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(small)
+    with pytest.raises(LatentVideoError, match="Rescale"):
+        web.load_keyframes([keyframe_pngs[0], small], 1, 64, resize=False)
+    assert web.load_keyframes([keyframe_pngs[0], small], 1, 64, resize=True).shape == (2, 1, 64, 64)
+
+
+def test_parse_times():
+    assert web.parse_times("") is None and web.parse_times(None) is None and web.parse_times("  ") is None
+    assert web.parse_times("0, 9,19") == [0.0, 9.0, 19.0]
+    assert web.parse_times("0;4.5") == [0.0, 4.5]
+    for bad in ("a,b", "0,nan", "1,inf"):
+        with pytest.raises(LatentVideoError, match="keyframe times"):
+            web.parse_times(bad)
+
+
+def test_error_markdown_escapes_and_shows_hint():
+    text = web.error_markdown(LatentVideoError("bad <b>x</b>", hint="do y"))
+    assert text.startswith("**Error:** bad &lt;b&gt;") and "Hint: do y" in text
+    assert web.error_markdown(ValueError("boom")).startswith("**Unexpected error:** ValueError: boom")
+
+
+def test_request_dirs_are_fresh_and_old_ones_pruned(tmp_path):
+    dirs = web.RequestDirs(keep_seconds=60, root=tmp_path)
+    a, b = dirs.new(), dirs.new()
+    assert a != b and a.parent == b.parent == dirs.root and dirs.root.parent == tmp_path
+    os.utime(a, (time.time() - 120, time.time() - 120))
+    dirs.new()
+    assert not a.exists() and b.exists()
+
+
+# ---------------------------------------------------------------- sample and generation
+
+
+def test_load_sample_is_a_held_out_sequence(tmp_path):
+    from latentvideo.data import moving_mnist
+
+    s = web.load_sample(tmp_path, seed=11)
+    video = moving_mnist(1, 20, split="test", seed=11).video[:, 0]
+    assert s.seed == 11 and s.times == [0.0, 9.0, 19.0] and np.array_equal(s.truth, video)
+    for p, t in zip(s.paths, (0, 9, 19)):
+        assert np.array_equal(np.asarray(Image.open(p)), video[t])
+
+
+def test_run_generation_writes_everything(pipe, keyframe_pngs, tmp_path):
+    r = web.run_generation(pipe, [str(p) for p in keyframe_pngs], "0,5,11", 12, out_dir=tmp_path, critic_steps=1)
+    assert r["frames"].shape == (12, 64, 64) and r["frames"].dtype == np.uint8
+    assert [p.name for p in r["downloads"]] == ["clip.gif", "clip.mp4", "clip.npy", "contact_sheet.png"]
+    assert all(p.is_file() and p.stat().st_size > 0 and p.parent == tmp_path for p in r["downloads"])
+    assert np.array_equal(np.load(r["npy"]), r["frames"]) and r["video"] == r["downloads"][1]
+    assert r["truth_video"] is None and len(r["errors"]) == 3 and len(r["gallery"]) == 6
+    for i, err in enumerate(r["errors"]):
+        assert f"keyframe {i}: MSE {err:.4f}" in r["report"]
+        assert r["gallery"][2 * i + 1][1] == f"MSE {err:.4f}"
+    assert {"project", "path", "render", "correct", "write", "total"} <= set(r["timings"])
+    assert "Seconds per stage" in r["report"]
+
+
+def test_run_generation_with_truth_shows_it_beside(pipe, tmp_path):
+    s = web.load_sample(tmp_path / "in", seed=2)
+    r = web.run_generation(pipe, s.paths, s.times, 20, pca=None, truth=s.truth, out_dir=tmp_path / "out")
+    assert r["truth_video"].is_file()
+    alone = web.run_generation(pipe, s.paths, s.times, 20, pca=None, out_dir=tmp_path / "alone")
+    assert Image.open(r["sheet"]).height > Image.open(alone["sheet"]).height  # a second row: truth
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(frames=1), "between 2 and"),
+        (dict(frames=web.MAX_WEB_FRAMES + 1), "between 2 and"),
+        (dict(degree=3), "degree 3 needs more than 3 keyframes"),
+        (dict(pca=1.5), "pca"),
+        (dict(method="magic"), "unknown inversion method"),
+        (dict(times="0,5"), "2 keyframe times for 3 keyframes"),
+        (dict(times="9,5,0"), "increasing"),
+        (dict(critic_step_size=float("nan")), "critic"),
+    ],
+)
+def test_run_generation_rejects_bad_settings(pipe, keyframe_pngs, tmp_path, kwargs, message):
+    with pytest.raises(LatentVideoError, match=message):
+        web.run_generation(pipe, keyframe_pngs, **{"out_dir": tmp_path, **kwargs})
+    assert not any(tmp_path.iterdir())  # failed before writing anything
+
+
+def test_serve_without_gradio_says_what_to_install(monkeypatch, tiny_model, capsys):
+    from latentvideo.cli import main
+
+    for k in [*web.OFFLINE_ENV, "GRADIO_TEMP_DIR"]:  # restored after the test
+        monkeypatch.setenv(k, os.environ.get(k, ""))
+    monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio -> ImportError
+    assert main(["serve", "--model", str(tiny_model)]) == 2
+    assert "pip install 'latentvideo[web]'" in capsys.readouterr().err
+    assert main(["serve", "--port", "70000"]) == 2
+    assert "--port must be between 1 and 65535" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the page in a browser
+
+
+def _need(what: str):
+    if os.environ.get("LATENTVIDEO_SKIP_WEB") == "1":
+        pytest.skip(f"{what} (LATENTVIDEO_SKIP_WEB=1)")
+    pytest.fail(f"{what}; CI installs it (.ci/run). Set LATENTVIDEO_SKIP_WEB=1 to skip the browser test.")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"latentvideo serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"latentvideo serve did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def _text(page, selector: str) -> str:
+    return page.inner_text(selector)
+
+
+def test_browser_upload_generate_sample_and_bad_file(tmp_path, tiny_model, keyframe_pngs):
+    if not CHROMIUM.exists():
+        _need(f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _need("playwright is not installed (pip install -e '.[dev]')")
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        _need("gradio is not installed (pip install -e '.[dev]')")
+
+    model = os.environ.get("LATENTVIDEO_WEB_MODEL") or str(tiny_model)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    exe = Path(sys.executable).with_name("latentvideo")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "latentvideo.cli"]
+    log = tmp_path / "serve.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [*cmd, "serve", "--port", str(port), "--model", model, "--device", "cpu"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env=env,
+        )
+    outside = []  # every request the page makes that does not go to our server
+    try:
+        _wait_until_up(url, proc, log)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1200, "height": 900})
+                page.on(
+                    "request",
+                    lambda r: None if r.url.startswith((url, "data:", "blob:")) else outside.append(r.url),
+                )
+                page.set_default_timeout(30_000)
+                page.goto(url)
+                upload = page.locator("#keyframes input[type=file]")
+
+                # three keyframe images -> generate -> a video and one error per keyframe
+                upload.set_input_files([str(p) for p in keyframe_pngs])
+                page.wait_for_function("document.querySelector('#status').innerText.includes('3 keyframes ready')")
+                page.click("#generate")
+                page.wait_for_selector("#clip video")
+                page.wait_for_function("document.querySelector('#report').innerText.includes('keyframe 2: MSE')")
+                report = _text(page, "#report")
+                for i in range(3):
+                    assert re.search(rf"keyframe {i}: MSE \d+\.\d{{4}}", report), report
+                assert "Seconds per stage" in report
+                assert len(re.findall(r"MSE \d", _text(page, "#gallery"))) == 3  # a caption under each reconstruction
+                downloads = _text(page, "#downloads").replace("\n", "")
+                for name in ("clip.gif", "clip.mp4", "clip.npy", "contact_sheet.png"):
+                    assert name in downloads, downloads
+                page.wait_for_timeout(500)  # let the video show a frame
+                page.screenshot(path=str(tmp_path / "web-upload.png"), full_page=True)
+
+                # a held-out test sequence: generated and ground truth side by side
+                page.click("#sample")
+                page.wait_for_selector("#truth video")
+                page.wait_for_function("document.querySelector('#status').innerText.includes('Held-out')")
+                assert "keyframe 2: MSE" in _text(page, "#report")
+                page.wait_for_timeout(500)
+                page.screenshot(path=str(tmp_path / "web-sample.png"), full_page=True)
+                page.click("#generate")  # the same sampled keyframes again: the truth stays beside the clip
+                page.wait_for_function("document.querySelector('#status').innerText.includes('Done')")
+                assert page.locator("#truth video").count() == 1
+
+                # a text file named .png: a message on the page, and the server lives on
+                upload.set_input_files(str(_fake_png(tmp_path)))
+                page.wait_for_function("document.querySelector('#status').innerText.includes('Error')")
+                status = _text(page, "#status")
+                assert "notes.png" in status and "cannot read image" in status, status
+                page.screenshot(path=str(tmp_path / "web-error.png"), full_page=True)
+            finally:
+                browser.close()
+        assert proc.poll() is None, log.read_text()
+        with urllib.request.urlopen(url, timeout=5) as r:
+            assert r.status == 200
+        assert not outside, f"the page called out: {outside}"
+    finally:
+        proc.terminate()  # SIGTERM: serve closes like on Ctrl-C and removes its temp files
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, log.read_text()
