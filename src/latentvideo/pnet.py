@@ -34,7 +34,7 @@ class ProjectorConfig:
     num_digits: int = 2
     resize: int | None = None
     width: int = 32
-    hidden: int = 512
+    hidden: int = 256
     batch_size: int = 64
     steps: int = 3000
     lr: float = 1e-3
