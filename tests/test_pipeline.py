@@ -204,6 +204,13 @@ def test_every_option_is_accepted(pipe):
         critic_anchor=0.5,
         render_batch=3,
         seed=1,
+        # the options beyond the original pipeline: exercised in test_joint.py / test_smoothness.py
+        joint_steps=0,
+        joint_critic=0.0,
+        joint_prior=0.0,
+        critic_temporal=0.0,
+        latent_space="z",
+        time_warp=True,
     )
     assert set(opts) == {f for f in Options.__dataclass_fields__}
     assert pipe.options(**opts) == Options(**opts)

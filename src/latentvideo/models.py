@@ -35,11 +35,20 @@ class PixelNorm(nn.Module):
 
 
 class Generator(nn.Module):
-    """DCGAN-style generator: z [N, z_dim] ~ N(0, I) -> image [N, C, R, R] in [0, 1]."""
+    """DCGAN-style generator: z [N, z_dim] ~ N(0, I) -> image [N, C, R, R] in [0, 1].
 
-    def __init__(self, z_dim: int = 256, resolution: int = 64, channels: int = 1, width: int = 32):
+    mapping_layers > 0 adds a StyleGAN-like mapping network w = mapping(z) (pixel norm on z, then
+    that many Linear + LeakyReLU layers, w_dim = z_dim) in front of the DCGAN body `synthesis(w)`;
+    0 (the default) has no mapping: w = z, and the weights and config are those of before."""
+
+    def __init__(
+        self, z_dim: int = 256, resolution: int = 64, channels: int = 1, width: int = 32, mapping_layers: int = 0
+    ):
         super().__init__()
+        if not isinstance(mapping_layers, int) or mapping_layers < 0:
+            raise LatentVideoError(f"mapping_layers must be an integer >= 0, got {mapping_layers!r}")
         self.z_dim, self.resolution, self.channels = z_dim, resolution, channels
+        self.mapping_layers, self.w_dim = mapping_layers, z_dim
         n = _num_blocks(resolution)
         chans = [width * 2 ** (n - 1 - i) for i in range(n)]  # e.g. [256, 128, 64, 32] for 64x64
         self.c0 = chans[0]
@@ -49,11 +58,48 @@ class Generator(nn.Module):
             blocks += [nn.ConvTranspose2d(cin, cout, 4, 2, 1), nn.LeakyReLU(0.2), PixelNorm()]
         self.blocks = nn.Sequential(*blocks)
         self.out = nn.ConvTranspose2d(chans[-1], channels, 4, 2, 1)
+        if mapping_layers:  # built last, so the body's initial weights do not depend on it
+            layers = [PixelNorm()]
+            for _ in range(mapping_layers):
+                layers += [nn.Linear(z_dim, z_dim), nn.LeakyReLU(0.2)]
+            self.mapper = nn.Sequential(*layers)
 
-    def forward(self, z):
-        x = F.leaky_relu(self.fc(z), 0.2).view(-1, self.c0, 4, 4)  # [N, c0, 4, 4]
+    def mapping(self, z):
+        """z [N, z_dim] -> w [N, w_dim] (the identity without a mapping network)."""
+        return self.mapper(z) if self.mapping_layers else z
+
+    def synthesis(self, w):
+        """w [N, w_dim] -> image [N, C, R, R] in [0, 1]."""
+        x = F.leaky_relu(self.fc(w), 0.2).view(-1, self.c0, 4, 4)  # [N, c0, 4, 4]
         x = self.blocks(PixelNorm()(x))
         return torch.sigmoid(self.out(x))  # [N, C, R, R]
+
+    def forward(self, z):
+        return self.synthesis(self.mapping(z))
+
+
+class Synthesis(nn.Module):
+    """A generator's synthesis network as a generator of its own: w [N, w_dim] -> image, with
+    `z_dim` = w_dim, so that inversion, paths and rendering can work in w (G is shared, not copied)."""
+
+    def __init__(self, G: nn.Module):
+        super().__init__()
+        if not has_mapping(G):
+            raise LatentVideoError("the generator has no mapping network, so it has no w space", hint="use z")
+        self.G = G
+        self.z_dim = getattr(G, "w_dim", getattr(G, "z_dim", None))
+
+    def forward(self, w):
+        return self.G.synthesis(w)
+
+
+def has_mapping(G) -> bool:
+    """Whether G has a mapping network z -> w and a `synthesis(w)` (a Generator with mapping_layers > 0)."""
+    return (
+        callable(getattr(G, "synthesis", None))
+        and callable(getattr(G, "mapping", None))
+        and (getattr(G, "mapping_layers", 1) > 0)
+    )
 
 
 class _Encoder(nn.Module):

@@ -12,22 +12,26 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .correct import correct_latents, correct_pixels
+from .correct import correct_clip, correct_latents, correct_pixels
 from .errors import LatentVideoError
 from .invert import METHODS, invert
-from .models import load_model, resolve_device
+from .joint import fit_curves_through_generator
+from .models import Synthesis, has_mapping, load_model, resolve_device
 from .render import render
+from .smoothness import arc_length_times
 from .trajectory import check_times, evenly_spaced_times, fit_trajectory, lerp_path, slerp_path
 
 PRETRAINED = Path(__file__).parent / "pretrained" / "moving-mnist-64"
 MAX_FRAMES = 10_000  # cap on --frames; rendering is chunked, so memory stays bounded
 PATHS = ("line", "lerp", "slerp")
 CRITIC_SPACES = ("off", "pixel", "latent")
+LATENT_SPACES = ("z", "w")
 
 
 @dataclass
@@ -35,17 +39,24 @@ class Options:
     """Every knob of the pipeline. Defaults are the measured best (see BENCHMARK.md)."""
 
     method: str = "pnet+lbfgs"  # inversion: pnet | lbfgs | pnet+lbfgs | scipy
-    lbfgs_steps: int = 50
+    lbfgs_steps: int = 300  # more steps: better motion, ink and identity (BENCHMARK.md)
     prior_weight: float = 0.0
     path: str = "line"  # line (PCA + least-squares polynomial) | lerp | slerp
     pca: float | None = 0.99  # fraction of variance kept; None = no PCA
     degree: int = 1
     critic: str = "pixel"  # off | pixel | latent
-    critic_steps: int = 5
-    critic_step_size: float = 1e-3
+    critic_steps: int = 20
+    critic_step_size: float = 1e-2
     critic_anchor: float = 0.0
     render_batch: int = 256
     seed: int = 0
+    # beyond the original pipeline, all off by default (see joint.py, correct.py, smoothness.py)
+    joint_steps: int = 0  # > 0: refine each clip's line through G, all keyframes jointly (L-BFGS iterations)
+    joint_critic: float = 0.0  # joint fit: weight of the critic's mean score on the in-between frames
+    joint_prior: float = 0.0  # joint fit: weight of (|z|^2 / z_dim - 1)^2 on the in-between latents
+    critic_temporal: float = 0.0  # > 0: correct each clip's frames jointly, penalising faster frame change
+    latent_space: str = "z"  # z | w (w: the mapping network's output; needs a generator with one)
+    time_warp: bool = False  # between keyframes, space frames evenly by arc length in feature space
 
     def validated(self) -> Options:
         if self.method not in METHODS:
@@ -56,15 +67,35 @@ class Options:
             raise LatentVideoError(f"unknown critic correction {self.critic!r}", hint=", ".join(CRITIC_SPACES))
         if self.pca is not None and not (_is_number(self.pca) and 0 < self.pca <= 1):  # NaN fails this too
             raise LatentVideoError(f"--pca must be in (0, 1], got {self.pca}")
-        for name, low in (("degree", 1), ("lbfgs_steps", 0), ("critic_steps", 0), ("render_batch", 1), ("seed", 0)):
+        if self.latent_space not in LATENT_SPACES:
+            raise LatentVideoError(f"unknown latent space {self.latent_space!r}", hint=", ".join(LATENT_SPACES))
+        if not isinstance(self.time_warp, (bool, np.bool_)):
+            raise LatentVideoError(f"--time-warp must be true or false, got {self.time_warp!r}")
+        ints = (("degree", 1), ("lbfgs_steps", 0), ("critic_steps", 0), ("render_batch", 1), ("seed", 0))
+        for name, low in (*ints, ("joint_steps", 0)):
             value = getattr(self, name)
             if not _is_int(value) or value < low:
                 flag = "--" + name.replace("_", "-")
                 raise LatentVideoError(f"{flag} must be an integer >= {low}, got {value!r}")
-        for name in ("prior_weight", "critic_step_size", "critic_anchor"):
+        for name in (
+            "prior_weight",
+            "critic_step_size",
+            "critic_anchor",
+            "joint_critic",
+            "joint_prior",
+            "critic_temporal",
+        ):
             value = getattr(self, name)
             if not (_is_number(value) and np.isfinite(value) and value >= 0):
                 raise LatentVideoError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value!r}")
+        if self.joint_steps and self.path != "line":
+            raise LatentVideoError("--joint-steps refines the 'line' path", hint="use --path line")
+        if (self.joint_critic or self.joint_prior) and not self.joint_steps:
+            raise LatentVideoError(
+                "--joint-critic and --joint-prior are terms of the joint fit", hint="set --joint-steps"
+            )
+        if self.critic_temporal and self.critic == "off":
+            raise LatentVideoError("--critic-temporal needs critic correction", hint="use --critic pixel or latent")
         return self
 
 
@@ -100,6 +131,8 @@ class Pipeline:
         if self.z_dim is None:
             raise LatentVideoError("cannot tell the generator's latent size", hint="pass z_dim=")
         self.device = torch.device(device) if device is not None else _module_device(generator)
+        # images -> features for time warping (e.g. a DigitClassifier's .features); None = pixels
+        self.feature_fn = None
         with torch.no_grad():  # one probe render tells the frame shape
             probe = generator(torch.zeros(1, self.z_dim, device=self.device))
         if not torch.is_tensor(probe) or probe.ndim != 4 or probe.shape[0] != 1 or probe.shape[1] not in (1, 3):
@@ -157,7 +190,15 @@ class Pipeline:
             raise LatentVideoError(f"method {opts.method!r} needs a P-NET", hint="use --method lbfgs")
         if opts.critic != "off" and self.critic is None:
             raise LatentVideoError("critic correction needs a critic", hint="use --critic off")
+        if opts.joint_critic and self.critic is None:
+            raise LatentVideoError("--joint-critic needs a critic", hint="set --joint-critic 0")
+        if opts.latent_space == "w" and not has_mapping(self.generator):
+            raise LatentVideoError("latent space 'w' needs a generator with a mapping network", hint="use z")
         return opts
+
+    def latent_generator(self, opts: Options):
+        """The network that renders the pipeline's latents: G (z space) or G's synthesis network (w space)."""
+        return self.generator if opts.latent_space == "z" else Synthesis(self.generator)
 
     def __call__(self, keyframes, times=None, num_frames: int = 20, **options) -> Clip:
         """keyframes: float [K, C, H, W] in [0, 1] (see `prepare_keyframes`)."""
@@ -170,7 +211,7 @@ class Pipeline:
         inv = self.project(torch.cat(sets), opts)  # 1. every keyframe of every clip, one batch
         bounds = np.cumsum([0] + [len(k) for k in sets])
         latents = [inv.latents[bounds[i] : bounds[i + 1]] for i in range(len(sets))]
-        frames, z, timings = self.animate(latents, times_list, num_frames, opts)  # 2-5.
+        frames, z, timings = self.animate(latents, times_list, num_frames, opts, keyframes=sets)  # 2-5.
         timings = {"project": inv.seconds / len(sets), **timings}
         clips = []
         for i in range(len(sets)):
@@ -205,55 +246,90 @@ class Pipeline:
         return sets, times_list
 
     def project(self, images: torch.Tensor, opts: Options):
-        """Step 1: images [N, C, H, W] -> Inversion (latents, reconstructions, errors, seconds)."""
+        """Step 1: images [N, C, H, W] -> Inversion (latents, reconstructions, errors, seconds);
+        latents in w (mapping applied to P-NET's guesses) when opts.latent_space is 'w'."""
+        P = self.projector
+        if opts.latent_space == "w" and P is not None:
+            P = partial(_mapped, self.generator, P)
         return invert(
-            self.generator,
+            self.latent_generator(opts),
             images.to(self.device),
             opts.method,
-            self.projector,
+            P,
             steps=opts.lbfgs_steps,
             prior_weight=opts.prior_weight,
             seed=opts.seed,
             z_dim=self.z_dim,
         )
 
-    def animate(self, latents: list[torch.Tensor], times_list, num_frames: int, opts: Options, reference=None):
+    def animate(
+        self, latents: list[torch.Tensor], times_list, num_frames: int, opts: Options, reference=None, keyframes=None
+    ):
         """Steps 2-5 for clips whose keyframe latents are known ([K, z_dim] each). `reference`
         latents [M, z_dim] (e.g. of many train frames), if given, supply the PCA basis.
+        `keyframes` (the images [K, C, H, W] of each clip) are needed by the joint fit (opts.joint_steps).
         Returns frames [clips * T, C, H, W] (CPU), latents [clips * T, z_dim] and seconds per clip."""
+        G = self.latent_generator(opts)
         # 2-3. per clip: PCA + least-squares polynomial over time, sampled at every output frame
         t0 = time.perf_counter()
         query = np.arange(num_frames, dtype=np.float64)
-        paths = []
+        curves = []  # per clip: times -> latents
         for z_key, times in zip(latents, times_list):
             if opts.path == "line":
-                paths.append(fit_trajectory(z_key, times, degree=opts.degree, pca=opts.pca, reference=reference)(query))
+                curves.append(fit_trajectory(z_key, times, degree=opts.degree, pca=opts.pca, reference=reference))
             else:
-                paths.append((lerp_path if opts.path == "lerp" else slerp_path)(z_key, times, query))
+                curves.append(partial(lerp_path if opts.path == "lerp" else slerp_path, z_key, times))
+        if opts.joint_steps:  # the lines refined through G, all keyframes of a clip jointly
+            if keyframes is None or len(keyframes) != len(latents):
+                raise LatentVideoError("the joint curve fit needs every clip's keyframe images", hint="keyframes=")
+            curves = fit_curves_through_generator(
+                G,
+                [torch.as_tensor(k, dtype=torch.float32) for k in keyframes],
+                latents,
+                curves,
+                steps=opts.joint_steps,
+                critic=self.critic,
+                critic_weight=opts.joint_critic,
+                prior_weight=opts.joint_prior,
+                query_times=[query] * len(curves),
+            )
+        paths = []
+        for curve, times in zip(curves, times_list):
+            q = query
+            if opts.time_warp:
+                q = arc_length_times(lambda s, c=curve: c(s).to(self.device), times, query, G, self.feature_fn)
+            paths.append(curve(q))
         z = torch.cat(paths).to(self.device)  # [clips * T, z_dim]
         t_path = time.perf_counter() - t0
 
         # 4. render (latent-space critic correction acts before it)
         t0 = time.perf_counter()
         t_correct = 0.0
+        corr = (opts.critic_steps, opts.critic_step_size, opts.critic_anchor)
         if opts.critic == "latent" and opts.critic_steps:
-            z = correct_latents(
-                self.generator, self.critic, z, opts.critic_steps, opts.critic_step_size, anchor=opts.critic_anchor
-            )
+            if opts.critic_temporal:  # all frames of a clip together, clip by clip
+                parts = [
+                    correct_clip(G, self.critic, zc, None, *corr, opts.critic_temporal, "latent")[0]
+                    for zc in z.split(num_frames)
+                ]
+                z = torch.cat(parts)
+            else:
+                z = correct_latents(G, self.critic, z, *corr)
             t_correct = time.perf_counter() - t0
-        frames = render(self.generator, z, batch_size=opts.render_batch)  # [clips * T, C, H, W]
+        frames = render(G, z, batch_size=opts.render_batch)  # [clips * T, C, H, W]
         t_render = time.perf_counter() - t0 - t_correct
 
         # 5. pixel-space critic correction
         t0 = time.perf_counter()
         if opts.critic == "pixel" and opts.critic_steps:
-            frames = correct_pixels(
-                self.critic,
-                frames.to(self.device),
-                opts.critic_steps,
-                opts.critic_step_size,
-                anchor=opts.critic_anchor,
-            ).cpu()
+            if opts.critic_temporal:
+                parts = [
+                    correct_clip(None, self.critic, None, f.to(self.device), *corr, opts.critic_temporal)[1]
+                    for f in frames.split(num_frames)
+                ]
+                frames = torch.cat(parts).cpu()
+            else:
+                frames = correct_pixels(self.critic, frames.to(self.device), *corr).cpu()
         t_correct += time.perf_counter() - t0
         n = len(latents)
         return frames, z.cpu(), {"path": t_path / n, "render": t_render / n, "correct": t_correct / n}
@@ -272,6 +348,11 @@ class Pipeline:
         if not torch.isfinite(k).all():
             raise LatentVideoError("keyframes contain NaN or inf")
         return k
+
+
+def _mapped(G, P, images):
+    """P-NET's guess in w: mapping(P(x))."""
+    return G.mapping(P(images))
 
 
 def _module_device(m) -> torch.device:

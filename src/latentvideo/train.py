@@ -28,8 +28,9 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .data import frame_source
 from .errors import LatentVideoError
 from .fileio import remove_stale_temps, write_json, write_text
-from .models import Critic, Generator, model_config, resolve_device, save_model
+from .models import Critic, Generator, load_model, model_config, resolve_device, save_model
 from .render import save_grid
+from .smoothness import path_length_penalty
 
 
 @dataclass
@@ -52,6 +53,9 @@ class GANConfig:
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 50
+    mapping_layers: int = 0  # > 0: G gets a mapping network z -> w (models.Generator)
+    pl_weight: float = 0.0  # StyleGAN2 path-length regularisation of G, 0 = off (smoothness.path_length_penalty)
+    pl_every: int = 4  # lazy regularisation: a path-length step after every pl_every-th generator step
 
 
 def gradient_penalty_loss(critic, real, fake, eps):
@@ -96,6 +100,27 @@ class _Dist:
 
         return DDP(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
+    def mean(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean of a tensor over the ranks (x itself on one process)."""
+        if self.world == 1:
+            return x
+        import torch.distributed as dist
+
+        x = x.clone()
+        dist.all_reduce(x)
+        return x / self.world
+
+    def average_grads(self, module) -> None:
+        """Average the gradients of an unwrapped module over the ranks (a step taken outside DDP)."""
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+
+        for p in module.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= self.world
+
     def close(self):
         if self.world > 1:
             import torch.distributed as dist
@@ -129,6 +154,8 @@ def train_gan(
         config = GANConfig()
     elif (run_dir / "checkpoint.safetensors").exists():
         raise LatentVideoError(f"{run_dir} already holds a run", hint="pass --resume to continue it or pick --out")
+    if config.pl_weight and (not isinstance(config.pl_every, int) or config.pl_every < 1):
+        raise LatentVideoError(f"pl_every must be an integer >= 1, got {config.pl_every!r}")
     dist = _Dist(device)
     dev, main = dist.device, dist.rank == 0
 
@@ -137,7 +164,7 @@ def train_gan(
     if res not in (32, 64, 128):
         raise LatentVideoError(f"frames are {res}x{res}; models need 32, 64 or 128", hint="pass --resize 64")
     torch.manual_seed(config.seed)
-    G = Generator(config.z_dim, res, channels, config.width).to(dev)
+    G = Generator(config.z_dim, res, channels, config.width, config.mapping_layers).to(dev)
     C = Critic(res, channels, config.width).to(dev)
     G_ema = copy.deepcopy(G).requires_grad_(False)
     opt_g = torch.optim.Adam(G.parameters(), config.lr_g, betas=(config.beta1, config.beta2))
@@ -145,6 +172,7 @@ def train_gan(
     gen = torch.Generator().manual_seed(config.seed * 1000 + dist.rank)  # z and GP mixing weights
     data_rng = np.random.default_rng([config.seed, dist.rank])
     step = 0
+    pl_mean = torch.zeros((), device=dev)  # running mean of the path lengths (saved in the checkpoint)
     if resume and main:  # half-written files of a killed run: the completed ones are intact
         for folder in (run_dir, run_dir / "generator", run_dir / "critic", run_dir / "samples"):
             remove_stale_temps(folder)
@@ -153,6 +181,7 @@ def train_gan(
             run_dir / "checkpoint.safetensors", {"G": G, "C": C, "G_ema": G_ema}, {"g": opt_g, "c": opt_c}
         )
         step = meta["step"]
+        pl_mean.fill_(meta.get("pl_mean", 0.0))  # float32 -> JSON -> float32 is exact
         gen.set_state(rng[f"torch_{dist.rank}"])
         data_rng.bit_generator.state = meta["data_rng"][dist.rank]
         if main:
@@ -189,7 +218,7 @@ def train_gan(
             states = gathered_d
         if not main:
             return
-        meta = {"step": step, "data_rng": states, "config": dataclasses.asdict(config)}
+        meta = {"step": step, "data_rng": states, "config": dataclasses.asdict(config), "pl_mean": pl_mean.item()}
         save_checkpoint(
             run_dir / "checkpoint.safetensors",
             {"G": G, "C": C, "G_ema": G_ema},
@@ -198,6 +227,8 @@ def train_gan(
             meta,
         )
         cfg = dict(z_dim=config.z_dim, resolution=res, channels=channels)
+        if config.mapping_layers:  # only then: configs without a mapping network stay as they were
+            cfg["mapping_layers"] = config.mapping_layers
         save_model(G_ema if config.ema else G, run_dir / "generator", model_config(G, width=config.width, **cfg))
         save_model(C, run_dir / "critic", model_config(C, width=config.width, resolution=res, channels=channels))
         with torch.no_grad():
@@ -226,11 +257,19 @@ def train_gan(
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
+            if config.pl_weight and (step + 1) % config.pl_every == 0:  # lazy path-length regularisation
+                pl_z = torch.randn(max(1, local_batch // 2), config.z_dim, generator=gen).to(dev)
+                pl, pl_mean = path_length_penalty(G, pl_z, pl_mean, generator=gen, reduce=dist.mean)
+                opt_g.zero_grad(set_to_none=True)
+                (config.pl_weight * config.pl_every * pl).backward()
+                dist.average_grads(G)
+                opt_g.step()
             C.requires_grad_(True)
             if config.ema:
+                beta = min(config.ema, (1 + step) / (10 + step))  # warm-up: an early EMA averages the random init
                 with torch.no_grad():
                     for pe, p in zip(G_ema.parameters(), G.parameters()):
-                        pe.lerp_(p, 1 - config.ema)
+                        pe.lerp_(p, 1 - beta)
             step += 1
             bar.update(1)
             if main and (step % config.log_every == 0 or step == end):
@@ -242,6 +281,8 @@ def train_gan(
                     "loss_g": loss_g.item(),
                     "frames_per_s": fps,
                 }
+                if config.pl_weight:
+                    row["pl_mean"] = pl_mean.item()
                 bar.set_postfix(wdist=f"{row['wdist']:.3f}", gp=f"{row['gp']:.3f}", fps=f"{fps:.0f}")
                 with open(run_dir / "stats.jsonl", "a") as f:
                     f.write(json.dumps(row) + "\n")
@@ -265,3 +306,24 @@ def _truncate_stats(path: Path, step: int) -> None:
         except (json.JSONDecodeError, KeyError, TypeError):
             continue  # a line cut short by a crash
     write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+def export_checkpoint(run_dir: str | Path, out_dir: str | Path, weights: str = "raw") -> Path:
+    """Write generator/ and critic/ model folders from a run's checkpoint, with G's raw
+    weights or its EMA (early in training the EMA still lags behind the raw weights)."""
+    if weights not in ("raw", "ema"):
+        raise LatentVideoError(f"unknown weights {weights!r}", hint="raw or ema")
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if not (run_dir / "generator").is_dir() or not (run_dir / "critic").is_dir():
+        raise LatentVideoError(f"not a training run (no generator/ and critic/): {run_dir}")
+    G, C = load_model(run_dir / "generator"), load_model(run_dir / "critic")
+    G_ema = copy.deepcopy(G)
+    opt_g, opt_c = torch.optim.Adam(G.parameters()), torch.optim.Adam(C.parameters())
+    modules = {"G": G, "C": C, "G_ema": G_ema}
+    _, meta = load_checkpoint(run_dir / "checkpoint.safetensors", modules, {"g": opt_g, "c": opt_c})
+    for name in ("generator", "critic"):
+        config = json.loads((run_dir / name / "config.json").read_text())
+        model = C if name == "critic" else (G if weights == "raw" else G_ema)
+        save_model(model, out_dir / name, config)
+    write_json(out_dir / "export.json", {"run": str(run_dir), "step": meta["step"], "weights": weights})
+    return out_dir
