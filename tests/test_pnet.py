@@ -93,7 +93,7 @@ def test_both_losses_and_the_supervised_term(tmp_path, gan_dir, seq32, loss):
 
 
 def test_supervised_term_changes_training(tmp_path, gan_dir, seq32):
-    plain = train_projector(gan_dir / "generator", tmp_path / "a", _config(seq32, steps=2), **CPU)
+    plain = train_projector(gan_dir / "generator", tmp_path / "a", _config(seq32, steps=2, supervised=0.0), **CPU)
     sup = train_projector(gan_dir / "generator", tmp_path / "b", _config(seq32, steps=2, supervised=1.0), **CPU)
     assert not _same_weights(load_model(plain), load_model(sup))
     assert _stats(tmp_path / "a")[0]["loss"] < _stats(tmp_path / "b")[0]["loss"]  # the extra term adds to the loss

@@ -132,7 +132,7 @@ def train_projector_cmd(
     out: Path | None = typer.Option(None, "--out", help="Where projector/ goes (default: the --gan folder)."),
     steps: int = typer.Option(3000, help="Training steps."),
     loss: str = typer.Option("mse", help="Reconstruction loss: mse or bce."),
-    supervised: float = typer.Option(0.0, help="Weight of the supervised |P(G(z)) - z|^2 term on G samples."),
+    supervised: float = typer.Option(1.0, help="Weight of the supervised |P(G(z)) - z|^2 term on G samples (0 off)."),
     batch_size: int = typer.Option(64),
     data: str = typer.Option("moving-mnist", help="Frames to learn to project (train split by default)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the projector run in --out."),
