@@ -15,11 +15,11 @@ import torch
 from PIL import Image
 
 from conftest import TINY, listing, write_png
-from latentvideo.checkpoint import load_checkpoint, save_checkpoint
+from latentvideo.checkpoint import load_checkpoint, save_checkpoint, truncate_stats
 from latentvideo.cli import main
 from latentvideo.errors import LatentVideoError
 from latentvideo.models import Critic, Generator, load_model
-from latentvideo.train import GANConfig, _truncate_stats, gradient_penalty_loss, train_gan
+from latentvideo.train import GANConfig, gradient_penalty_loss, train_gan
 
 CPU = dict(device="cpu", progress=False)
 
@@ -173,9 +173,9 @@ def test_resume_with_more_steps_and_stats_truncation(tmp_path, tiny_config):
 def test_truncate_stats(tmp_path):
     path = tmp_path / "stats.jsonl"
     path.write_text("".join(json.dumps({"step": s}) + "\n" for s in range(1, 6)) + '{"step": 6, "x"')
-    _truncate_stats(path, 3)
+    truncate_stats(path, 3)
     assert path.read_text() == "".join(json.dumps({"step": s}) + "\n" for s in range(1, 4))
-    _truncate_stats(tmp_path / "missing.jsonl", 3)
+    truncate_stats(tmp_path / "missing.jsonl", 3)
     assert not (tmp_path / "missing.jsonl").exists()
 
 

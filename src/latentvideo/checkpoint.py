@@ -73,3 +73,20 @@ def load_checkpoint(path: str | Path, modules: dict, optimizers: dict) -> tuple[
         _unflatten_optimizer(f"opt_{name}", opt, tensors, meta)
     rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
     return rng, meta
+
+
+def truncate_stats(path: Path, step: int) -> None:
+    """On resume, keep the stats.jsonl rows up to the checkpoint's step (dropping rows
+    written after it, and a line cut short by a crash)."""
+    from .fileio import write_text
+
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    write_text(path, "".join(ln + "\n" for ln in keep))

@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint, truncate_stats
 from .data import frame_source
 from .errors import LatentVideoError
-from .fileio import write_json, write_text
+from .fileio import write_json
 from .models import Projector, load_model, model_config, resolve_device, save_model
 
 
@@ -54,20 +54,6 @@ def reconstruction_loss(recon, target, kind: str):  # per-image loss [N]
     if kind == "bce":
         return F.binary_cross_entropy(recon.clamp(1e-6, 1 - 1e-6), target, reduction="none").flatten(1).mean(1)
     raise LatentVideoError(f"unknown loss {kind!r}", hint="mse or bce")
-
-
-def _truncate_stats(path: Path, step: int) -> None:
-    """Keep the stats rows up to the checkpoint's step (and drop a line cut short by a crash)."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                keep.append(line)
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue
-    write_text(path, "".join(ln + "\n" for ln in keep))
 
 
 def _check_config(config: ProjectorConfig) -> None:
@@ -127,7 +113,7 @@ def train_projector(
         sched.last_epoch = step
         gen.set_state(rng["torch"])
         data_rng.bit_generator.state = meta["data_rng"]
-        _truncate_stats(stats_file, step)  # rows logged after the checkpoint are redone
+        truncate_stats(stats_file, step)  # rows logged after the checkpoint are redone
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / "projector_config.json", dataclasses.asdict(config))

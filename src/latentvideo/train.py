@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint, truncate_stats
 from .data import frame_source
 from .errors import LatentVideoError
-from .fileio import remove_stale_temps, write_json, write_text
+from .fileio import remove_stale_temps, write_json
 from .models import Critic, Generator, load_model, model_config, resolve_device, save_model
 from .render import save_grid
 from .smoothness import path_length_penalty
@@ -185,11 +185,11 @@ def train_gan(
         gen.set_state(rng[f"torch_{dist.rank}"])
         data_rng.bit_generator.state = meta["data_rng"][dist.rank]
         if main:
-            _truncate_stats(run_dir / "stats.jsonl", step)
+            truncate_stats(run_dir / "stats.jsonl", step)
     elif resume:  # stopped before its first checkpoint: start over from the same seed and config
         if main:
             print(f"{run_dir} has no checkpoint yet: starting from step 0", file=sys.stderr)
-            _truncate_stats(run_dir / "stats.jsonl", 0)
+            truncate_stats(run_dir / "stats.jsonl", 0)
             (run_dir / "samples").mkdir(exist_ok=True)
     elif main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -292,20 +292,6 @@ def train_gan(
         bar.close()
     dist.close()
     return run_dir
-
-
-def _truncate_stats(path: Path, step: int) -> None:
-    """Drop stats lines written after the checkpoint we resume from."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                keep.append(line)
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue  # a line cut short by a crash
-    write_text(path, "".join(ln + "\n" for ln in keep))
 
 
 def export_checkpoint(run_dir: str | Path, out_dir: str | Path, weights: str = "raw") -> Path:
