@@ -8,7 +8,6 @@ with a 95 % bootstrap interval over sequences.
 
 from __future__ import annotations
 
-import json
 import platform
 import resource
 import time
@@ -22,7 +21,7 @@ from tqdm import tqdm
 from . import baselines, metrics
 from .classifier import features as classifier_features
 from .classifier import predict_digits
-from .data import load_digits, moving_mnist, read_sequences, to_frames
+from .data import moving_mnist, read_sequences
 from .errors import LatentVideoError
 from .fileio import write_json, write_text
 from .invert import invert
@@ -495,6 +494,3 @@ def load_classifier(path: str | Path | None, model_dir: str | Path | None):
         if candidate is not None and Path(candidate).is_dir():
             return load_model(candidate, expect="digit-classifier")
     raise LatentVideoError("no digit classifier found", hint="pass --classifier DIR (latentvideo train classifier)")
-
-
-__all__ = ["BenchConfig", "run_benchmark", "load_classifier", "load_digits", "to_frames", "json"]
