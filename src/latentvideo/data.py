@@ -191,25 +191,29 @@ def _require_file(path: str | Path) -> Path:
     return p
 
 
-def read_sequences(path: str | Path, with_labels: bool = False):
-    """Read uint8 [T, N, H, W] from `.npy` or `.npz` (key `video`, optional `labels`)."""
-    p = _require_file(path)
-    labels = None
+def _load_array(p: Path, key: str, what: str, optional: tuple[str, ...] = ()):
+    """The array `key` of an .npz, or a plain .npy, never unpickled; also the `optional` .npz
+    arrays that are present. Returns (array, {name: array}); every failure is a LatentVideoError."""
     try:
         if p.suffix == ".npz":
             with np.load(p, allow_pickle=False) as z:
-                if "video" not in z:
-                    raise LatentVideoError(f"{p} has no 'video' array", hint="save with np.savez(f, video=...)")
-                video = z["video"]
-                labels = z["labels"] if "labels" in z else None
-        elif p.suffix == ".npy":
-            video = np.load(p, allow_pickle=False)
-        else:
-            raise LatentVideoError(f"unknown sequence file type {p.suffix!r}: {p}", hint="use .npy or .npz")
+                if key not in z:
+                    raise LatentVideoError(f"{p} has no '{key}' array", hint=f"save with np.savez(f, {key}=...)")
+                return z[key], {k: z[k] for k in optional if k in z}
+        if p.suffix == ".npy":
+            return np.load(p, allow_pickle=False), {}
     except LatentVideoError:
         raise
     except Exception as e:  # corrupt files, pickled object arrays, ...
         raise LatentVideoError(f"cannot read {p}: {e}") from None
+    raise LatentVideoError(f"unknown {what} file type {p.suffix!r}: {p}", hint="use .npy or .npz")
+
+
+def read_sequences(path: str | Path, with_labels: bool = False):
+    """Read uint8 [T, N, H, W] from `.npy` or `.npz` (key `video`, optional `labels`)."""
+    p = _require_file(path)
+    video, extra = _load_array(p, "video", "sequence", optional=("labels",))
+    labels = extra.get("labels")
     if video.dtype != np.uint8 or video.ndim != 4:
         raise LatentVideoError(
             f"{p} holds {video.dtype} {list(video.shape)}, expected uint8 [T, N, H, W]",
@@ -241,20 +245,7 @@ def read_latents(path: str | Path) -> np.ndarray:
 
     Refuses pickles, other shapes and NaN or infinite values."""
     p = _require_file(path)
-    try:
-        if p.suffix == ".npz":
-            with np.load(p, allow_pickle=False) as z:
-                if "latents" not in z:
-                    raise LatentVideoError(f"{p} has no 'latents' array", hint="save with np.savez(f, latents=...)")
-                latents = z["latents"]
-        elif p.suffix == ".npy":
-            latents = np.load(p, allow_pickle=False)
-        else:
-            raise LatentVideoError(f"unknown latents file type {p.suffix!r}: {p}", hint="use .npz or .npy")
-    except LatentVideoError:
-        raise
-    except Exception as e:  # corrupt files, pickled object arrays, ...
-        raise LatentVideoError(f"cannot read {p}: {e}") from None
+    latents, _ = _load_array(p, "latents", "latents")
     if latents.ndim != 2 or len(latents) == 0 or latents.dtype.kind not in "fiu":
         raise LatentVideoError(f"{p} holds {latents.dtype} {list(latents.shape)}, expected latents [T, z_dim]")
     if not np.isfinite(latents).all():
