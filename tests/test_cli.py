@@ -14,32 +14,18 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import listing
+from conftest import listing, tiny_model_dir
 from latentvideo.cli import main
-from latentvideo.models import Critic, Generator, Projector, model_config, save_model
 from latentvideo.render import contact_sheet
 
 Z = 8
 FAST = ["--lbfgs-steps", "3", "--critic-steps", "1", "--device", "cpu"]
 
 
-def _save_models(path: Path, resolution: int, projector: bool) -> Path:
-    torch.manual_seed(0)
-    G = Generator(z_dim=Z, resolution=resolution, channels=1, width=4)
-    C = Critic(resolution=resolution, channels=1, width=4)
-    save_model(G, path / "generator", model_config(G, z_dim=Z, resolution=resolution, channels=1, width=4))
-    save_model(C, path / "critic", model_config(C, resolution=resolution, channels=1, width=4))
-    if projector:
-        P = Projector(z_dim=Z, resolution=resolution, channels=1, width=4, hidden=16)
-        cfg = model_config(P, z_dim=Z, resolution=resolution, channels=1, width=4, hidden=16)
-        save_model(P, path / "projector", cfg)
-    return path
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     """Tiny 32x32 model folder: generator/, critic/ and projector/."""
-    return _save_models(tmp_path_factory.mktemp("m32"), 32, projector=True)
+    return tiny_model_dir(tmp_path_factory.mktemp("m32"), 32, projector=True)
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +264,7 @@ def test_invert_writes_latents_errors_and_reconstructions(tmp_path, model, keys,
 
 
 def test_demo(tmp_path, capsys):
-    model = _save_models(tmp_path / "m64", 64, projector=False)
+    model = tiny_model_dir(tmp_path / "m64", 64, projector=False)
     out = tmp_path / "demo"
     code, text, err = _run(["demo", "--model", model, "--sequences", "2", "--out", out, "--device", "cpu"], capsys)
     assert code == 0, err
@@ -290,7 +276,7 @@ def test_demo(tmp_path, capsys):
     code, _, err = _run(["demo", "--model", model, "--sequences", "0", "--out", out], capsys)
     _clean_error(code, err, "--sequences must be between 1 and 64")
     code, _, err = _run(
-        ["demo", "--model", _save_models(tmp_path / "m32", 32, False), "--out", tmp_path / "d2"], capsys
+        ["demo", "--model", tiny_model_dir(tmp_path / "m32", 32, False), "--out", tmp_path / "d2"], capsys
     )
     _clean_error(code, err, "64x64")
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +11,9 @@ import torch
 from PIL import Image
 from torch import nn
 
+from conftest import tiny_model_dir
 from latentvideo.demo import run_demo
 from latentvideo.errors import LatentVideoError
-from latentvideo.models import Critic, Generator, Projector, model_config, save_model
 from latentvideo.pipeline import MAX_FRAMES, Clip, Options, Pipeline, generate, load_pipeline, prepare_keyframes
 from latentvideo.render import contact_sheet, to_uint8
 
@@ -72,21 +71,6 @@ def _keyframes(G, times=KEY_TIMES) -> torch.Tensor:
         return G(_line(times))  # [K, 1, 16, 16]
 
 
-def _model_dir(path: Path, resolution: int = 32, projector: bool = False) -> Path:
-    """A model folder with tiny untrained DCGAN networks (z_dim 8, width 4)."""
-    torch.manual_seed(0)
-    G = Generator(z_dim=Z, resolution=resolution, channels=1, width=4)
-    C = Critic(resolution=resolution, channels=1, width=4)
-    save_model(G, path / "generator", model_config(G, z_dim=Z, resolution=resolution, channels=1, width=4))
-    save_model(C, path / "critic", model_config(C, resolution=resolution, channels=1, width=4))
-    if projector:
-        P = Projector(z_dim=Z, resolution=resolution, channels=1, width=4, hidden=16)
-        save_model(
-            P, path / "projector", model_config(P, z_dim=Z, resolution=resolution, channels=1, width=4, hidden=16)
-        )
-    return path
-
-
 # ---------------------------------------------------------------- construction
 
 
@@ -107,10 +91,10 @@ def test_a_generator_that_does_not_return_images_is_refused():
 
 
 def test_from_dir(tmp_path):
-    pipe = Pipeline.from_dir(_model_dir(tmp_path / "m"), device="cpu")
+    pipe = Pipeline.from_dir(tiny_model_dir(tmp_path / "m"), device="cpu")
     assert pipe.frame_shape == (1, 32, 32) and pipe.projector is None and pipe.critic is not None
     assert pipe.default_options() == Options(method="lbfgs")
-    with_p = load_pipeline(_model_dir(tmp_path / "p", projector=True), device="cpu")
+    with_p = load_pipeline(tiny_model_dir(tmp_path / "p", projector=True), device="cpu")
     assert with_p.projector is not None and with_p.default_options().method == "pnet+lbfgs"
     clip = with_p(torch.rand(2, 1, 32, 32), num_frames=4, lbfgs_steps=2, critic_steps=1)
     assert clip.frames.shape == (4, 1, 32, 32)
@@ -331,7 +315,7 @@ def test_generate_api_from_arrays_paths_and_pil_images(tmp_path, bare):
 
 
 def test_generate_loads_a_model_folder(tmp_path):
-    model = _model_dir(tmp_path / "m")
+    model = tiny_model_dir(tmp_path / "m")
     frames = np.random.default_rng(0).integers(0, 256, (2, 32, 32), dtype=np.uint8)
     with pytest.raises(LatentVideoError, match="not found"):
         generate(frames, model=tmp_path / "missing")
@@ -392,7 +376,7 @@ def test_prepare_keyframes_size_and_bad_input():
 
 
 def test_run_demo_writes_clips_and_a_contact_sheet(tmp_path):
-    pipe = load_pipeline(_model_dir(tmp_path / "m64", resolution=64), "cpu")
+    pipe = load_pipeline(tiny_model_dir(tmp_path / "m64", resolution=64), "cpu")
     out = tmp_path / "demo"
     clips, sheet, timings = run_demo(pipe, out, sequences=2, seed=0, lbfgs_steps=3, critic_steps=1)
     assert len(clips) == 2 and sheet == out / "contact_sheet.png"
