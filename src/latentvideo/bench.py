@@ -41,6 +41,7 @@ class BenchConfig:
     extra_keyframes: tuple[tuple[int, ...], ...] = ((0, 19), (0, 4, 9, 14, 19))
     quick: bool = False
     slow_subset: int = 20  # sequences for the per-image scipy rows (the original settings)
+    ablation_sequences: int | None = None  # first N sequences for the ablation rows (None: all)
     reference_frames: int = 512  # train frames whose latents give the "reference" PCA basis
     mb_sizes: tuple[int, ...] = (4, 8)
     data: str | None = None
@@ -182,12 +183,26 @@ ORIGINAL = {
 
 def _command(cfg: BenchConfig, name: str) -> str:
     keys = ",".join(map(str, cfg.keyframes))
-    return f"latentvideo bench --sequences {cfg.sequences} --seed {cfg.seed} --keyframes {keys}" + (
-        " --quick" if cfg.quick else ""
-    )
+    cmd = f"latentvideo bench --sequences {cfg.sequences} --seed {cfg.seed} --keyframes {keys}"
+    if cfg.ablation_sequences is not None:
+        cmd += f" --ablation-sequences {cfg.ablation_sequences}"
+    return cmd + (" --quick" if cfg.quick else "")
 
 
-def run_benchmark(cfg: BenchConfig, pipe: Pipeline, classifier, out_dir: str | Path, progress: bool = True) -> dict:
+def run_benchmark(
+    cfg: BenchConfig,
+    pipe: Pipeline,
+    classifier,
+    out_dir: str | Path,
+    progress: bool = True,
+    options: Options | None = None,
+) -> dict:
+    """Score every baseline and pipeline row; write results.json, report.md, per_frame.png, examples.png.
+
+    `options` are the settings of the "pipeline (default)" row, which every ablation row changes
+    one knob of (default: the model's default options). Baselines and the default row use all
+    sequences; ablation rows use the first `cfg.ablation_sequences`.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     video, labels, digits, positions = load_benchmark_data(cfg)
@@ -196,7 +211,8 @@ def run_benchmark(cfg: BenchConfig, pipe: Pipeline, classifier, out_dir: str | P
     for ks in sets:
         if len(ks) < 2 or any(not 0 <= k < T for k in ks) or list(ks) != sorted(set(ks)):
             raise LatentVideoError(f"keyframes {ks} must be at least 2 sorted distinct frames in 0..{T - 1}")
-    base = pipe.default_options()
+    base = (options or pipe.default_options()).validated()
+    n_abl = N if cfg.ablation_sequences is None else max(1, min(cfg.ablation_sequences, N))
     frames_f = torch.from_numpy(video).float() / 255  # [T, N, H, W]
 
     # 1. invert every keyframe once per method; rows reuse them
@@ -209,11 +225,12 @@ def run_benchmark(cfg: BenchConfig, pipe: Pipeline, classifier, out_dir: str | P
     cache: dict[str, dict[int, torch.Tensor]] = {}
     inversion_rows = []
     for method in tqdm(methods, desc="invert", disable=not progress):
-        x = frames_f[needed].reshape(-1, 1, *video.shape[2:])  # [len(needed) * N, 1, H, W]
+        n = N if method == methods[0] else n_abl  # the other methods feed ablation rows only
+        x = frames_f[needed, :n].reshape(-1, 1, *video.shape[2:])  # [len(needed) * n, 1, H, W]
         inv = invert(
             pipe.generator, x.to(pipe.device), method, pipe.projector, steps=base.lbfgs_steps, z_dim=pipe.z_dim
         )
-        z = inv.latents.cpu().reshape(len(needed), N, -1)
+        z = inv.latents.cpu().reshape(len(needed), n, -1)
         cache[method] = {k: z[i] for i, k in enumerate(needed)}
         inversion_rows.append(
             {
@@ -266,17 +283,18 @@ def run_benchmark(cfg: BenchConfig, pipe: Pipeline, classifier, out_dir: str | P
             use_ref = over.pop("_reference", False)
             opts = replace(base, **over).validated()
             method = opts.method if opts.method in cache else methods[0]
-            latents = [torch.stack([cache[method][k][i] for k in ks]) for i in range(N)]
+            n = N if group == "pipeline" else n_abl
+            latents = [torch.stack([cache[method][k][i] for k in ks]) for i in range(n)]
             feature_fn, pipe.feature_fn = pipe.feature_fn, pipe.feature_fn or _features_fn(classifier)
             try:
                 frames, _, timings = pipe.animate(
-                    latents, [times] * N, T, opts, reference if use_ref else None, keyframes=keys
+                    latents, [times] * n, T, opts, reference if use_ref else None, keyframes=keys[:n]
                 )
             finally:
                 pipe.feature_fn = feature_fn
-            clips = _to_video(frames, T, N)
+            clips = np.concatenate([_to_video(frames, T, n), video[:, n:]], 1)  # unscored tail: truth
             inv_s = next(r["seconds_per_image"] for r in inversion_rows if r["method"] == method) * len(ks)
-            add(name, group, clips, inv_s + sum(timings.values()))
+            add(name, group, clips, inv_s + sum(timings.values()), n)
 
         if ks == sets[0] and not cfg.quick:  # the original implementation's settings, per-image scipy
             n = min(cfg.slow_subset, N)
@@ -286,7 +304,7 @@ def run_benchmark(cfg: BenchConfig, pipe: Pipeline, classifier, out_dir: str | P
             latents = list(inv.latents.cpu().reshape(n, len(ks), -1))
             frames, _, timings = pipe.animate(latents, [times] * n, T, opts)
             clips = np.concatenate([_to_video(frames, T, n), video[:, n:]], 1)
-            add(f"original settings ({n} seq)", "original", clips, inv.seconds / n + sum(timings.values()), n)
+            add("original settings", "original", clips, inv.seconds / n + sum(timings.values()), n)
         results["keyframe_sets"][",".join(map(str, ks))] = [asdict(r) for r in rows]
 
     results["speed"] = measure_speed(pipe, video, cfg, base, methods[0])
@@ -415,7 +433,8 @@ def report_markdown(results: dict) -> str:
                     f"{m:.{digits}f}" if key == "frechet" else f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
                 )
             s = "" if r["seconds_per_clip"] is None else f"{r['seconds_per_clip']:.2f}"
-            out.append(f"| {r['name']} | " + " | ".join(cells) + f" | {s} |")
+            name = r["name"] if r["sequences"] == cfg["sequences"] else f"{r['name']} ({r['sequences']} seq)"
+            out.append(f"| {name} | " + " | ".join(cells) + f" | {s} |")
         out.append("")
     out += ["## Inversion", "", "| method | images | MSE/px | s/image |", "|---|---|---|---|"]
     for r in results["inversion"]:

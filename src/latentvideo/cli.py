@@ -506,6 +506,9 @@ def bench(
     seed: int = typer.Option(0, help="Seed of the synthesised test sequences."),
     quick: bool = typer.Option(False, "--quick", help="20 sequences, fewer ablations: a few minutes on 2 CPU cores."),
     slow_subset: int = typer.Option(20, help="Sequences for the per-image scipy rows."),
+    ablation_sequences: int | None = typer.Option(
+        None, help="Score the ablation rows on the first N sequences only (default: all)."
+    ),
     model: Path | None = typer.Option(None, help=_MODEL_HELP),
     classifier: Path | None = typer.Option(None, help="Digit classifier model dir (default: beside the model)."),
     device: str = typer.Option("auto"),
@@ -517,6 +520,7 @@ def bench(
     Examples:
       latentvideo bench --quick --out bench-out
       latentvideo bench --sequences 200 --keyframes 0,9,19 --out bench-out
+      latentvideo bench --sequences 200 --ablation-sequences 50 --out bench-out
     """
     from .bench import BenchConfig, load_classifier, run_benchmark
     from .pipeline import load_pipeline
@@ -527,8 +531,18 @@ def bench(
     n = min(sequences, 20) if quick else sequences
     if n < 2:
         _fail(f"--sequences must be at least 2, got {sequences}")
+    if slow_subset < 1:
+        _fail(f"--slow-subset must be at least 1, got {slow_subset}")
+    if ablation_sequences is not None and ablation_sequences < 2:
+        _fail(f"--ablation-sequences must be at least 2, got {ablation_sequences}")
     cfg = BenchConfig(
-        sequences=n, seed=seed, keyframes=keys, quick=quick, slow_subset=slow_subset, data=str(data) if data else None
+        sequences=n,
+        seed=seed,
+        keyframes=keys,
+        quick=quick,
+        slow_subset=slow_subset,
+        ablation_sequences=ablation_sequences,
+        data=str(data) if data else None,
     )
     pipe = load_pipeline(model, device)
     clf = load_classifier(classifier, model).to(pipe.device)

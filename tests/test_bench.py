@@ -1,0 +1,94 @@
+"""`latentvideo bench` end to end on a tiny untrained 64x64 model and the shipped digit classifier."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from conftest import tiny_model_dir
+
+from latentvideo import bench
+from latentvideo.bench import BenchConfig, load_classifier, run_benchmark
+from latentvideo.cli import main
+from latentvideo.pipeline import Pipeline
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    model = tiny_model_dir(root / "model", resolution=64, projector=True)
+    pipe = Pipeline.from_dir(model, "cpu")
+    clf = load_classifier(None, model)  # falls back to the shipped classifier
+    cfg = BenchConfig(sequences=4, slow_subset=1, ablation_sequences=2, reference_frames=8)
+    opts = pipe.options(lbfgs_steps=3, critic_steps=2)
+    return run_benchmark(cfg, pipe, clf, root / "out", progress=False, options=opts), root / "out"
+
+
+def test_writes_every_output(results):
+    res, out = results
+    for name in ("results.json", "report.md", "per_frame.png", "examples.png"):
+        assert (out / name).stat().st_size > 0
+    assert json.loads((out / "results.json").read_text())["config"]["ablation_sequences"] == 2
+    assert list(res["keyframe_sets"]) == ["0,9,19", "0,19", "0,4,9,14,19"]
+
+
+def test_rows_use_the_sequences_they_say(results):
+    res, out = results
+    rows = {r["name"]: r for r in res["keyframe_sets"]["0,9,19"]}
+    assert rows["pipeline (default)"]["sequences"] == 4
+    assert rows["pixel crossfade"]["sequences"] == 4
+    assert rows["lerp"]["sequences"] == 2 and rows["joint curve fit"]["sequences"] == 2
+    assert rows["original settings"]["sequences"] == 1
+    report = (out / "report.md").read_text()
+    assert "| lerp (2 seq) |" in report and "| pipeline (default) |" in report
+    assert "--ablation-sequences 2" in rows["lerp"]["command"]
+    # keyframes 0, 4, 9, 14, 19 of every set, inverted once; lbfgs-from-zero and pnet for the subset only
+    inv = {r["method"]: r["images"] for r in res["inversion"]}
+    assert inv["pnet+lbfgs"] == 5 * 4 and inv["lbfgs"] == 5 * 2 and inv["pnet"] == 5 * 2
+
+
+def test_baselines_score_as_expected(results):
+    res, _ = results
+    rows = {r["name"]: r["values"] for r in res["keyframe_sets"]["0,9,19"]}
+    truth, black = rows["ground truth"], rows["all black"]
+    assert truth["mse_pixel"][0] == 0 and truth["motion"][0] == pytest.approx(0, abs=1e-6)
+    assert truth["ink"][0] == pytest.approx(1)
+    assert black["ink"][0] == 0 and black["motion"][0] == pytest.approx(64 * math.sqrt(2))
+    for row in rows.values():
+        lo, mean, hi = row["mse_pixel"][1], row["mse_pixel"][0], row["mse_pixel"][2]
+        assert lo <= mean <= hi and all(np.isfinite(row["ssim"]))
+
+
+def test_rows_on_a_subset_score_only_the_subset():
+    """An ablation row scores its first n clips; the unscored tail (filled with truth) must not count."""
+    from latentvideo import metrics
+
+    cfg = BenchConfig(sequences=4)
+    video, labels, _, _ = bench.load_benchmark_data(cfg)
+    scorer = bench.Scorer(video, labels, load_classifier(None, None), (0, 9, 19))
+    clips = video.copy()
+    clips[:, :2] = 0  # black on the first two sequences, truth after
+    values, curves = scorer(clips, 2)
+    others = [t for t in range(20) if t not in (0, 9, 19)]
+    expected = metrics.mse_per_pixel(clips[others, :2], video[others, :2]).mean()
+    assert values["mse_pixel"][0] == pytest.approx(expected) and expected > 0
+    assert values["ink"][0] == 0 and np.isnan(curves["mse_pixel"][0])
+
+
+def test_cli_quick_and_bad_flags(tmp_path, capsys):
+    model = tiny_model_dir(tmp_path / "model", resolution=64, projector=True)
+    base = ["bench", "--model", str(model), "--out", str(tmp_path / "o")]
+    for flag, value in (("--ablation-sequences", "1"), ("--slow-subset", "0"), ("--sequences", "1")):
+        assert main([*base, flag, value]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and flag in err and "\n" not in err
+    assert not (tmp_path / "o").exists()
+    assert main([*base, "--quick", "--sequences", "3"]) == 0
+    assert "| pipeline (default) |" in capsys.readouterr().out and (tmp_path / "o" / "report.md").exists()
+
+
+def test_command_names_every_protocol_flag():
+    cfg = BenchConfig(sequences=200, ablation_sequences=50)
+    assert bench._command(cfg, "x") == "latentvideo bench --sequences 200 --seed 0 --keyframes 0,9,19 --ablation-sequences 50"
