@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 import pytest
-from conftest import tiny_model_dir
 
+from conftest import tiny_model_dir
 from latentvideo import bench
 from latentvideo.bench import BenchConfig, load_classifier, run_benchmark
 from latentvideo.cli import main
@@ -91,4 +91,7 @@ def test_cli_quick_and_bad_flags(tmp_path, capsys):
 
 def test_command_names_every_protocol_flag():
     cfg = BenchConfig(sequences=200, ablation_sequences=50)
-    assert bench._command(cfg, "x") == "latentvideo bench --sequences 200 --seed 0 --keyframes 0,9,19 --ablation-sequences 50"
+    assert (
+        bench._command(cfg, "x")
+        == "latentvideo bench --sequences 200 --seed 0 --keyframes 0,9,19 --ablation-sequences 50"
+    )
