@@ -41,6 +41,10 @@ def test_rows_use_the_sequences_they_say(results):
     assert rows["pixel crossfade"]["sequences"] == 4
     assert rows["lerp"]["sequences"] == 2 and rows["joint curve fit"]["sequences"] == 2
     assert rows["original settings"]["sequences"] == 1
+    for ks in ("0,19", "0,4,9,14,19"):  # the beyond-the-original rows run with every keyframe set
+        names = {r["name"]: r["sequences"] for r in res["keyframe_sets"][ks]}
+        assert names["pipeline (default)"] == 4 and names["temporal critic"] == names["time warp"] == 2
+        assert "PCA 0.9 (keyframes)" not in names
     report = (out / "report.md").read_text()
     assert "| lerp (2 seq) |" in report and "| pipeline (default) |" in report
     assert "--ablation-sequences 2" in rows["lerp"]["command"]

@@ -150,8 +150,13 @@ def pipeline_variants(quick: bool, num_keyframes: int) -> list[tuple[str, str, d
                 )
             )
     rows += [("lerp", "path", {"path": "lerp"}), ("slerp", "path", {"path": "slerp"})]
-    # beyond the original pipeline (joint.py, correct.correct_clip, smoothness.arc_length_times)
-    rows += [
+    return rows + beyond_variants()
+
+
+def beyond_variants() -> list[tuple[str, str, dict]]:
+    """Rows of the methods beyond the original pipeline (joint.py, correct.correct_clip,
+    smoothness.arc_length_times); run with every keyframe set."""
+    return [
         ("joint curve fit", "joint", {"joint_steps": JOINT_STEPS}),
         ("joint curve fit, PCA off", "joint", {"joint_steps": JOINT_STEPS, "pca": None}),
         ("joint + critic", "joint", {"joint_steps": JOINT_STEPS, "joint_critic": JOINT_CRITIC}),
@@ -159,7 +164,6 @@ def pipeline_variants(quick: bool, num_keyframes: int) -> list[tuple[str, str, d
         ("temporal critic", "critic", TEMPORAL_CRITIC),
         ("time warp", "path", {"time_warp": True}),  # arc length in the classifier's feature space
     ]
-    return rows
 
 
 # Settings of the rows above: on a partly trained GAN (16 test sequences) the joint fit lowered the keyframe
@@ -274,7 +278,10 @@ def run_benchmark(
         add("ground truth", "baseline", video)
 
         # pipeline rows
-        variants = pipeline_variants(cfg.quick, len(ks)) if ks == sets[0] else pipeline_variants(True, len(ks))[:1]
+        if ks == sets[0]:
+            variants = pipeline_variants(cfg.quick, len(ks))
+        else:  # the other keyframe sets: the default and the methods beyond the original pipeline
+            variants = pipeline_variants(True, len(ks))[:1] + ([] if cfg.quick else beyond_variants())
         if ks == sets[0] and len(ks) >= 5:
             variants.append(("degree 3", "degree", {"degree": 3}))
         keys = [frames_f[list(ks), i][:, None] for i in range(N)]  # keyframe images [K, 1, H, W] (joint fit)
