@@ -159,7 +159,7 @@ def test_generate_methods_and_defaults(tmp_path, model, keys, capsys):
         (["--pca", "1.5"], "--pca must be in"),
         (["--pca", "nan"], "--pca must be in"),
         (["--pca", "most"], "--pca must be a number"),
-        (["--degree", "3"], "needs more than 3 keyframes"),
+        (["--degree", "3", "--path", "line"], "needs more than 3 keyframes"),
         (["--degree", "0"], "degree"),
         (["--method", "adam"], "unknown inversion method"),
         (["--path", "spline"], "unknown path"),
@@ -324,7 +324,10 @@ def test_manifest_renders_every_row(tmp_path, model, keys, capsys):
     assert code == 0, err
     np.testing.assert_allclose(np.load(out / "a.npy"), np.load(single), atol=1)
     line = tmp_path / "line"
-    assert _run(["generate", "--manifest", jobs, "--model", model, "--out-dir", line, *FAST], capsys)[0] == 0
+    assert (
+        _run(["generate", "--manifest", jobs, "--model", model, "--out-dir", line, *FAST, "--path", "line"], capsys)[0]
+        == 0
+    )
     assert not np.array_equal(np.load(line / "a.npy"), np.load(out / "a.npy"))  # --path reached the rows
     # without --out-dir, outputs go beside the manifest; other formats work too
     rows = jobs.read_text().replace("a.npy", "a.gif").replace("b.npy", "b.mp4").replace("sub/c.npy", "c.png")

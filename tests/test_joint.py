@@ -100,7 +100,7 @@ def pipe(G):
 
 def test_pipeline_joint_steps(pipe):
     keys, _ = _clip(pipe.generator, 2)
-    base = dict(method="lbfgs", lbfgs_steps=30, critic="off", pca=None)
+    base = dict(method="lbfgs", lbfgs_steps=30, critic="off", pca=None, path="line")
     line = pipe(keys, TIMES, 20, **base)
     joint = pipe(keys, TIMES, 20, joint_steps=30, **base)
     at_keys = lambda clip: (clip.frames[TIMES.astype(int)] - keys).pow(2).mean()  # noqa: E731
@@ -179,7 +179,7 @@ def test_time_warp_keeps_keyframes_and_evens_out_the_change(pipe):
         (dict(joint_steps=1.5), "joint-steps"),
         (dict(joint_steps=True), "joint-steps"),
         (dict(joint_critic=-1.0), "joint-critic"),
-        (dict(joint_steps=5, joint_critic=float("nan")), "joint-critic"),
+        (dict(joint_steps=5, path="line", joint_critic=float("nan")), "joint-critic"),
         (dict(joint_prior="0.1"), "joint-prior"),
         (dict(critic_temporal=-1.0), "critic-temporal"),
         (dict(critic_temporal=float("inf")), "critic-temporal"),
@@ -204,8 +204,8 @@ def test_new_options_default_off_and_need_a_critic():
     torch.manual_seed(0)
     bare = Pipeline.from_modules(Generator(z_dim=Z, resolution=32, width=4))
     with pytest.raises(LatentVideoError, match="needs a critic"):
-        bare.options(joint_steps=3, joint_critic=0.1)
-    assert bare.options(joint_steps=3, joint_prior=0.1).joint_prior == 0.1
+        bare.options(joint_steps=3, path="line", joint_critic=0.1)
+    assert bare.options(joint_steps=3, path="line", joint_prior=0.1).joint_prior == 0.1
 
 
 # ---------------------------------------------------------------- benchmark

@@ -226,8 +226,8 @@ def test_every_option_is_accepted(pipe):
         (dict(pca="0.9"), "pca"),
         (dict(degree=0), "degree"),
         (dict(degree=1.5), "degree"),
-        (dict(degree=3), "needs more than 3 keyframes"),
-        (dict(degree=5), "needs more than 5 keyframes"),
+        (dict(degree=3, path="line"), "needs more than 3 keyframes"),
+        (dict(degree=5, path="line"), "needs more than 5 keyframes"),
         (dict(lbfgs_steps=-1), "lbfgs-steps"),
         (dict(lbfgs_steps=2.5), "lbfgs-steps"),
         (dict(prior_weight=-1.0), "prior-weight"),
@@ -285,7 +285,7 @@ def test_generate_many_checks_its_lists(pipe):
     with pytest.raises(LatentVideoError, match="2 time lists for 1 clips"):
         pipe.generate_many([k], [KEY_TIMES, KEY_TIMES], 20)
     with pytest.raises(LatentVideoError, match="needs more than 2 keyframes"):
-        pipe.generate_many([k, k[:2]], None, 20, degree=2)  # the check covers every clip
+        pipe.generate_many([k, k[:2]], None, 20, degree=2, path="line")  # the check covers every clip
 
 
 # ---------------------------------------------------------------- generate() and prepare_keyframes

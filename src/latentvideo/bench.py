@@ -125,7 +125,7 @@ def pipeline_variants(quick: bool, num_keyframes: int) -> list[tuple[str, str, d
             ("inversion pnet", "inversion", {"method": "pnet"}),
             ("no PCA", "pca", {"pca": None}),
             ("critic off", "critic", {"critic": "off"}),
-            ("lerp", "path", {"path": "lerp"}),
+            ("line (the original path)", "path", {"path": "line"}),
         ]
     rows += [
         ("inversion pnet", "inversion", {"method": "pnet"}),
@@ -133,12 +133,12 @@ def pipeline_variants(quick: bool, num_keyframes: int) -> list[tuple[str, str, d
         ("inversion pnet+lbfgs", "inversion", {"method": "pnet+lbfgs"}),
     ]
     for pca in (None, 0.9, 0.99, 0.999):
-        rows.append((f"PCA {pca or 'off'} (keyframes)", "pca", {"pca": pca}))
+        rows.append((f"PCA {pca or 'off'} (keyframes)", "pca", {"path": "line", "pca": pca}))
         if pca is not None:
-            rows.append((f"PCA {pca} (reference)", "pca", {"pca": pca, "_reference": True}))
+            rows.append((f"PCA {pca} (reference)", "pca", {"path": "line", "pca": pca, "_reference": True}))
     for degree in (1, 2, 3):
         if degree < num_keyframes and (degree < 3 or num_keyframes >= 5):
-            rows.append((f"degree {degree}", "degree", {"degree": degree}))
+            rows.append((f"degree {degree}", "degree", {"path": "line", "degree": degree}))
     rows += [("critic off", "critic", {"critic": "off"})]
     for space in ("pixel", "latent"):
         for steps, size in ((5, 1e-3), (20, 1e-3), (5, 1e-2)):
@@ -149,7 +149,7 @@ def pipeline_variants(quick: bool, num_keyframes: int) -> list[tuple[str, str, d
                     {"critic": space, "critic_steps": steps, "critic_step_size": size},
                 )
             )
-    rows += [("lerp", "path", {"path": "lerp"}), ("slerp", "path", {"path": "slerp"})]
+    rows += [("line (the original path)", "path", {"path": "line"}), ("slerp", "path", {"path": "slerp"})]
     return rows + beyond_variants()
 
 
@@ -157,9 +157,9 @@ def beyond_variants() -> list[tuple[str, str, dict]]:
     """Rows of the methods beyond the original pipeline (joint.py, correct.correct_clip,
     smoothness.arc_length_times); run with every keyframe set."""
     return [
-        ("joint curve fit", "joint", {"joint_steps": JOINT_STEPS}),
-        ("joint curve fit, PCA off", "joint", {"joint_steps": JOINT_STEPS, "pca": None}),
-        ("joint + critic", "joint", {"joint_steps": JOINT_STEPS, "joint_critic": JOINT_CRITIC}),
+        ("joint curve fit", "joint", {"path": "line", "joint_steps": JOINT_STEPS}),
+        ("joint curve fit, PCA off", "joint", {"path": "line", "joint_steps": JOINT_STEPS, "pca": None}),
+        ("joint + critic", "joint", {"path": "line", "joint_steps": JOINT_STEPS, "joint_critic": JOINT_CRITIC}),
         ("critic latent 20x0.01", "critic", {**TEMPORAL_CRITIC, "critic_temporal": 0.0}),  # temporal's baseline
         ("temporal critic", "critic", TEMPORAL_CRITIC),
         ("time warp", "path", {"time_warp": True}),  # arc length in the classifier's feature space
@@ -283,7 +283,7 @@ def run_benchmark(
         else:  # the other keyframe sets: the default and the methods beyond the original pipeline
             variants = pipeline_variants(True, len(ks))[:1] + ([] if cfg.quick else beyond_variants())
         if ks == sets[0] and len(ks) >= 5:
-            variants.append(("degree 3", "degree", {"degree": 3}))
+            variants.append(("degree 3", "degree", {"path": "line", "degree": 3}))
         keys = [frames_f[list(ks), i][:, None] for i in range(N)]  # keyframe images [K, 1, H, W] (joint fit)
         for name, group, over in tqdm(variants, desc=f"pipeline {ks}", disable=not progress):
             over = dict(over)

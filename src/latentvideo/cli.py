@@ -236,7 +236,7 @@ def generate(
     model: Path | None = typer.Option(None, help=_MODEL_HELP),
     method: str | None = typer.Option(None, help="Inversion: pnet, lbfgs, pnet+lbfgs or scipy."),
     lbfgs_steps: int | None = typer.Option(None, help="L-BFGS iterations."),
-    path: str = typer.Option("line", help="line (PCA + regression), lerp or slerp."),
+    path: str = typer.Option("lerp", help="lerp (through every keyframe), slerp or line (PCA + regression)."),
     pca: str = typer.Option("0.99", help="Fraction of latent variance PCA keeps, or 'off'."),
     degree: int = typer.Option(1, help="Polynomial degree of the path over time (1 = a line)."),
     critic: str | None = typer.Option(None, help="Critic correction: off, pixel or latent."),

@@ -41,7 +41,7 @@ class Options:
     method: str = "pnet+lbfgs"  # inversion: pnet | lbfgs | pnet+lbfgs | scipy
     lbfgs_steps: int = 300  # more steps: better motion, ink and identity (BENCHMARK.md)
     prior_weight: float = 0.0
-    path: str = "line"  # line (PCA + least-squares polynomial) | lerp | slerp
+    path: str = "lerp"  # lerp (through every keyframe) | slerp | line (PCA + least-squares polynomial, the original)
     pca: float | None = 0.99  # fraction of variance kept; None = no PCA
     degree: int = 1
     critic: str = "pixel"  # off | pixel | latent
