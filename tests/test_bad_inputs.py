@@ -229,7 +229,7 @@ BAD = [
     ("non-numeric-times", lambda c: c.gen("--times", "0,nine,19"), "numbers"),
     ("nan-time", lambda c: c.gen("--times", "0,nan,19"), "finite"),
     ("times-count-mismatch", lambda c: c.gen("--times", "0,19"), "2 keyframe times for 3"),
-    ("degree-too-high", lambda c: c.gen("--degree", "3"), "--degree"),
+    ("degree-too-high", lambda c: c.gen("--degree", "3", "--path", "line"), "--degree"),
     ("frames-0", lambda c: c.gen("--frames", "0"), "--frames"),
     ("frames-negative", lambda c: c.gen("--frames", "-5"), "--frames"),
     ("frames-above-cap", lambda c: c.gen("--frames", MAX_FRAMES + 1), "--frames"),

@@ -39,15 +39,15 @@ def test_rows_use_the_sequences_they_say(results):
     rows = {r["name"]: r for r in res["keyframe_sets"]["0,9,19"]}
     assert rows["pipeline (default)"]["sequences"] == 4
     assert rows["pixel crossfade"]["sequences"] == 4
-    assert rows["lerp"]["sequences"] == 2 and rows["joint curve fit"]["sequences"] == 2
+    assert rows["line (the original path)"]["sequences"] == 2 and rows["joint curve fit"]["sequences"] == 2
     assert rows["original settings"]["sequences"] == 1
     for ks in ("0,19", "0,4,9,14,19"):  # the beyond-the-original rows run with every keyframe set
         names = {r["name"]: r["sequences"] for r in res["keyframe_sets"][ks]}
         assert names["pipeline (default)"] == 4 and names["temporal critic"] == names["time warp"] == 2
         assert "PCA 0.9 (keyframes)" not in names
     report = (out / "report.md").read_text()
-    assert "| lerp (2 seq) |" in report and "| pipeline (default) |" in report
-    assert "--ablation-sequences 2" in rows["lerp"]["command"]
+    assert "| line (the original path) (2 seq) |" in report and "| pipeline (default) |" in report
+    assert "--ablation-sequences 2" in rows["slerp"]["command"]
     # keyframes 0, 4, 9, 14, 19 of every set, inverted once; lbfgs-from-zero and pnet for the subset only
     inv = {r["method"]: r["images"] for r in res["inversion"]}
     assert inv["pnet+lbfgs"] == 5 * 4 and inv["lbfgs"] == 5 * 2 and inv["pnet"] == 5 * 2

@@ -190,7 +190,8 @@ def test_run_generation_with_truth_shows_it_beside(pipe, tmp_path):
     [
         (dict(frames=1), "between 2 and"),
         (dict(frames=web.MAX_WEB_FRAMES + 1), "between 2 and"),
-        (dict(degree=3), "degree 3 needs more than 3 keyframes"),
+        (dict(degree=3, path="line"), "degree 3 needs more than 3 keyframes"),
+        (dict(path="spline"), "unknown path"),
         (dict(pca=1.5), "pca"),
         (dict(method="magic"), "unknown inversion method"),
         (dict(times="0,5"), "2 keyframe times for 3 keyframes"),

@@ -39,6 +39,7 @@ import torch
 
 from .data import IMAGE_EXTS, load_image, moving_mnist, to_frames
 from .errors import LatentVideoError
+from .pipeline import PATHS
 from .render import contact_sheet, to_uint8, write_clip, write_png
 
 MIN_FILES, MAX_FILES = 2, 8
@@ -185,8 +186,10 @@ def load_sample(out_dir: str | Path, seed: int | None = None) -> Sample:
 # ---------------------------------------------------------------- generation
 
 
-def _options(method, pca, degree, critic_steps, critic_step_size) -> dict:
+def _options(method, pca, degree, critic_steps, critic_step_size, path=None) -> dict:
     opts = {"pca": None if pca is None else float(pca), "degree": int(degree)}
+    if path:
+        opts["path"] = str(path)
     if method:
         opts["method"] = str(method)
     if critic_steps is not None:
@@ -212,6 +215,7 @@ def run_generation(
     critic_steps: int | None = None,
     critic_step_size: float | None = None,
     method: str | None = None,
+    path: str | None = None,
     resize: bool = True,
     truth: np.ndarray | None = None,
     out_dir: str | Path | None = None,
@@ -230,7 +234,7 @@ def run_generation(
         raise LatentVideoError(f"number of frames must be between 2 and {MAX_WEB_FRAMES}, got {frames}")
     paths = check_uploads(files)
     time_list = parse_times(times) if isinstance(times, (str, type(None))) else [float(t) for t in times]
-    opts = _options(method, pca, degree, critic_steps, critic_step_size)
+    opts = _options(method, pca, degree, critic_steps, critic_step_size, path)
     pipe.options(**opts)  # bad settings fail before any decoding
     keyframes = load_keyframes(paths, pipe.channels, pipe.resolution, resize=resize)
     clip = pipe(keyframes, time_list, frames, **opts)
@@ -329,9 +333,10 @@ def build_app(pipe, dirs: RequestDirs | None = None):
     methods = [m for m in METHODS if pipe.projector is not None or not m.startswith("pnet")]
     has_critic = pipe.critic is not None
 
-    def settings(method, use_pca, pca, degree, critic_steps, step_size):
+    def settings(method, path, use_pca, pca, degree, critic_steps, step_size):
         return dict(
             method=method,
+            path=path,
             pca=float(pca) if use_pca else None,
             degree=int(degree),
             critic_steps=int(critic_steps) if has_critic else None,
@@ -363,23 +368,23 @@ def build_app(pipe, dirs: RequestDirs | None = None):
         except Exception as e:  # noqa: BLE001 - every failure becomes a message on the page
             return failed(e)[0]
 
-    def on_generate(files, times, frames, method, use_pca, pca, degree, critic_steps, step_size, resize, sample):
+    def on_generate(files, times, frames, method, path, use_pca, pca, degree, critic_steps, step_size, resize, sample):
         try:
             paths = check_uploads(files)
             same = sample and [file_digest(p) for p in paths] == sample["digests"]  # still the sampled keyframes?
             truth = sample["truth"] if same else None
-            s = settings(method, use_pca, pca, degree, critic_steps, step_size)
+            s = settings(method, path, use_pca, pca, degree, critic_steps, step_size)
             result = run_generation(pipe, paths, times, frames, resize=resize, truth=truth, out_dir=dirs.new(), **s)
             return outputs_of(result, f"Done in {result['timings']['total']:.1f} s.")
         except Exception as e:  # noqa: BLE001
             return failed(e)
 
-    def on_sample(method, use_pca, pca, degree, critic_steps, step_size, resize):
+    def on_sample(method, path, use_pca, pca, degree, critic_steps, step_size, resize):
         try:
             out = dirs.new()
             sample = load_sample(out)
             times = ",".join(f"{t:g}" for t in sample.times)
-            s = settings(method, use_pca, pca, degree, critic_steps, step_size)
+            s = settings(method, path, use_pca, pca, degree, critic_steps, step_size)
             result = run_generation(
                 pipe, sample.paths, times, SAMPLE_FRAMES, resize=resize, truth=sample.truth, out_dir=out, **s
             )
@@ -419,6 +424,9 @@ def build_app(pipe, dirs: RequestDirs | None = None):
                 frames = gr.Slider(2, MAX_WEB_FRAMES, value=SAMPLE_FRAMES, step=1, label="Frames", elem_id="frames")
                 with gr.Accordion("Settings", open=True):
                     method = gr.Dropdown(methods, value=defaults.method, label="Inversion method")
+                    path = gr.Radio(
+                        list(PATHS), value=defaults.path, label="Path (PCA and degree apply to 'line')", elem_id="path"
+                    )
                     with gr.Row():
                         use_pca = gr.Checkbox(value=defaults.pca is not None, label="PCA", scale=1, min_width=80)
                         pca = gr.Slider(
@@ -457,7 +465,7 @@ def build_app(pipe, dirs: RequestDirs | None = None):
                 report = gr.Markdown("", elem_id="report")
                 downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
 
-        knobs = [method, use_pca, pca, degree, critic_steps, step_size]
+        knobs = [method, path, use_pca, pca, degree, critic_steps, step_size]
         results = [status, video, truth_video, sheet, gallery, report, downloads]
         files.upload(on_upload, files, status)
         generate_btn.click(
