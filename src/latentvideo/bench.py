@@ -123,7 +123,7 @@ def pipeline_variants(quick: bool, num_keyframes: int) -> list[tuple[str, str, d
     if quick:
         return rows + [
             ("inversion pnet", "inversion", {"method": "pnet"}),
-            ("no PCA", "pca", {"pca": None}),
+            ("line, no PCA", "pca", {"path": "line", "pca": None}),
             ("critic off", "critic", {"critic": "off"}),
             ("line (the original path)", "path", {"path": "line"}),
         ]
