@@ -236,7 +236,9 @@ def generate(
     model: Path | None = typer.Option(None, help=_MODEL_HELP),
     method: str | None = typer.Option(None, help="Inversion: pnet, lbfgs, pnet+lbfgs or scipy."),
     lbfgs_steps: int | None = typer.Option(None, help="L-BFGS iterations."),
-    path: str = typer.Option("lerp", help="lerp (through every keyframe), slerp or line (PCA + regression)."),
+    path: str | None = typer.Option(
+        None, help="lerp (through every keyframe; default), slerp or line (PCA + regression)."
+    ),
     pca: str = typer.Option("0.99", help="Fraction of latent variance PCA keeps, or 'off'."),
     degree: int = typer.Option(1, help="Polynomial degree of the path over time (1 = a line)."),
     critic: str | None = typer.Option(None, help="Critic correction: off, pixel or latent."),
@@ -270,8 +272,9 @@ def generate(
         _fail(f"--frames must be between 2 and {MAX_FRAMES}, got {frames}")
     if fps < 1:
         _fail(f"--fps must be at least 1, got {fps}")
-    overrides = {"path": path, "pca": _parse_pca(pca), "degree": degree}
+    overrides = {"pca": _parse_pca(pca), "degree": degree}
     for name, value in [
+        ("path", path),
         ("method", method),
         ("lbfgs_steps", lbfgs_steps),
         ("critic", critic),
