@@ -53,6 +53,22 @@ def test_rows_use_the_sequences_they_say(results):
     assert inv["pnet+lbfgs"] == 5 * 4 and inv["lbfgs"] == 5 * 2 and inv["pnet"] == 5 * 2
 
 
+def test_default_is_also_scored_on_the_ablation_subset(results):
+    """Subset rows need a like-for-like reference: the default's own clips scored on the same sequences."""
+    res, out = results
+    for ks, rows in res["keyframe_sets"].items():
+        named = {r["name"]: r for r in rows}
+        subset = named["pipeline (default), ablation subset"]
+        assert subset["sequences"] == 2 and subset["group"] == "pipeline-subset"
+        assert subset["values"]["motion"] != named["pipeline (default)"]["values"]["motion"]
+    rows = {r["name"]: r["values"] for r in res["keyframe_sets"]["0,9,19"]}
+    for key in ("mse_pixel", "motion", "identity"):  # pnet+lbfgs is the default's inversion, on the subset
+        assert rows["pipeline (default), ablation subset"][key][0] == pytest.approx(
+            rows["inversion pnet+lbfgs"][key][0], rel=1e-3, abs=1e-6
+        )
+    assert "| pipeline (default), ablation subset (2 seq) |" in (out / "report.md").read_text()
+
+
 def test_baselines_score_as_expected(results):
     res, _ = results
     rows = {r["name"]: r["values"] for r in res["keyframe_sets"]["0,9,19"]}

@@ -302,6 +302,8 @@ def run_benchmark(
             clips = np.concatenate([_to_video(frames, T, n), video[:, n:]], 1)  # unscored tail: truth
             inv_s = next(r["seconds_per_image"] for r in inversion_rows if r["method"] == method) * len(ks)
             add(name, group, clips, inv_s + sum(timings.values()), n)
+            if group == "pipeline" and n_abl < N:  # the same clips scored like the ablation rows
+                add(f"{name}, ablation subset", "pipeline-subset", clips, inv_s + sum(timings.values()), n_abl)
 
         if ks == sets[0] and not cfg.quick:  # the original implementation's settings, per-image scipy
             n = min(cfg.slow_subset, N)
