@@ -56,7 +56,7 @@ def test_rows_use_the_sequences_they_say(results):
 def test_default_is_also_scored_on_the_ablation_subset(results):
     """Subset rows need a like-for-like reference: the default's own clips scored on the same sequences."""
     res, out = results
-    for ks, rows in res["keyframe_sets"].items():
+    for rows in res["keyframe_sets"].values():
         named = {r["name"]: r for r in rows}
         subset = named["pipeline (default), ablation subset"]
         assert subset["sequences"] == 2 and subset["group"] == "pipeline-subset"
