@@ -135,6 +135,27 @@ def test_generate_paths(tmp_path, model, keys, capsys, path):
     assert np.load(out).shape == (20, 32, 32)
 
 
+def test_generate_methods_beyond_the_original(tmp_path, model, keys, capsys):
+    """--joint-steps, --critic-temporal and --time-warp reach the pipeline: each changes the clip."""
+    base = ["generate", *keys, "--model", model, *FAST]
+    variants = {
+        "line": ["--path", "line"],
+        "joint": ["--path", "line", "--joint-steps", "3", "--joint-critic", "0.001"],
+        "lerp": [],
+        "temporal": ["--critic", "latent", "--critic-step-size", "0.05", "--critic-temporal", "5"],
+        "warp": ["--time-warp"],
+    }
+    clips = {}
+    for name, extra in variants.items():
+        out = tmp_path / f"{name}.npy"
+        code, _, err = _run([*base, *extra, "--out", out], capsys)
+        assert code == 0, err
+        clips[name] = np.load(out)
+        assert clips[name].shape == (20, 32, 32)
+    for a, b in (("joint", "line"), ("temporal", "lerp"), ("warp", "lerp")):
+        assert not np.array_equal(clips[a], clips[b]), (a, b)
+
+
 def test_generate_methods_and_defaults(tmp_path, model, keys, capsys):
     clips = {}
     for method in ("pnet", "pnet+lbfgs", "lbfgs"):
@@ -172,6 +193,11 @@ def test_generate_methods_and_defaults(tmp_path, model, keys, capsys):
         (["--times", "0,5,25"], r"must lie in \[0, 19\]"),
         (["--out-dir", "clips"], "--out-dir goes with --manifest"),
         (["--fps", "0"], "--fps must be at least 1"),
+        (["--joint-steps", "5"], "--joint-steps refines the 'line' path"),
+        (["--joint-steps", "-1", "--path", "line"], "--joint-steps must be an integer >= 0"),
+        (["--joint-critic", "0.1"], "terms of the joint fit"),
+        (["--critic-temporal", "10", "--critic", "off"], "--critic-temporal needs critic correction"),
+        (["--critic-temporal", "inf"], "--critic-temporal must be a finite number"),
     ],
 )
 def test_generate_bad_options_fail_cleanly(tmp_path, model, keys, capsys, args, match):

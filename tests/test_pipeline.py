@@ -98,6 +98,10 @@ def test_from_dir(tmp_path):
     assert with_p.projector is not None and with_p.default_options().method == "pnet+lbfgs"
     clip = with_p(torch.rand(2, 1, 32, 32), num_frames=4, lbfgs_steps=2, critic_steps=1)
     assert clip.frames.shape == (4, 1, 32, 32)
+    assert pipe.feature_fn is None  # no classifier beside the model: time warping measures pixels
+    shipped = load_pipeline(device="cpu")  # its digit classifier gives time warping a feature space
+    feats = shipped.feature_fn(torch.rand(3, 1, 64, 64))
+    assert feats.ndim == 2 and feats.shape[0] == 3 and not feats.requires_grad
     with pytest.raises(LatentVideoError, match="not found"):
         Pipeline.from_dir(tmp_path / "missing")
     (tmp_path / "empty").mkdir()

@@ -244,6 +244,16 @@ def generate(
     critic: str | None = typer.Option(None, help="Critic correction: off, pixel or latent."),
     critic_steps: int | None = typer.Option(None, help="Critic-correction steps."),
     critic_step_size: float | None = typer.Option(None, help="Critic-correction step size."),
+    critic_temporal: float | None = typer.Option(
+        None, help="Correct a clip's frames jointly, penalising frame-to-frame change this much (0 = off)."
+    ),
+    joint_steps: int | None = typer.Option(
+        None, help="With --path line: fit the line through G to all keyframes jointly (iterations; 0 = off)."
+    ),
+    joint_critic: float | None = typer.Option(None, help="Joint fit: weight of the critic on in-between frames."),
+    time_warp: bool | None = typer.Option(
+        None, "--time-warp/--no-time-warp", help="Space frames evenly by arc length (classifier features if shipped)."
+    ),
     fps: int = typer.Option(10, help="Frames per second of GIF/MP4."),
     resize: bool = typer.Option(False, help="Rescale keyframes to the model's size."),
     from_file: Path | None = typer.Option(None, "--from", help="Take keyframes from a [T, N, H, W] .npy/.npz."),
@@ -262,6 +272,7 @@ def generate(
       latentvideo generate a.png b.png c.png --out clip.gif
       latentvideo generate a.png b.png c.png --times 0,9,19 --frames 20 --out clip.mp4 --pca 0.99 --critic-steps 5
       latentvideo generate --from mm_test.npy --sequence 3 --keyframes 0,9,19 --out clip.png
+      latentvideo generate a.png b.png c.png --path line --joint-steps 50 --out clip.gif
       latentvideo generate --manifest jobs.csv --out-dir clips/
       torchrun --standalone --nproc_per_node=2 -m latentvideo.cli generate --manifest jobs.csv --out-dir clips/
     """
@@ -280,6 +291,10 @@ def generate(
         ("critic", critic),
         ("critic_steps", critic_steps),
         ("critic_step_size", critic_step_size),
+        ("critic_temporal", critic_temporal),
+        ("joint_steps", joint_steps),
+        ("joint_critic", joint_critic),
+        ("time_warp", time_warp),
     ]:
         if value is not None:
             overrides[name] = value

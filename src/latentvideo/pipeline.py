@@ -162,7 +162,11 @@ class Pipeline:
         G = load_model(path / "generator", dev, expect="dcgan-generator")
         C = load_model(path / "critic", dev) if (path / "critic").exists() else None
         P = load_model(path / "projector", dev) if (path / "projector").exists() else None
-        return cls(G, C, P)
+        pipe = cls(G, C, P)
+        if (path / "classifier").is_dir():  # time warping measures arc length in its feature space
+            classifier = load_model(path / "classifier", dev, expect="digit-classifier").eval().requires_grad_(False)
+            pipe.feature_fn = classifier.features
+        return pipe
 
     @property
     def channels(self) -> int:
