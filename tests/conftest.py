@@ -101,11 +101,11 @@ def _cache_mnist():
         yield
 
 
-def tiny_model_dir(path: Path, resolution: int = 32, projector: bool = False) -> Path:
+def tiny_model_dir(path: Path, resolution: int = 32, projector: bool = False, seed: int = 0) -> Path:
     """A model folder with tiny untrained DCGAN networks (z_dim 8, width 4), seeded."""
     from latentvideo.models import Critic, Generator, Projector, model_config, save_model
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     G = Generator(z_dim=8, resolution=resolution, channels=1, width=4)
     C = Critic(resolution=resolution, channels=1, width=4)
     save_model(G, path / "generator", model_config(G, z_dim=8, resolution=resolution, channels=1, width=4))

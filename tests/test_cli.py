@@ -436,3 +436,16 @@ def test_manifest_rank_environment_without_torchrun(tmp_path, model, keys, capsy
 def test_help_shows_an_example(command, capsys):
     code, out, _ = _run([*command, "--help"], capsys)
     assert code == 0 and "Example" in out and f"latentvideo {command[0]}" in out
+
+
+def test_ppl_measures_each_model_with_the_same_classifier(tmp_path, capsys):
+    a = tiny_model_dir(tmp_path / "a", resolution=64)
+    b = tiny_model_dir(tmp_path / "b", resolution=64, seed=1)
+    code, text, err = _run(["ppl", a, b, a, "--samples", "8", "--device", "cpu"], capsys)
+    assert code == 0, err
+    values = [float(line.rsplit(": ", 1)[1]) for line in text.strip().splitlines()]
+    assert len(values) == 3 and all(v > 0 for v in values)
+    assert values[0] == values[2] and values[0] != values[1]  # seeded; a different generator differs
+    for args, match in ((["--samples", "1"], "--samples must be at least 2"), (["--eps", "0"], "--eps must be")):
+        _clean_error(*_run(["ppl", a, *args], capsys)[::2], match)
+    _clean_error(*_run(["ppl", tmp_path / "missing"], capsys)[::2], "not found")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -569,6 +570,43 @@ def bench(
 
     typer.echo(report_markdown(results))
     typer.echo(f"wrote {out}/results.json, report.md, per_frame.png, examples.png")
+
+
+@app.command()
+def ppl(
+    models: list[Path] | None = typer.Argument(
+        None, help="Model folders or training runs (default: the shipped model)."
+    ),
+    samples: int = typer.Option(256, help="Sampled pairs (the full benchmark uses 256)."),
+    eps: float = typer.Option(1e-4, help="Step along each path."),
+    seed: int = typer.Option(0),
+    classifier: Path | None = typer.Option(None, help="Digit classifier model dir (default: the shipped one)."),
+    device: str = typer.Option("auto"),
+):
+    """Perceptual path length of generators, in the digit classifier's feature space (lower is smoother).
+
+    Every model is measured with the same classifier, so the numbers compare.
+
+    Examples:
+      latentvideo ppl
+      latentvideo ppl runs/mm64 runs/mm64-pl --samples 256
+    """
+    from .bench import _features_fn, load_classifier
+    from .models import has_mapping
+    from .pipeline import load_pipeline
+    from .smoothness import perceptual_path_length
+
+    if samples < 2:
+        _fail(f"--samples must be at least 2, got {samples}")
+    if not (math.isfinite(eps) and eps > 0):
+        _fail(f"--eps must be a positive number, got {eps}")
+    clf = None
+    for model in models or [None]:
+        pipe = load_pipeline(model, device)
+        clf = clf or load_classifier(classifier, None).to(pipe.device)
+        for space in ("z", "w") if has_mapping(pipe.generator) else ("z",):
+            value = perceptual_path_length(pipe.generator, _features_fn(clf), samples, eps, space, seed)
+            typer.echo(f"{model or 'shipped model'}  PPL ({space}, {samples} samples, eps {eps:g}): {value:.1f}")
 
 
 @app.command()
