@@ -288,6 +288,23 @@ def test_cli_train_then_resume(tmp_path, seq32, capsys):
     assert _stats(run)[-1]["step"] == 4
 
 
+def test_cli_smoothing_options_set_up_a_new_run(tmp_path, seq32, capsys):
+    run = tmp_path / "run"
+    args = ["--data", seq32, "--steps", "4", "--pl-weight", "2", "--pl-every", "2", "--mapping-layers", "2"]
+    code, _, err = _cli(capsys, "train", "gan", "--out", run, *args, *TINY_ARGS)
+    assert code == 0, err
+    config = json.loads((run / "config.json").read_text())
+    assert (config["pl_weight"], config["pl_every"], config["mapping_layers"]) == (2.0, 2, 2)
+    assert load_model(run / "generator").mapping_layers == 2
+    assert [r["step"] for r in _stats(run)] == [4] and _stats(run)[-1]["pl_mean"] > 0  # two path-length steps
+    code, _, err = _cli(capsys, "train", "gan", "--resume", run, "--pl-weight", "1")
+    _assert_clean_error(code, err)
+    assert "set up a new run" in err
+    code, _, err = _cli(capsys, "train", "gan", "--out", tmp_path / "bad", "--data", seq32, "--pl-weight", "-1")
+    _assert_clean_error(code, err)
+    assert not (tmp_path / "bad").exists()
+
+
 def _wrong_dtype(tmp_path: Path) -> list[str]:
     np.save(tmp_path / "float.npy", np.zeros((2, 2, 32, 32), np.float32))
     return ["--data", str(tmp_path / "float.npy")]

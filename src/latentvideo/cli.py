@@ -80,6 +80,9 @@ def train_gan_cmd(
     digits: int = typer.Option(2, help="Digits per Moving MNIST frame."),
     resize: int | None = typer.Option(None, help="Rescale your own images to this size (32, 64 or 128)."),
     checkpoint_every: int = typer.Option(500, help="Checkpoint, sample grid and model export every N steps."),
+    pl_weight: float | None = typer.Option(None, help="StyleGAN2 path-length regularisation weight (default 0: off)."),
+    pl_every: int | None = typer.Option(None, help="A path-length step after every N-th generator step (default 4)."),
+    mapping_layers: int | None = typer.Option(None, help="Mapping network z -> w of this many layers (default 0)."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto (CUDA if present), cpu, cuda, cuda:N."),
     stop_after: int | None = typer.Option(None, help="Stop (with a checkpoint) after this total step; resume later."),
@@ -90,13 +93,20 @@ def train_gan_cmd(
       latentvideo train gan --out runs/mm64 --steps 20000
       latentvideo train gan --resume runs/mm64
       latentvideo train gan --out runs/mine --data frames/ --resize 64
+      latentvideo train gan --out runs/smooth --pl-weight 2 --mapping-layers 4
       torchrun --nproc_per_node=2 -m latentvideo.cli train gan --out runs/ddp
     """
     from .train import GANConfig, train_gan
 
     if (out is None) == (resume is None):
         _fail("give exactly one of --out (new run) or --resume (existing run)")
+    smoothing = {"pl_weight": pl_weight, "pl_every": pl_every, "mapping_layers": mapping_layers}
+    smoothing = {k: v for k, v in smoothing.items() if v is not None}
+    if pl_weight is not None and not (math.isfinite(pl_weight) and pl_weight >= 0):
+        _fail(f"--pl-weight must be a finite number >= 0, got {pl_weight}")
     if resume is not None:
+        if smoothing:
+            _fail("--pl-weight, --pl-every and --mapping-layers set up a new run", "use --out, or edit config.json")
         cfg = None
         if steps is not None:
             import json
@@ -121,6 +131,7 @@ def train_gan_cmd(
             resize=resize,
             checkpoint_every=checkpoint_every,
             seed=seed,
+            **smoothing,
         )
         run = train_gan(out, cfg, device=device, stop_after=stop_after)
     if int(os.environ.get("RANK", "0")) == 0:
