@@ -292,7 +292,7 @@ def run_benchmark(
             method = opts.method if opts.method in cache else methods[0]
             n = N if group == "pipeline" else n_abl
             latents = [torch.stack([cache[method][k][i] for k in ks]) for i in range(n)]
-            feature_fn, pipe.feature_fn = pipe.feature_fn, pipe.feature_fn or _features_fn(classifier)
+            feature_fn, pipe.feature_fn = pipe.feature_fn, pipe.feature_fn or classifier_feature_fn(classifier)
             try:
                 frames, _, timings = pipe.animate(
                     latents, [times] * n, T, opts, reference if use_ref else None, keyframes=keys[:n]
@@ -366,7 +366,7 @@ def measure_speed(pipe: Pipeline, video, cfg: BenchConfig, opts: Options, method
     }
 
 
-def _features_fn(classifier):
+def classifier_feature_fn(classifier):
     """The classifier's penultimate features of images on any device (time warping, PPL)."""
     dev = next(classifier.parameters()).device
     return lambda x: classifier.features(x.to(dev))
@@ -375,7 +375,7 @@ def _features_fn(classifier):
 def measure_smoothness(pipe: Pipeline, classifier, cfg: BenchConfig) -> dict:
     """PPL of the model's generator in z (and w, with a mapping network) in the classifier's feature space."""
     n = PPL_SAMPLES_QUICK if cfg.quick else PPL_SAMPLES
-    feats = _features_fn(classifier)
+    feats = classifier_feature_fn(classifier)
     out = {"samples": n, "eps": PPL_EPS}
     for space in ("z", "w") if has_mapping(pipe.generator) else ("z",):
         out[f"ppl_{space}"] = perceptual_path_length(pipe.generator, feats, n, PPL_EPS, space, cfg.seed)

@@ -602,7 +602,7 @@ def ppl(
       latentvideo ppl
       latentvideo ppl runs/mm64 runs/mm64-pl --samples 256
     """
-    from .bench import _features_fn, load_classifier
+    from .bench import classifier_feature_fn, load_classifier
     from .models import has_mapping
     from .pipeline import load_pipeline
     from .smoothness import perceptual_path_length
@@ -616,7 +616,7 @@ def ppl(
         pipe = load_pipeline(model, device)
         clf = clf or load_classifier(classifier, None).to(pipe.device)
         for space in ("z", "w") if has_mapping(pipe.generator) else ("z",):
-            value = perceptual_path_length(pipe.generator, _features_fn(clf), samples, eps, space, seed)
+            value = perceptual_path_length(pipe.generator, classifier_feature_fn(clf), samples, eps, space, seed)
             typer.echo(f"{model or 'shipped model'}  PPL ({space}, {samples} samples, eps {eps:g}): {value:.1f}")
 
 
