@@ -221,5 +221,5 @@ def test_benchmark_rows_and_smoothness():
     torch.manual_seed(0)
     pipe = Pipeline.from_modules(Generator(z_dim=Z, resolution=32, width=4, mapping_layers=1))
     clf = DigitClassifier(32, 1, 4, 8).eval()
-    sm = bench.measure_smoothness(pipe, clf, bench.BenchConfig(quick=True))
+    sm = bench.measure_smoothness(pipe, clf, bench.PPL_SAMPLES_QUICK)
     assert sm["samples"] == bench.PPL_SAMPLES_QUICK and sm["ppl_z"] > 0 and sm["ppl_w"] > 0

@@ -317,7 +317,8 @@ def run_benchmark(
         results["keyframe_sets"][",".join(map(str, ks))] = [asdict(r) for r in rows]
 
     results["speed"] = measure_speed(pipe, video, cfg, base, methods[0])
-    results["smoothness"] = measure_smoothness(pipe, classifier, cfg)
+    ppl_samples = PPL_SAMPLES_QUICK if cfg.quick else PPL_SAMPLES
+    results["smoothness"] = measure_smoothness(pipe, classifier, ppl_samples, seed=cfg.seed)
     results["classifier"] = {"accuracy_true_frames": _row(results, "ground truth")["values"]["identity"][0]}
     results["environment"] = _environment(pipe)
     write_json(out_dir / "results.json", results)
@@ -372,13 +373,14 @@ def classifier_feature_fn(classifier):
     return lambda x: classifier.features(x.to(dev))
 
 
-def measure_smoothness(pipe: Pipeline, classifier, cfg: BenchConfig) -> dict:
+def measure_smoothness(
+    pipe: Pipeline, classifier, samples: int = PPL_SAMPLES, eps: float = PPL_EPS, seed: int = 0
+) -> dict:
     """PPL of the model's generator in z (and w, with a mapping network) in the classifier's feature space."""
-    n = PPL_SAMPLES_QUICK if cfg.quick else PPL_SAMPLES
     feats = classifier_feature_fn(classifier)
-    out = {"samples": n, "eps": PPL_EPS}
+    out = {"samples": samples, "eps": eps}
     for space in ("z", "w") if has_mapping(pipe.generator) else ("z",):
-        out[f"ppl_{space}"] = perceptual_path_length(pipe.generator, feats, n, PPL_EPS, space, cfg.seed)
+        out[f"ppl_{space}"] = perceptual_path_length(pipe.generator, feats, samples, eps, space, seed)
     return out
 
 

@@ -602,22 +602,21 @@ def ppl(
       latentvideo ppl
       latentvideo ppl runs/mm64 runs/mm64-pl --samples 256
     """
-    from .bench import classifier_feature_fn, load_classifier
-    from .models import has_mapping
+    from .bench import load_classifier, measure_smoothness
+    from .models import resolve_device
     from .pipeline import load_pipeline
-    from .smoothness import perceptual_path_length
 
     if samples < 2:
         _fail(f"--samples must be at least 2, got {samples}")
     if not (math.isfinite(eps) and eps > 0):
         _fail(f"--eps must be a positive number, got {eps}")
-    clf = None
+    clf = load_classifier(classifier, None).to(resolve_device(device))
     for model in models or [None]:
-        pipe = load_pipeline(model, device)
-        clf = clf or load_classifier(classifier, None).to(pipe.device)
-        for space in ("z", "w") if has_mapping(pipe.generator) else ("z",):
-            value = perceptual_path_length(pipe.generator, classifier_feature_fn(clf), samples, eps, space, seed)
-            typer.echo(f"{model or 'shipped model'}  PPL ({space}, {samples} samples, eps {eps:g}): {value:.1f}")
+        result = measure_smoothness(load_pipeline(model, device), clf, samples, eps, seed)
+        for space in ("z", "w"):  # w only with a mapping network
+            if f"ppl_{space}" in result:
+                value = result[f"ppl_{space}"]
+                typer.echo(f"{model or 'shipped model'}  PPL ({space}, {samples} samples, eps {eps:g}): {value:.1f}")
 
 
 @app.command()
