@@ -22,7 +22,7 @@ def results(tmp_path_factory):
     pipe = Pipeline.from_dir(model, "cpu")
     clf = load_classifier(None, model)  # falls back to the shipped classifier
     cfg = BenchConfig(sequences=4, slow_subset=1, ablation_sequences=2, reference_frames=8)
-    opts = pipe.options(lbfgs_steps=3, critic_steps=2)
+    opts = pipe.options(lbfgs_steps=3, critic_steps=2, motion_steps=3)
     return run_benchmark(cfg, pipe, clf, root / "out", progress=False, options=opts), root / "out"
 
 
@@ -44,6 +44,8 @@ def test_rows_use_the_sequences_they_say(results):
     for ks in ("0,19", "0,4,9,14,19"):  # the beyond-the-original rows run with every keyframe set
         names = {r["name"]: r["sequences"] for r in res["keyframe_sets"][ks]}
         assert names["pipeline (default)"] == 4 and names["temporal critic"] == names["time warp"] == 2
+        assert names["bounce prior"] == names["bounce prior, known speed"] == 2
+        assert names["bounce sprites (image space)"] == names["bounce sprites, known speed"] == 4
         assert "PCA 0.9 (keyframes)" not in names
     report = (out / "report.md").read_text()
     assert "| line (the original path) (2 seq) |" in report and "| pipeline (default) |" in report
@@ -97,10 +99,28 @@ def test_rows_on_a_subset_score_only_the_subset():
     assert values["ink"][0] == 0 and np.isnan(curves["mse_pixel"][0])
 
 
+def test_groups_run_only_their_rows(tmp_path):
+    model = tiny_model_dir(tmp_path / "model", resolution=64, projector=True)
+    pipe = Pipeline.from_dir(model, "cpu")
+    cfg = BenchConfig(sequences=2, groups=("motion",), extra_keyframes=((0, 19),))
+    opts = pipe.options(lbfgs_steps=2, critic_steps=1, motion_steps=2)
+    res = run_benchmark(cfg, pipe, load_classifier(None, model), tmp_path / "out", progress=False, options=opts)
+    for rows in res["keyframe_sets"].values():
+        pipeline_rows = {r["name"] for r in rows if r["group"] not in ("baseline",)}
+        assert pipeline_rows == {"pipeline (default)", "bounce prior", "bounce prior, known speed"}
+        assert "--groups motion" in rows[-1]["command"]
+    assert [r["method"] for r in res["inversion"]] == ["pnet+lbfgs"]  # no ablation inversions to pay for
+
+
 def test_cli_quick_and_bad_flags(tmp_path, capsys):
     model = tiny_model_dir(tmp_path / "model", resolution=64, projector=True)
     base = ["bench", "--model", str(model), "--out", str(tmp_path / "o")]
-    for flag, value in (("--ablation-sequences", "1"), ("--slow-subset", "0"), ("--sequences", "1")):
+    for flag, value in (
+        ("--ablation-sequences", "1"),
+        ("--slow-subset", "0"),
+        ("--sequences", "1"),
+        ("--groups", "motion,warp"),
+    ):
         assert main([*base, flag, value]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and flag in err and "\n" not in err

@@ -199,6 +199,9 @@ def test_every_option_is_accepted(pipe):
         critic_temporal=0.0,
         latent_space="z",
         time_warp=True,
+        motion_prior="off",  # the bounce prior: test_motion.py
+        motion_speed=None,
+        motion_steps=5,
     )
     assert set(opts) == {f for f in Options.__dataclass_fields__}
     assert pipe.options(**opts) == Options(**opts)

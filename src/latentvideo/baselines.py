@@ -123,9 +123,27 @@ def piecewise_linear_oracle(digits, positions, keyframes, size: int = 64) -> np.
     return compose(np.asarray(digits, np.uint8), path, size)
 
 
+def bounce_sprites(video, keyframes, speed: float | None = None) -> np.ndarray:
+    """Image-space motion prior (motion.fit_bounce): the keyframes' digits cut out as sprites and
+    moved along straight paths that bounce off the walls; sequences it cannot explain (digits
+    touching in every keyframe) get the crossfade. Keyframes are copied."""
+    from .motion import fit_bounce
+
+    video = _check_video(video)
+    k = check_keyframes(keyframes, len(video))
+    out = crossfade(video, k)
+    for i in range(video.shape[1]):
+        fit = fit_bounce(video[k, i] / 255.0, k, speed=speed)
+        if fit is not None:
+            out[:, i] = np.clip(np.rint(fit.frames(np.arange(len(video))) * 255), 0, 255).astype(np.uint8)
+    out[k] = video[k]
+    return out
+
+
 BASELINES = {  # name -> f(video uint8 [T, N, H, W], keyframes) -> uint8 [T, N, H, W]
     "all-black": all_black,
     "hold-nearest": hold_nearest,
     "crossfade": crossfade,
     "minterpolate": ffmpeg_minterpolate,
+    "bounce-sprites": bounce_sprites,
 }

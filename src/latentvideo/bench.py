@@ -21,7 +21,7 @@ from tqdm import tqdm
 from . import baselines, metrics
 from .classifier import features as classifier_features
 from .classifier import predict_digits
-from .data import moving_mnist, read_sequences
+from .data import moving_mnist, moving_mnist_speed, read_sequences
 from .errors import LatentVideoError
 from .fileio import write_json, write_text
 from .invert import invert
@@ -45,6 +45,10 @@ class BenchConfig:
     reference_frames: int = 512  # train frames whose latents give the "reference" PCA basis
     mb_sizes: tuple[int, ...] = (4, 8)
     data: str | None = None
+    groups: tuple[str, ...] | None = None  # pipeline row groups to run (None: all); default row and baselines always
+
+
+ROW_GROUPS = ("inversion", "pca", "degree", "critic", "path", "joint", "motion", "original")
 
 
 @dataclass
@@ -117,7 +121,7 @@ class Scorer:
 # ------------------------------------------------------------------ methods
 
 
-def pipeline_variants(quick: bool, num_keyframes: int) -> list[tuple[str, str, dict]]:
+def pipeline_variants(quick: bool, num_keyframes: int, speed: float | None = None) -> list[tuple[str, str, dict]]:
     """(name, group, option overrides) of every pipeline row."""
     rows = [("pipeline (default)", "pipeline", {})]
     if quick:
@@ -150,13 +154,17 @@ def pipeline_variants(quick: bool, num_keyframes: int) -> list[tuple[str, str, d
                 )
             )
     rows += [("line (the original path)", "path", {"path": "line"}), ("slerp", "path", {"path": "slerp"})]
-    return rows + beyond_variants()
+    return rows + beyond_variants(speed)
 
 
-def beyond_variants() -> list[tuple[str, str, dict]]:
+def beyond_variants(speed: float | None = None) -> list[tuple[str, str, dict]]:
     """Rows of the methods beyond the original pipeline (joint.py, correct.correct_clip,
-    smoothness.arc_length_times); run with every keyframe set."""
+    smoothness.arc_length_times, motion.py); run with every keyframe set. `speed`: the digits'
+    known speed in px/frame (Moving MNIST), for a row of the bounce prior that uses it."""
+    known = [("bounce prior, known speed", "motion", {"motion_prior": "bounce", "motion_speed": speed})]
     return [
+        ("bounce prior", "motion", {"motion_prior": "bounce"}),
+        *(known if speed is not None else []),
         ("joint curve fit", "joint", {"path": "line", "joint_steps": JOINT_STEPS}),
         ("joint curve fit, PCA off", "joint", {"path": "line", "joint_steps": JOINT_STEPS, "pca": None}),
         ("joint + critic", "joint", {"path": "line", "joint_steps": JOINT_STEPS, "joint_critic": JOINT_CRITIC}),
@@ -190,6 +198,8 @@ def _command(cfg: BenchConfig, name: str) -> str:
     cmd = f"latentvideo bench --sequences {cfg.sequences} --seed {cfg.seed} --keyframes {keys}"
     if cfg.ablation_sequences is not None:
         cmd += f" --ablation-sequences {cfg.ablation_sequences}"
+    if cfg.groups is not None:
+        cmd += f" --groups {','.join(cfg.groups)}"
     return cmd + (" --quick" if cfg.quick else "")
 
 
@@ -218,13 +228,14 @@ def run_benchmark(
     base = (options or pipe.default_options()).validated()
     n_abl = N if cfg.ablation_sequences is None else max(1, min(cfg.ablation_sequences, N))
     frames_f = torch.from_numpy(video).float() / 255  # [T, N, H, W]
+    speed = moving_mnist_speed(video.shape[-1]) if cfg.data is None else None  # known only for Moving MNIST
 
     # 1. invert every keyframe once per method; rows reuse them
     needed = sorted({k for ks in sets for k in ks})
     methods = ["pnet+lbfgs" if pipe.projector is not None else "lbfgs"]
-    if not cfg.quick and pipe.projector is not None:
+    if not cfg.quick and pipe.projector is not None and _runs(cfg, "inversion"):
         methods += ["lbfgs"]
-    if pipe.projector is not None:
+    if pipe.projector is not None and _runs(cfg, "inversion"):
         methods += ["pnet"]
     cache: dict[str, dict[int, torch.Tensor]] = {}
     inversion_rows = []
@@ -247,7 +258,7 @@ def run_benchmark(
 
     # reference PCA basis: latents of train frames (never test digits)
     reference = None
-    if not cfg.quick:
+    if not cfg.quick and _runs(cfg, "pca"):
         from .data import MovingMNISTFrames
 
         src = MovingMNISTFrames("train", 2, video.shape[-1])
@@ -273,17 +284,25 @@ def run_benchmark(
             t0 = time.perf_counter()
             clips = baselines.ffmpeg_minterpolate(video, ks, mb_size=mb)
             add(f"ffmpeg minterpolate mb{mb}", "baseline", clips, (time.perf_counter() - t0) / N)
+        t0 = time.perf_counter()
+        clips = baselines.bounce_sprites(video, ks)
+        add("bounce sprites (image space)", "baseline", clips, (time.perf_counter() - t0) / N)
+        if speed is not None:
+            t0 = time.perf_counter()
+            clips = baselines.bounce_sprites(video, ks, speed=speed)
+            add("bounce sprites, known speed", "baseline", clips, (time.perf_counter() - t0) / N)
         if digits is not None:
             add("piecewise-linear oracle", "baseline", baselines.piecewise_linear_oracle(digits, positions, ks))
         add("ground truth", "baseline", video)
 
         # pipeline rows
         if ks == sets[0]:
-            variants = pipeline_variants(cfg.quick, len(ks))
+            variants = pipeline_variants(cfg.quick, len(ks), speed)
         else:  # the other keyframe sets: the default and the methods beyond the original pipeline
-            variants = pipeline_variants(True, len(ks))[:1] + ([] if cfg.quick else beyond_variants())
+            variants = pipeline_variants(True, len(ks))[:1] + ([] if cfg.quick else beyond_variants(speed))
         if ks == sets[0] and len(ks) >= 5:
             variants.append(("degree 3", "degree", {"path": "line", "degree": 3}))
+        variants = [v for v in variants if v[1] == "pipeline" or _runs(cfg, v[1])]
         keys = [frames_f[list(ks), i][:, None] for i in range(N)]  # keyframe images [K, 1, H, W] (joint fit)
         for name, group, over in tqdm(variants, desc=f"pipeline {ks}", disable=not progress):
             over = dict(over)
@@ -305,7 +324,7 @@ def run_benchmark(
             if group == "pipeline" and n_abl < N:  # the same clips scored like the ablation rows
                 add(f"{name}, ablation subset", "pipeline-subset", clips, inv_s + sum(timings.values()), n_abl)
 
-        if ks == sets[0] and not cfg.quick:  # the original implementation's settings, per-image scipy
+        if ks == sets[0] and not cfg.quick and _runs(cfg, "original"):  # the original's settings, per-image scipy
             n = min(cfg.slow_subset, N)
             x = frames_f[list(ks), :n].transpose(0, 1).reshape(-1, 1, *video.shape[2:])  # [n * K, 1, H, W]
             opts = replace(base, **ORIGINAL).validated()
@@ -326,6 +345,10 @@ def run_benchmark(
     plot_per_frame(results, out_dir / "per_frame.png")
     write_examples(pipe, video, cache[methods[0]], cfg, base, out_dir / "examples.png")
     return results
+
+
+def _runs(cfg: BenchConfig, group: str) -> bool:
+    return cfg.groups is None or group in cfg.groups
 
 
 def _to_video(frames: torch.Tensor, T: int, N: int) -> np.ndarray:  # [N*T, 1, H, W] -> uint8 [T, N, H, W]

@@ -266,6 +266,11 @@ def generate(
     time_warp: bool | None = typer.Option(
         None, "--time-warp/--no-time-warp", help="Space frames evenly by arc length (classifier features if shipped)."
     ),
+    motion_prior: str | None = typer.Option(
+        None, help="off, or bounce: digits that bounce off the walls, fitted to the keyframes in image space."
+    ),
+    motion_speed: float | None = typer.Option(None, help="Bounce: every digit's speed in px/frame, if known."),
+    motion_steps: int | None = typer.Option(None, help="Bounce: L-BFGS iterations per in-between frame."),
     fps: int = typer.Option(10, help="Frames per second of GIF/MP4."),
     resize: bool = typer.Option(False, help="Rescale keyframes to the model's size."),
     from_file: Path | None = typer.Option(None, "--from", help="Take keyframes from a [T, N, H, W] .npy/.npz."),
@@ -285,6 +290,7 @@ def generate(
       latentvideo generate a.png b.png c.png --times 0,9,19 --frames 20 --out clip.mp4 --pca 0.99 --critic-steps 5
       latentvideo generate --from mm_test.npy --sequence 3 --keyframes 0,9,19 --out clip.png
       latentvideo generate a.png b.png c.png --path line --joint-steps 50 --out clip.gif
+      latentvideo generate --from mm_test.npy --keyframes 0,19 --motion-prior bounce --motion-speed 3.6 --out c.gif
       latentvideo generate --manifest jobs.csv --out-dir clips/
       torchrun --standalone --nproc_per_node=2 -m latentvideo.cli generate --manifest jobs.csv --out-dir clips/
     """
@@ -307,6 +313,9 @@ def generate(
         ("joint_steps", joint_steps),
         ("joint_critic", joint_critic),
         ("time_warp", time_warp),
+        ("motion_prior", motion_prior),
+        ("motion_speed", motion_speed),
+        ("motion_steps", motion_steps),
     ]:
         if value is not None:
             overrides[name] = value
@@ -539,6 +548,11 @@ def bench(
     ablation_sequences: int | None = typer.Option(
         None, help="Score the ablation rows on the first N sequences only (default: all)."
     ),
+    groups: str | None = typer.Option(
+        None,
+        help="Only these groups of pipeline rows, comma-separated: inversion, pca, degree, critic, path, joint, "
+        "motion, original (the default row and the baselines always run).",
+    ),
     model: Path | None = typer.Option(None, help=_MODEL_HELP),
     classifier: Path | None = typer.Option(None, help="Digit classifier model dir (default: beside the model)."),
     device: str = typer.Option("auto"),
@@ -551,8 +565,9 @@ def bench(
       latentvideo bench --quick --out bench-out
       latentvideo bench --sequences 200 --keyframes 0,9,19 --out bench-out
       latentvideo bench --sequences 200 --ablation-sequences 50 --out bench-out
+      latentvideo bench --sequences 200 --groups motion,joint --out bench-out
     """
-    from .bench import BenchConfig, load_classifier, run_benchmark
+    from .bench import ROW_GROUPS, BenchConfig, load_classifier, run_benchmark
     from .pipeline import load_pipeline
 
     if out.exists() and not out.is_dir():
@@ -565,8 +580,15 @@ def bench(
         _fail(f"--slow-subset must be at least 1, got {slow_subset}")
     if ablation_sequences is not None and ablation_sequences < 2:
         _fail(f"--ablation-sequences must be at least 2, got {ablation_sequences}")
+    group_list = None
+    if groups is not None:
+        group_list = tuple(g.strip() for g in groups.split(",") if g.strip())
+        unknown = sorted(set(group_list) - set(ROW_GROUPS))
+        if unknown or not group_list:
+            _fail(f"--groups: unknown row group(s) {', '.join(unknown) or repr(groups)}", ", ".join(ROW_GROUPS))
     cfg = BenchConfig(
         sequences=n,
+        groups=group_list,
         seed=seed,
         keyframes=keys,
         quick=quick,

@@ -83,7 +83,15 @@ class MovingMNIST:
     digits: np.ndarray  # uint8 [N, D, 28, 28]  the digit images used
 
 
-def bounce_paths(rng: np.random.Generator, n: int, num_frames: int, free: int, step: float = 0.1):
+STEP = 0.1  # Moving MNIST speed: this fraction of the free range (canvas - 28) per frame
+
+
+def moving_mnist_speed(size: int = 64) -> float:
+    """Every digit's speed in px per frame in Moving MNIST on a size x size canvas (3.6 at 64)."""
+    return STEP * (size - 28)
+
+
+def bounce_paths(rng: np.random.Generator, n: int, num_frames: int, free: int, step: float = STEP):
     """Straight paths that bounce off the walls, as in Srivastava et al. 2015.
 
     Position lives in [0, 1] (scaled by the free range `free` = canvas - digit size),
@@ -104,10 +112,11 @@ def bounce_paths(rng: np.random.Generator, n: int, num_frames: int, free: int, s
 
 
 def compose(digits: np.ndarray, positions: np.ndarray, size: int) -> np.ndarray:
-    """Paste digits uint8 [N, D, h, w] at positions [T, N, D, 2]; overlaps combine with max."""
+    """Paste digits [N, D, h, w] (uint8, or floats) at positions [T, N, D, 2]; overlaps combine
+    with max. Returns [T, N, size, size] of the digits' dtype."""
     T, N, D, _ = positions.shape
     h, w = digits.shape[-2:]
-    out = np.zeros((T, N, size, size), np.uint8)
+    out = np.zeros((T, N, size, size), digits.dtype)
     for t in range(T):
         for i in range(N):
             for d in range(D):

@@ -2,6 +2,8 @@
 
     1. project each keyframe into latent space (P-NET, then batched L-BFGS)   invert.py
     2. PCA on the keyframe latents, then fit a line over time                 trajectory.py
+       (or, with the bounce motion prior, paths fitted in image space: each
+       in-between frame's target is projected too)                            motion.py
     3. sample one latent per output frame on that line                        trajectory.py
     4. render every latent with the generator                                 render.py
     5. critic correction: a few small gradient-ascent steps on C              correct.py
@@ -23,6 +25,7 @@ from .errors import LatentVideoError
 from .invert import METHODS, invert
 from .joint import fit_curves_through_generator
 from .models import Synthesis, has_mapping, load_model, resolve_device
+from .motion import BounceFit, fit_bounce
 from .render import render
 from .smoothness import arc_length_times
 from .trajectory import check_times, evenly_spaced_times, fit_trajectory, lerp_path, slerp_path
@@ -30,6 +33,7 @@ from .trajectory import check_times, evenly_spaced_times, fit_trajectory, lerp_p
 PRETRAINED = Path(__file__).parent / "pretrained" / "moving-mnist-64"
 MAX_FRAMES = 10_000  # cap on --frames; rendering is chunked, so memory stays bounded
 PATHS = ("line", "lerp", "slerp")
+MOTION_PRIORS = ("off", "bounce")
 CRITIC_SPACES = ("off", "pixel", "latent")
 LATENT_SPACES = ("z", "w")
 
@@ -57,6 +61,9 @@ class Options:
     critic_temporal: float = 0.0  # > 0: correct each clip's frames jointly, penalising faster frame change
     latent_space: str = "z"  # z | w (w: the mapping network's output; needs a generator with one)
     time_warp: bool = False  # between keyframes, space frames evenly by arc length in feature space
+    motion_prior: str = "off"  # bounce: sprites on black that bounce off the walls (motion.py), else the path
+    motion_speed: float | None = None  # bounce: every object's speed in px/frame, when known
+    motion_steps: int = 100  # bounce: L-BFGS iterations projecting each in-between frame
 
     def validated(self) -> Options:
         if self.method not in METHODS:
@@ -69,9 +76,20 @@ class Options:
             raise LatentVideoError(f"--pca must be in (0, 1], got {self.pca}")
         if self.latent_space not in LATENT_SPACES:
             raise LatentVideoError(f"unknown latent space {self.latent_space!r}", hint=", ".join(LATENT_SPACES))
+        if self.motion_prior not in MOTION_PRIORS:
+            raise LatentVideoError(f"unknown motion prior {self.motion_prior!r}", hint=", ".join(MOTION_PRIORS))
+        if self.motion_speed is not None and not (
+            _is_number(self.motion_speed) and np.isfinite(self.motion_speed) and self.motion_speed > 0
+        ):
+            raise LatentVideoError(f"--motion-speed must be a number > 0, got {self.motion_speed!r}")
+        if self.motion_prior != "off" and (self.joint_steps or self.time_warp):
+            raise LatentVideoError(
+                "--motion-prior replaces the path between keyframes", hint="drop --joint-steps and --time-warp"
+            )
         if not isinstance(self.time_warp, (bool, np.bool_)):
             raise LatentVideoError(f"--time-warp must be true or false, got {self.time_warp!r}")
         ints = (("degree", 1), ("lbfgs_steps", 0), ("critic_steps", 0), ("render_batch", 1), ("seed", 0))
+        ints += (("motion_steps", 0),)
         for name, low in (*ints, ("joint_steps", 0)):
             value = getattr(self, name)
             if not _is_int(value) or value < low:
@@ -116,6 +134,7 @@ class Clip:
     reconstructions: torch.Tensor  # [K, C, H, W]
     keyframe_errors: torch.Tensor  # [K] MSE per pixel of each keyframe's reconstruction
     timings: dict = field(default_factory=dict)  # seconds per stage
+    motion: BounceFit | None = None  # the bounce paths the frames follow (motion_prior 'bounce'), else None
 
 
 class Pipeline:
@@ -215,7 +234,8 @@ class Pipeline:
         inv = self.project(torch.cat(sets), opts)  # 1. every keyframe of every clip, one batch
         bounds = np.cumsum([0] + [len(k) for k in sets])
         latents = [inv.latents[bounds[i] : bounds[i + 1]] for i in range(len(sets))]
-        frames, z, timings = self.animate(latents, times_list, num_frames, opts, keyframes=sets)  # 2-5.
+        fits = self.fit_motion(sets, times_list, opts)  # image-space paths (None: the latent path)
+        frames, z, timings = self.animate(latents, times_list, num_frames, opts, keyframes=sets, fits=fits)  # 2-5.
         timings = {"project": inv.seconds / len(sets), **timings}
         clips = []
         for i in range(len(sets)):
@@ -229,6 +249,7 @@ class Pipeline:
                     inv.reconstructions[k].cpu(),
                     inv.errors[k].cpu(),
                     dict(timings),
+                    fits[i],
                 )
             )
         return clips
@@ -266,17 +287,36 @@ class Pipeline:
             z_dim=self.z_dim,
         )
 
+    def fit_motion(self, keyframes: list[torch.Tensor], times_list, opts: Options) -> list[BounceFit | None]:
+        """Per clip, the bounce paths of its keyframes' objects (motion.fit_bounce), or None where the
+        prior is off or does not explain the keyframes (gray models only)."""
+        if opts.motion_prior == "off" or self.channels != 1:
+            return [None] * len(keyframes)
+        return [fit_bounce(k[:, 0].cpu().numpy(), t, speed=opts.motion_speed) for k, t in zip(keyframes, times_list)]
+
     def animate(
-        self, latents: list[torch.Tensor], times_list, num_frames: int, opts: Options, reference=None, keyframes=None
+        self,
+        latents: list[torch.Tensor],
+        times_list,
+        num_frames: int,
+        opts: Options,
+        reference=None,
+        keyframes=None,
+        fits=None,
     ):
         """Steps 2-5 for clips whose keyframe latents are known ([K, z_dim] each). `reference`
         latents [M, z_dim] (e.g. of many train frames), if given, supply the PCA basis.
-        `keyframes` (the images [K, C, H, W] of each clip) are needed by the joint fit (opts.joint_steps).
+        `keyframes` (the images [K, C, H, W] of each clip) are needed by the joint fit (opts.joint_steps)
+        and the motion prior, whose `fits` (from fit_motion) are computed here when not given.
         Returns frames [clips * T, C, H, W] (CPU), latents [clips * T, z_dim] and seconds per clip."""
         G = self.latent_generator(opts)
         # 2-3. per clip: PCA + least-squares polynomial over time, sampled at every output frame
         t0 = time.perf_counter()
         query = np.arange(num_frames, dtype=np.float64)
+        if opts.motion_prior != "off" and fits is None:
+            if keyframes is None or len(keyframes) != len(latents):
+                raise LatentVideoError("the motion prior needs every clip's keyframe images", hint="keyframes=")
+            fits = self.fit_motion(keyframes, times_list, opts)
         curves = []  # per clip: times -> latents
         for z_key, times in zip(latents, times_list):
             if opts.path == "line":
@@ -297,6 +337,8 @@ class Pipeline:
                 prior_weight=opts.joint_prior,
                 query_times=[query] * len(curves),
             )
+        if fits is not None and any(f is not None for f in fits):
+            curves = self.motion_curves(curves, latents, times_list, fits, query, opts)
         paths = []
         for curve, times in zip(curves, times_list):
             q = query
@@ -337,6 +379,31 @@ class Pipeline:
         t_correct += time.perf_counter() - t0
         n = len(latents)
         return frames, z.cpu(), {"path": t_path / n, "render": t_render / n, "correct": t_correct / n}
+
+    def motion_curves(self, curves, latents, times_list, fits, query: np.ndarray, opts: Options):
+        """Clips with a bounce fit get a path through the latents of its frames: every query time that
+        is not a keyframe is rendered by the fit in image space and projected (one batch for all clips);
+        the path is piecewise linear through those and the keyframe latents."""
+        targets, owners = [], []  # in-between frames [C, H, W] and (clip, time)
+        for i, (fit, times) in enumerate(zip(fits, times_list)):
+            if fit is not None:
+                between = query[~np.isin(query, times)]
+                targets.append(torch.from_numpy(fit.frames(between)).float()[:, None])  # [T - K, 1, H, W]
+                owners += [(i, t) for t in between]
+        if not owners:
+            return curves
+        inv = self.project(torch.cat(targets), replace(opts, lbfgs_steps=opts.motion_steps))
+        z_between = inv.latents.cpu()  # [sum(T - K), z_dim]
+        out = list(curves)
+        for i, fit in enumerate(fits):
+            if fit is None:
+                continue
+            rows = [j for j, (c, _) in enumerate(owners) if c == i]
+            t = np.concatenate([times_list[i], [owners[j][1] for j in rows]])
+            z = torch.cat([latents[i].cpu(), z_between[rows]])
+            order = np.argsort(t, kind="stable")
+            out[i] = partial(lerp_path, z[order], t[order])
+        return out
 
     def _check_keyframes(self, keyframes) -> torch.Tensor:
         k = torch.as_tensor(keyframes, dtype=torch.float32)
