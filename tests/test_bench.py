@@ -107,7 +107,12 @@ def test_groups_run_only_their_rows(tmp_path):
     res = run_benchmark(cfg, pipe, load_classifier(None, model), tmp_path / "out", progress=False, options=opts)
     for rows in res["keyframe_sets"].values():
         pipeline_rows = {r["name"] for r in rows if r["group"] not in ("baseline",)}
-        assert pipeline_rows == {"pipeline (default)", "bounce prior", "bounce prior, known speed"}
+        assert pipeline_rows == {
+            "pipeline (default)",
+            "bounce prior",
+            "bounce prior, P-NET only",
+            "bounce prior, known speed",
+        }
         assert "--groups motion" in rows[-1]["command"]
     assert [r["method"] for r in res["inversion"]] == ["pnet+lbfgs"]  # no ablation inversions to pay for
 

@@ -164,6 +164,7 @@ def beyond_variants(speed: float | None = None) -> list[tuple[str, str, dict]]:
     known = [("bounce prior, known speed", "motion", {"motion_prior": "bounce", "motion_speed": speed})]
     return [
         ("bounce prior", "motion", {"motion_prior": "bounce"}),
+        ("bounce prior, P-NET only", "motion", {"motion_prior": "bounce", "motion_steps": 0}),
         *(known if speed is not None else []),
         ("joint curve fit", "joint", {"path": "line", "joint_steps": JOINT_STEPS}),
         ("joint curve fit, PCA off", "joint", {"path": "line", "joint_steps": JOINT_STEPS, "pca": None}),

@@ -63,7 +63,7 @@ class Options:
     time_warp: bool = False  # between keyframes, space frames evenly by arc length in feature space
     motion_prior: str = "off"  # bounce: sprites on black that bounce off the walls (motion.py), else the path
     motion_speed: float | None = None  # bounce: every object's speed in px/frame, when known
-    motion_steps: int = 100  # bounce: L-BFGS iterations projecting each in-between frame
+    motion_steps: int = 50  # bounce: L-BFGS iterations projecting each in-between frame (0: P-NET's guess)
 
     def validated(self) -> Options:
         if self.method not in METHODS:
