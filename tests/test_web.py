@@ -185,6 +185,16 @@ def test_run_generation_with_truth_shows_it_beside(pipe, tmp_path):
     assert Image.open(r["sheet"]).height > Image.open(alone["sheet"]).height  # a second row: truth
 
 
+def test_run_generation_with_the_motion_prior(pipe, tmp_path):
+    from latentvideo.motion import fit_bounce
+
+    s = web.load_sample(tmp_path / "in", seed=2)
+    r = web.run_generation(pipe, s.paths, s.times, 20, motion_prior="bounce", out_dir=tmp_path / "out")
+    keys = s.truth[[int(t) for t in s.times]] / 255.0  # [3, 64, 64]
+    assert (r["clip"].motion is not None) == (fit_bounce(keys, s.times) is not None)
+    assert r["frames"].shape[0] == 20 and r["video"].is_file()
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -197,6 +207,7 @@ def test_run_generation_with_truth_shows_it_beside(pipe, tmp_path):
         (dict(times="0,5"), "2 keyframe times for 3 keyframes"),
         (dict(times="9,5,0"), "increasing"),
         (dict(critic_step_size=float("nan")), "critic"),
+        (dict(motion_prior="wave"), "unknown motion prior"),
     ],
 )
 def test_run_generation_rejects_bad_settings(pipe, keyframe_pngs, tmp_path, kwargs, message):
@@ -316,6 +327,7 @@ def test_browser_upload_generate_sample_and_bad_file(tmp_path, tiny_model, keyfr
                 assert "keyframe 2: MSE" in _text(page, "#report")
                 page.wait_for_timeout(500)
                 page.screenshot(path=str(tmp_path / "web-sample.png"), full_page=True)
+                page.locator("#motion input[value=bounce]").check()  # with the motion prior
                 page.click("#generate")  # the same sampled keyframes again: the truth stays beside the clip
                 page.wait_for_function("document.querySelector('#status').innerText.includes('Done')")
                 assert page.locator("#truth video").count() == 1

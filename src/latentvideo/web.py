@@ -39,7 +39,7 @@ import torch
 
 from .data import IMAGE_EXTS, load_image, moving_mnist, to_frames
 from .errors import LatentVideoError
-from .pipeline import PATHS
+from .pipeline import MOTION_PRIORS, PATHS
 from .render import contact_sheet, to_uint8, write_clip, write_png
 
 MIN_FILES, MAX_FILES = 2, 8
@@ -186,10 +186,12 @@ def load_sample(out_dir: str | Path, seed: int | None = None) -> Sample:
 # ---------------------------------------------------------------- generation
 
 
-def _options(method, pca, degree, critic_steps, critic_step_size, path=None) -> dict:
+def _options(method, pca, degree, critic_steps, critic_step_size, path=None, motion_prior=None) -> dict:
     opts = {"pca": None if pca is None else float(pca), "degree": int(degree)}
     if path:
         opts["path"] = str(path)
+    if motion_prior:
+        opts["motion_prior"] = str(motion_prior)
     if method:
         opts["method"] = str(method)
     if critic_steps is not None:
@@ -216,6 +218,7 @@ def run_generation(
     critic_step_size: float | None = None,
     method: str | None = None,
     path: str | None = None,
+    motion_prior: str | None = None,
     resize: bool = True,
     truth: np.ndarray | None = None,
     out_dir: str | Path | None = None,
@@ -234,7 +237,7 @@ def run_generation(
         raise LatentVideoError(f"number of frames must be between 2 and {MAX_WEB_FRAMES}, got {frames}")
     paths = check_uploads(files)
     time_list = parse_times(times) if isinstance(times, (str, type(None))) else [float(t) for t in times]
-    opts = _options(method, pca, degree, critic_steps, critic_step_size, path)
+    opts = _options(method, pca, degree, critic_steps, critic_step_size, path, motion_prior)
     pipe.options(**opts)  # bad settings fail before any decoding
     keyframes = load_keyframes(paths, pipe.channels, pipe.resolution, resize=resize)
     clip = pipe(keyframes, time_list, frames, **opts)
@@ -333,10 +336,11 @@ def build_app(pipe, dirs: RequestDirs | None = None):
     methods = [m for m in METHODS if pipe.projector is not None or not m.startswith("pnet")]
     has_critic = pipe.critic is not None
 
-    def settings(method, path, use_pca, pca, degree, critic_steps, step_size):
+    def settings(method, path, motion, use_pca, pca, degree, critic_steps, step_size):
         return dict(
             method=method,
             path=path,
+            motion_prior=motion,
             pca=float(pca) if use_pca else None,
             degree=int(degree),
             critic_steps=int(critic_steps) if has_critic else None,
@@ -368,23 +372,25 @@ def build_app(pipe, dirs: RequestDirs | None = None):
         except Exception as e:  # noqa: BLE001 - every failure becomes a message on the page
             return failed(e)[0]
 
-    def on_generate(files, times, frames, method, path, use_pca, pca, degree, critic_steps, step_size, resize, sample):
+    def on_generate(files, times, frames, *knob_values):
+        *knob_values, resize, sample = knob_values
         try:
             paths = check_uploads(files)
             same = sample and [file_digest(p) for p in paths] == sample["digests"]  # still the sampled keyframes?
             truth = sample["truth"] if same else None
-            s = settings(method, path, use_pca, pca, degree, critic_steps, step_size)
+            s = settings(*knob_values)
             result = run_generation(pipe, paths, times, frames, resize=resize, truth=truth, out_dir=dirs.new(), **s)
             return outputs_of(result, f"Done in {result['timings']['total']:.1f} s.")
         except Exception as e:  # noqa: BLE001
             return failed(e)
 
-    def on_sample(method, path, use_pca, pca, degree, critic_steps, step_size, resize):
+    def on_sample(*knob_values):
+        *knob_values, resize = knob_values
         try:
             out = dirs.new()
             sample = load_sample(out)
             times = ",".join(f"{t:g}" for t in sample.times)
-            s = settings(method, path, use_pca, pca, degree, critic_steps, step_size)
+            s = settings(*knob_values)
             result = run_generation(
                 pipe, sample.paths, times, SAMPLE_FRAMES, resize=resize, truth=sample.truth, out_dir=out, **s
             )
@@ -427,6 +433,12 @@ def build_app(pipe, dirs: RequestDirs | None = None):
                     path = gr.Radio(
                         list(PATHS), value=defaults.path, label="Path (PCA and degree apply to 'line')", elem_id="path"
                     )
+                    motion = gr.Radio(
+                        list(MOTION_PRIORS),
+                        value=defaults.motion_prior,
+                        label="Motion prior (bounce: digits that bounce off the walls; other images keep the path)",
+                        elem_id="motion",
+                    )
                     with gr.Row():
                         use_pca = gr.Checkbox(value=defaults.pca is not None, label="PCA", scale=1, min_width=80)
                         pca = gr.Slider(
@@ -465,7 +477,7 @@ def build_app(pipe, dirs: RequestDirs | None = None):
                 report = gr.Markdown("", elem_id="report")
                 downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
 
-        knobs = [method, path, use_pca, pca, degree, critic_steps, step_size]
+        knobs = [method, path, motion, use_pca, pca, degree, critic_steps, step_size]
         results = [status, video, truth_video, sheet, gallery, report, downloads]
         files.upload(on_upload, files, status)
         generate_btn.click(
