@@ -44,7 +44,7 @@ def test_rows_use_the_sequences_they_say(results):
     for ks in ("0,19", "0,4,9,14,19"):  # the beyond-the-original rows run with every keyframe set
         names = {r["name"]: r["sequences"] for r in res["keyframe_sets"][ks]}
         assert names["pipeline (default)"] == 4 and names["temporal critic"] == names["time warp"] == 2
-        assert names["bounce prior"] == names["bounce prior, known speed"] == 2
+        assert names["motion prior off"] == names["bounce prior, known speed"] == 2
         assert names["bounce sprites (image space)"] == names["bounce sprites, known speed"] == 4
         assert "PCA 0.9 (keyframes)" not in names
     report = (out / "report.md").read_text()
@@ -65,7 +65,7 @@ def test_default_is_also_scored_on_the_ablation_subset(results):
         assert subset["values"]["motion"] != named["pipeline (default)"]["values"]["motion"]
     rows = {r["name"]: r["values"] for r in res["keyframe_sets"]["0,9,19"]}
     for key in ("mse_pixel", "motion", "identity"):  # pnet+lbfgs is the default's inversion, on the subset
-        assert rows["pipeline (default), ablation subset"][key][0] == pytest.approx(
+        assert rows["motion prior off"][key][0] == pytest.approx(
             rows["inversion pnet+lbfgs"][key][0], rel=1e-3, abs=1e-6
         )
     assert "| pipeline (default), ablation subset (2 seq) |" in (out / "report.md").read_text()
@@ -109,7 +109,7 @@ def test_groups_run_only_their_rows(tmp_path):
         pipeline_rows = {r["name"] for r in rows if r["group"] not in ("baseline",)}
         assert pipeline_rows == {
             "pipeline (default)",
-            "bounce prior",
+            "motion prior off",
             "bounce prior, P-NET only",
             "bounce prior, known speed",
         }

@@ -199,6 +199,7 @@ def test_new_options_are_validated(pipe, bad, match):
 
 def test_new_options_default_off_and_need_a_critic():
     opts = Options()
+    assert opts.motion_prior == "bounce"  # the one method beyond the original that is on (BENCHMARK.md)
     assert (opts.joint_steps, opts.joint_critic, opts.joint_prior, opts.critic_temporal) == (0, 0.0, 0.0, 0.0)
     assert (opts.latent_space, opts.time_warp) == ("z", False)
     torch.manual_seed(0)

@@ -122,10 +122,19 @@ class Scorer:
 
 
 def pipeline_variants(quick: bool, num_keyframes: int, speed: float | None = None) -> list[tuple[str, str, dict]]:
-    """(name, group, option overrides) of every pipeline row."""
-    rows = [("pipeline (default)", "pipeline", {})]
+    """(name, group, option overrides) of every pipeline row. The ablations are of the latent path, so
+    they run with the motion prior off (their reference: "motion prior off")."""
+    return [("pipeline (default)", "pipeline", {})] + [
+        (name, group, over if group == "motion" else {"motion_prior": "off", **over})
+        for name, group, over in _ablations(quick, num_keyframes, speed)
+    ]
+
+
+def _ablations(quick: bool, num_keyframes: int, speed: float | None) -> list[tuple[str, str, dict]]:
+    rows = []
     if quick:
-        return rows + [
+        return [
+            ("motion prior off", "motion", {"motion_prior": "off"}),
             ("inversion pnet", "inversion", {"method": "pnet"}),
             ("line, no PCA", "pca", {"path": "line", "pca": None}),
             ("critic off", "critic", {"critic": "off"}),
@@ -162,16 +171,17 @@ def beyond_variants(speed: float | None = None) -> list[tuple[str, str, dict]]:
     smoothness.arc_length_times, motion.py); run with every keyframe set. `speed`: the digits'
     known speed in px/frame (Moving MNIST), for a row of the bounce prior that uses it."""
     known = [("bounce prior, known speed", "motion", {"motion_prior": "bounce", "motion_speed": speed})]
+    off = {"motion_prior": "off"}  # the other methods replace or refine the latent path
     return [
-        ("bounce prior", "motion", {"motion_prior": "bounce"}),
+        ("motion prior off", "motion", off),
         ("bounce prior, P-NET only", "motion", {"motion_prior": "bounce", "motion_steps": 0}),
         *(known if speed is not None else []),
-        ("joint curve fit", "joint", {"path": "line", "joint_steps": JOINT_STEPS}),
-        ("joint curve fit, PCA off", "joint", {"path": "line", "joint_steps": JOINT_STEPS, "pca": None}),
-        ("joint + critic", "joint", {"path": "line", "joint_steps": JOINT_STEPS, "joint_critic": JOINT_CRITIC}),
-        ("critic latent 20x0.01", "critic", {**TEMPORAL_CRITIC, "critic_temporal": 0.0}),  # temporal's baseline
-        ("temporal critic", "critic", TEMPORAL_CRITIC),
-        ("time warp", "path", {"time_warp": True}),  # arc length in the classifier's feature space
+        ("joint curve fit", "joint", {**off, "path": "line", "joint_steps": JOINT_STEPS}),
+        ("joint curve fit, PCA off", "joint", {**off, "path": "line", "joint_steps": JOINT_STEPS, "pca": None}),
+        ("joint + critic", "joint", {**off, "path": "line", "joint_steps": JOINT_STEPS, "joint_critic": JOINT_CRITIC}),
+        ("critic latent 20x0.01", "critic", {**off, **TEMPORAL_CRITIC, "critic_temporal": 0.0}),  # temporal's baseline
+        ("temporal critic", "critic", {**off, **TEMPORAL_CRITIC}),
+        ("time warp", "path", {**off, "time_warp": True}),  # arc length in the classifier's feature space
     ]
 
 
@@ -184,6 +194,7 @@ PPL_SAMPLES, PPL_SAMPLES_QUICK, PPL_EPS = 256, 64, 1e-4
 
 
 ORIGINAL = {
+    "motion_prior": "off",
     "method": "scipy",
     "pca": None,
     "degree": 1,
@@ -302,7 +313,7 @@ def run_benchmark(
         else:  # the other keyframe sets: the default and the methods beyond the original pipeline
             variants = pipeline_variants(True, len(ks))[:1] + ([] if cfg.quick else beyond_variants(speed))
         if ks == sets[0] and len(ks) >= 5:
-            variants.append(("degree 3", "degree", {"path": "line", "degree": 3}))
+            variants.append(("degree 3", "degree", {"motion_prior": "off", "path": "line", "degree": 3}))
         variants = [v for v in variants if v[1] == "pipeline" or _runs(cfg, v[1])]
         keys = [frames_f[list(ks), i][:, None] for i in range(N)]  # keyframe images [K, 1, H, W] (joint fit)
         for name, group, over in tqdm(variants, desc=f"pipeline {ks}", disable=not progress):
@@ -535,7 +546,8 @@ def write_examples(pipe, video, latent_cache, cfg, opts, path) -> None:
     rows, labels = [], []
     for i in range(min(4, video.shape[1])):
         z = [torch.stack([latent_cache[k][i] for k in ks])]
-        frames, _, _ = pipe.animate(z, [[float(k) for k in ks]], T, opts)
+        keys = [torch.from_numpy(video[ks, i][:, None]).float() / 255]  # [K, 1, H, W] (motion prior)
+        frames, _, _ = pipe.animate(z, [[float(k) for k in ks]], T, opts, keyframes=keys)
         gen = _to_video(frames, T, 1)[:, 0]
         fade = baselines.crossfade(video[:, i : i + 1], ks)[:, 0]
         rows += [video[:, i], gen, fade]

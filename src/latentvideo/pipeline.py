@@ -54,14 +54,16 @@ class Options:
     critic_anchor: float = 0.0
     render_batch: int = 256
     seed: int = 0
-    # beyond the original pipeline, all off by default (see joint.py, correct.py, smoothness.py)
+    # beyond the original pipeline, off by default but the motion prior (joint.py, correct.py, smoothness.py, motion.py)
     joint_steps: int = 0  # > 0: refine each clip's line through G, all keyframes jointly (L-BFGS iterations)
     joint_critic: float = 0.0  # joint fit: weight of the critic's mean score on the in-between frames
     joint_prior: float = 0.0  # joint fit: weight of (|z|^2 / z_dim - 1)^2 on the in-between latents
     critic_temporal: float = 0.0  # > 0: correct each clip's frames jointly, penalising faster frame change
     latent_space: str = "z"  # z | w (w: the mapping network's output; needs a generator with one)
     time_warp: bool = False  # between keyframes, space frames evenly by arc length in feature space
-    motion_prior: str = "off"  # bounce: sprites on black that bounce off the walls (motion.py), else the path
+    # bounce: sprites on black that bounce off the walls (motion.py); clips it cannot explain keep the path
+    # (and the joint fit and time warp, which act only on those)
+    motion_prior: str = "bounce"
     motion_speed: float | None = None  # bounce: every object's speed in px/frame, when known
     motion_steps: int = 50  # bounce: L-BFGS iterations projecting each in-between frame (0: P-NET's guess)
 
@@ -82,10 +84,6 @@ class Options:
             _is_number(self.motion_speed) and np.isfinite(self.motion_speed) and self.motion_speed > 0
         ):
             raise LatentVideoError(f"--motion-speed must be a number > 0, got {self.motion_speed!r}")
-        if self.motion_prior != "off" and (self.joint_steps or self.time_warp):
-            raise LatentVideoError(
-                "--motion-prior replaces the path between keyframes", hint="drop --joint-steps and --time-warp"
-            )
         if not isinstance(self.time_warp, (bool, np.bool_)):
             raise LatentVideoError(f"--time-warp must be true or false, got {self.time_warp!r}")
         ints = (("degree", 1), ("lbfgs_steps", 0), ("critic_steps", 0), ("render_batch", 1), ("seed", 0))
@@ -340,9 +338,9 @@ class Pipeline:
         if fits is not None and any(f is not None for f in fits):
             curves = self.motion_curves(curves, latents, times_list, fits, query, opts)
         paths = []
-        for curve, times in zip(curves, times_list):
+        for i, (curve, times) in enumerate(zip(curves, times_list)):
             q = query
-            if opts.time_warp:
+            if opts.time_warp and (fits is None or fits[i] is None):  # a bounce fit already sets the timing
                 q = arc_length_times(lambda s, c=curve: c(s).to(self.device), times, query, G, self.feature_fn)
             paths.append(curve(q))
         z = torch.cat(paths).to(self.device)  # [clips * T, z_dim]
