@@ -127,15 +127,15 @@ def bounce_sprites(video, keyframes, speed: float | None = None) -> np.ndarray:
     """Image-space motion prior (motion.fit_bounce): the keyframes' digits cut out as sprites and
     moved along straight paths that bounce off the walls; sequences it cannot explain (digits
     touching in every keyframe) get the crossfade. Keyframes are copied."""
-    from .motion import fit_bounce
+    from .motion import bounce_frames
 
     video = _check_video(video)
     k = check_keyframes(keyframes, len(video))
     out = crossfade(video, k)
     for i in range(video.shape[1]):
-        fit = fit_bounce(video[k, i] / 255.0, k, speed=speed)
-        if fit is not None:
-            out[:, i] = np.clip(np.rint(fit.frames(np.arange(len(video))) * 255), 0, 255).astype(np.uint8)
+        frames = bounce_frames(video[k, i] / 255.0, k, len(video), speed=speed)  # [T, H, W] or None
+        if frames is not None:
+            out[:, i] = np.clip(np.rint(frames * 255), 0, 255).astype(np.uint8)
     out[k] = video[k]
     return out
 

@@ -296,13 +296,12 @@ def run_benchmark(
             t0 = time.perf_counter()
             clips = baselines.ffmpeg_minterpolate(video, ks, mb_size=mb)
             add(f"ffmpeg minterpolate mb{mb}", "baseline", clips, (time.perf_counter() - t0) / N)
-        t0 = time.perf_counter()
-        clips = baselines.bounce_sprites(video, ks)
-        add("bounce sprites (image space)", "baseline", clips, (time.perf_counter() - t0) / N)
-        if speed is not None:
+        sprite_rows = [("bounce sprites (image space)", None)]
+        sprite_rows += [("bounce sprites, known speed", speed)] if speed is not None else []
+        for name, known in sprite_rows:
             t0 = time.perf_counter()
-            clips = baselines.bounce_sprites(video, ks, speed=speed)
-            add("bounce sprites, known speed", "baseline", clips, (time.perf_counter() - t0) / N)
+            clips = baselines.bounce_sprites(video, ks, speed=known)
+            add(name, "baseline", clips, (time.perf_counter() - t0) / N)
         if digits is not None:
             add("piecewise-linear oracle", "baseline", baselines.piecewise_linear_oracle(digits, positions, ks))
         add("ground truth", "baseline", video)

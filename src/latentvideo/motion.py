@@ -6,7 +6,8 @@ wall between them; this prior can. From the keyframe images alone:
 
   1. find the objects in a keyframe where they stand apart (connected ink components) and cut
      each out as a sprite, its box centred on the ink's centre of mass (as MNIST centres digits)
-  2. locate every sprite in every keyframe (cross-correlation peaks, then the best joint placement)
+  2. locate every sprite in every keyframe (boxes where no sprite ink is missing, then the best
+     joint paste)
   3. per sprite and axis, fit u(t) = u0 + v t folded into the free range [0, canvas - sprite]
      (a triangle wave) through the keyframe positions; among the fits within tolerance take the
      slowest, or the one closest to a known speed
@@ -31,7 +32,7 @@ INK = 0.2  # a pixel brighter than this is ink
 MIN_AREA = 12  # ink pixels an object needs (smaller components are noise)
 MAX_OBJECTS = 3
 GROW = (2, 0)  # component joining distances tried: 2 px joins broken strokes, 0 splits digits that nearly touch
-CANDIDATES = 8  # correlation peaks tried per sprite in the joint placement
+CANDIDATES = 8  # boxes tried per sprite in the joint placement
 TOLERANCE = 1.5  # px: rms misfit of keyframe positions a bounce path may have
 MAX_ERROR = 2e-3  # MSE per pixel of the pasted sprites that a keyframe may show (0 for Moving MNIST)
 
@@ -67,11 +68,9 @@ def fold(u, free: float) -> np.ndarray:
 # ------------------------------------------------------------------ 1-2. objects in the keyframes
 
 
-def find_objects(
-    image: np.ndarray, sprite: int = SPRITE, grow: int = 2
-) -> list[tuple[np.ndarray, tuple[int, int]]] | None:
-    """Ink components of one frame [H, W] -> [(sprite [s, s], top-left (row, col))], or None when a
-    component does not fit in a sprite box (digits touching, or not sprites on black at all).
+def find_objects(image: np.ndarray, sprite: int = SPRITE, grow: int = 2) -> list[np.ndarray] | None:
+    """Ink components of one frame [H, W] -> sprites [s, s] (each boxed around its centre of mass), or
+    None when a component does not fit in a sprite box (digits touching, or not sprites on black at all).
     Ink `grow` px apart counts as one component (joins the broken strokes of a digit)."""
     from scipy import ndimage
 
@@ -94,7 +93,7 @@ def find_objects(
         cut = piece[r : r + sprite, c : c + sprite]
         if cut.sum() < 0.95 * piece.sum():  # the box misses ink: not a sprite-sized object
             return None
-        objects.append((cut.copy(), (r, c)))
+        objects.append(cut.copy())
     return objects
 
 
@@ -148,15 +147,15 @@ def fit_axis(times: np.ndarray, pos: np.ndarray, free: float, max_speed: float) 
     span = t[-1]
     out: dict[float, tuple[float, float, float]] = {}
     reach = int(np.ceil((max_speed * span + free) / (2 * free))) + 1 if free > 0 else 0
+    images = np.stack([s * pos + 2 * k * free for s in (1, -1) for k in range(-reach - 1, reach + 2)])  # [M, K]
     for m in range(-reach, reach + 1):
         for sign in (1.0, -1.0):
             v = (sign * pos[-1] + 2 * m * free - pos[0]) / span
             if abs(v) > max_speed:
                 continue
             guess = pos[0] + v * t  # [K] unfolded
-            images = np.stack([s * pos + 2 * k * free for s in (1, -1) for k in range(-reach - 1, reach + 2)])
             u = images[np.abs(images - guess).argmin(0), np.arange(len(t))]  # [K] nearest mirror images
-            v, u0 = np.polyfit(t, u, 1) if len(t) > 1 else (0.0, u[0])
+            v, u0 = np.polyfit(t, u, 1)
             rms = float(np.sqrt(np.mean((fold(u0 + v * t, free) - pos) ** 2)))
             out.setdefault(round(v, 3), (float(u0 - v * times[0]), float(v), rms))
     return list(out.values())
@@ -199,7 +198,7 @@ def fit_bounce(
         objects = find_objects(keys[source], sprite, grow)
         if not objects or len(objects) > MAX_OBJECTS:
             continue
-        sprites = np.stack([o[0] for o in objects])  # [D, s, s]
+        sprites = np.stack(objects)  # [D, s, s]
         located = [locate(sprites, k) for k in keys]
         pos = np.stack([p for p, _ in located]).astype(np.float64)  # [K, D, 2]
         explained = max(e for _, e in located)  # the sprites must explain every keyframe

@@ -382,23 +382,17 @@ class Pipeline:
         """Clips with a bounce fit get a path through the latents of its frames: every query time that
         is not a keyframe is rendered by the fit in image space and projected (one batch for all clips);
         the path is piecewise linear through those and the keyframe latents."""
-        targets, owners = [], []  # in-between frames [C, H, W] and (clip, time)
-        for i, (fit, times) in enumerate(zip(fits, times_list)):
-            if fit is not None:
-                between = query[~np.isin(query, times)]
-                targets.append(torch.from_numpy(fit.frames(between)).float()[:, None])  # [T - K, 1, H, W]
-                owners += [(i, t) for t in between]
-        if not owners:
+        fitted = [i for i, fit in enumerate(fits) if fit is not None]
+        between = [query[~np.isin(query, times_list[i])] for i in fitted]  # in-between frame times per clip
+        if not sum(len(b) for b in between):  # every frame is a keyframe
             return curves
-        inv = self.project(torch.cat(targets), replace(opts, lbfgs_steps=opts.motion_steps))
-        z_between = inv.latents.cpu()  # [sum(T - K), z_dim]
+        targets = [torch.from_numpy(fits[i].frames(b)).float()[:, None] for i, b in zip(fitted, between)]
+        inv = self.project(torch.cat(targets), replace(opts, lbfgs_steps=opts.motion_steps))  # [sum, 1, H, W]
+        z_between = inv.latents.cpu().split([len(b) for b in between])  # per clip [T - K, z_dim]
         out = list(curves)
-        for i, fit in enumerate(fits):
-            if fit is None:
-                continue
-            rows = [j for j, (c, _) in enumerate(owners) if c == i]
-            t = np.concatenate([times_list[i], [owners[j][1] for j in rows]])
-            z = torch.cat([latents[i].cpu(), z_between[rows]])
+        for i, b, zb in zip(fitted, between, z_between):
+            t = np.concatenate([times_list[i], b])
+            z = torch.cat([latents[i].cpu(), zb])
             order = np.argsort(t, kind="stable")
             out[i] = partial(lerp_path, z[order], t[order])
         return out
