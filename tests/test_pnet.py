@@ -145,8 +145,12 @@ def test_cli_train_projector(tmp_path, gan_dir, seq32, capsys):
     assert main(["train", "projector", "--gan", str(gan), "--steps", "4", "--resume", "--device", "cpu"]) == 0
     assert _stats(gan)[-1]["step"] == 4
     out = tmp_path / "elsewhere"
-    assert main([*args, "--loss", "bce", "--supervised", "0.5", "--out", str(out), "--device", "cpu"]) == 0
+    sized = ["--width", "8", "--hidden", "16"]
+    assert main([*args, "--loss", "bce", "--supervised", "0.5", *sized, "--out", str(out), "--device", "cpu"]) == 0
     assert (out / "projector" / "model.safetensors").is_file()
+    projector = load_model(out / "projector")
+    assert projector.head[0].out_features == 16 and projector.encoder.body[0].out_channels == 8
+    assert json.loads((out / "projector_config.json").read_text())["supervised"] == 0.5
     capsys.readouterr()
     assert main([*args, "--loss", "l1", "--device", "cpu"]) == 2
     assert capsys.readouterr().err.startswith("error: unknown loss")

@@ -175,6 +175,10 @@ def beyond_variants(speed: float | None = None) -> list[tuple[str, str, dict]]:
     return [
         ("motion prior off", "motion", off),
         ("bounce prior, P-NET only", "motion", {"motion_prior": "bounce", "motion_steps": 0}),
+        *[
+            (f"bounce prior, {n} steps per frame", "motion", {"motion_prior": "bounce", "motion_steps": n})
+            for n in MOTION_STEPS
+        ],
         *(known if speed is not None else []),
         ("joint curve fit", "joint", {**off, "path": "line", "joint_steps": JOINT_STEPS}),
         ("joint curve fit, PCA off", "joint", {**off, "path": "line", "joint_steps": JOINT_STEPS, "pca": None}),
@@ -189,6 +193,7 @@ def beyond_variants(speed: float | None = None) -> list[tuple[str, str, dict]]:
 # error of the clip by 24 % (PCA 0.99) / 54 % (PCA off); pixel correction at 20 x 0.01 barely moves frames,
 # latent correction does, and its temporal term halved the largest frame-to-frame change it caused.
 JOINT_STEPS, JOINT_CRITIC = 50, 1e-3
+MOTION_STEPS = (20, 150)  # the bounce prior's cost/identity trade-off around the default's L-BFGS steps per frame
 TEMPORAL_CRITIC = {"critic": "latent", "critic_steps": 20, "critic_step_size": 1e-2, "critic_temporal": 1000.0}
 PPL_SAMPLES, PPL_SAMPLES_QUICK, PPL_EPS = 256, 64, 1e-4
 

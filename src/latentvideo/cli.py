@@ -144,8 +144,12 @@ def train_projector_cmd(
     out: Path | None = typer.Option(None, "--out", help="Where projector/ goes (default: the --gan folder)."),
     steps: int = typer.Option(3000, help="Training steps."),
     loss: str = typer.Option("mse", help="Reconstruction loss: mse or bce."),
-    supervised: float = typer.Option(1.0, help="Weight of the supervised |P(G(z)) - z|^2 term on G samples (0 off)."),
+    supervised: float = typer.Option(
+        0.0, help="Weight of a supervised |P(G(z)) - z|^2 term on G samples (0: reconstruction only)."
+    ),
     batch_size: int = typer.Option(64),
+    width: int = typer.Option(32, help="Channels of the encoder's first conv layer (doubling per layer)."),
+    hidden: int = typer.Option(256, help="Units of the hidden layer before z."),
     data: str = typer.Option("moving-mnist", help="Frames to learn to project (train split by default)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the projector run in --out."),
     seed: int = typer.Option(0),
@@ -158,7 +162,16 @@ def train_projector_cmd(
     from .pnet import ProjectorConfig, train_projector
 
     out = out or gan
-    cfg = ProjectorConfig(data=data, steps=steps, loss=loss, supervised=supervised, batch_size=batch_size, seed=seed)
+    cfg = ProjectorConfig(
+        data=data,
+        steps=steps,
+        loss=loss,
+        supervised=supervised,
+        batch_size=batch_size,
+        width=width,
+        hidden=hidden,
+        seed=seed,
+    )
     path = train_projector(gan / "generator" if (gan / "generator").is_dir() else gan, out, cfg, resume, device)
     typer.echo(f"projector: {path}")
 
