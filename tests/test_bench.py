@@ -117,6 +117,12 @@ def test_groups_run_only_their_rows(tmp_path):
         }
         assert "--groups motion" in rows[-1]["command"]
     assert [r["method"] for r in res["inversion"]] == ["pnet+lbfgs"]  # no ablation inversions to pay for
+    # no groups (--groups none): the default row and the baselines only
+    cfg = BenchConfig(sequences=2, groups=(), extra_keyframes=())
+    res = run_benchmark(cfg, pipe, load_classifier(None, model), tmp_path / "none", progress=False, options=opts)
+    rows = res["keyframe_sets"]["0,9,19"]
+    assert [r["name"] for r in rows if r["group"] != "baseline"] == ["pipeline (default)"]
+    assert rows[-1]["command"].endswith("--groups none")
 
 
 def test_cli_quick_and_bad_flags(tmp_path, capsys):

@@ -45,7 +45,9 @@ class BenchConfig:
     reference_frames: int = 512  # train frames whose latents give the "reference" PCA basis
     mb_sizes: tuple[int, ...] = (4, 8)
     data: str | None = None
-    groups: tuple[str, ...] | None = None  # pipeline row groups to run (None: all); default row and baselines always
+    groups: tuple[str, ...] | None = (
+        None  # pipeline row groups to run (None: all, (): none); default row, baselines always
+    )
 
 
 ROW_GROUPS = ("inversion", "pca", "degree", "critic", "path", "joint", "motion", "original")
@@ -216,7 +218,7 @@ def _command(cfg: BenchConfig, name: str) -> str:
     if cfg.ablation_sequences is not None:
         cmd += f" --ablation-sequences {cfg.ablation_sequences}"
     if cfg.groups is not None:
-        cmd += f" --groups {','.join(cfg.groups)}"
+        cmd += f" --groups {','.join(cfg.groups) or 'none'}"
     return cmd + (" --quick" if cfg.quick else "")
 
 

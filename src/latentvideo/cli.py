@@ -564,7 +564,7 @@ def bench(
     groups: str | None = typer.Option(
         None,
         help="Only these groups of pipeline rows, comma-separated: inversion, pca, degree, critic, path, joint, "
-        "motion, original (the default row and the baselines always run).",
+        "motion, original, or none (the default row and the baselines always run).",
     ),
     model: Path | None = typer.Option(None, help=_MODEL_HELP),
     classifier: Path | None = typer.Option(None, help="Digit classifier model dir (default: beside the model)."),
@@ -579,6 +579,7 @@ def bench(
       latentvideo bench --sequences 200 --keyframes 0,9,19 --out bench-out
       latentvideo bench --sequences 200 --ablation-sequences 50 --out bench-out
       latentvideo bench --sequences 200 --groups motion,joint --out bench-out
+      latentvideo bench --sequences 40 --groups none --model runs/mine --out bench-out
     """
     from .bench import ROW_GROUPS, BenchConfig, load_classifier, run_benchmark
     from .pipeline import load_pipeline
@@ -596,8 +597,10 @@ def bench(
     group_list = None
     if groups is not None:
         group_list = tuple(g.strip() for g in groups.split(",") if g.strip())
+        if group_list == ("none",):  # the default row and the baselines only
+            group_list = ()
         unknown = sorted(set(group_list) - set(ROW_GROUPS))
-        if unknown or not group_list:
+        if unknown or groups.strip() != "none" and not group_list:
             _fail(f"--groups: unknown row group(s) {', '.join(unknown) or repr(groups)}", ", ".join(ROW_GROUPS))
     cfg = BenchConfig(
         sequences=n,
