@@ -111,8 +111,8 @@ def test_groups_run_only_their_rows(tmp_path):
             "pipeline (default)",
             "motion prior off",
             "bounce prior, P-NET only",
-            "bounce prior, 20 steps per frame",
-            "bounce prior, 150 steps per frame",
+            "bounce prior, 25 steps per frame",
+            "bounce prior, 100 steps per frame",
             "bounce prior, known speed",
         }
         assert "--groups motion" in rows[-1]["command"]

@@ -195,7 +195,7 @@ def beyond_variants(speed: float | None = None) -> list[tuple[str, str, dict]]:
 # error of the clip by 24 % (PCA 0.99) / 54 % (PCA off); pixel correction at 20 x 0.01 barely moves frames,
 # latent correction does, and its temporal term halved the largest frame-to-frame change it caused.
 JOINT_STEPS, JOINT_CRITIC = 50, 1e-3
-MOTION_STEPS = (20, 150)  # the bounce prior's cost/identity trade-off around the default's L-BFGS steps per frame
+MOTION_STEPS = (25, 100)  # the bounce prior's cost/identity trade-off around the default's L-BFGS steps per frame
 TEMPORAL_CRITIC = {"critic": "latent", "critic_steps": 20, "critic_step_size": 1e-2, "critic_temporal": 1000.0}
 PPL_SAMPLES, PPL_SAMPLES_QUICK, PPL_EPS = 256, 64, 1e-4
 
