@@ -117,6 +117,8 @@ def test_groups_run_only_their_rows(tmp_path):
         }
         assert "--groups motion" in rows[-1]["command"]
     assert [r["method"] for r in res["inversion"]] == ["pnet+lbfgs"]  # no ablation inversions to pay for
+    assert "inversion_scipy" not in res["speed"]  # nor the per-image scipy reference
+    assert "Batched inversion" in (tmp_path / "out" / "report.md").read_text()
     # no groups (--groups none): the default row and the baselines only
     cfg = BenchConfig(sequences=2, groups=(), extra_keyframes=())
     res = run_benchmark(cfg, pipe, load_classifier(None, model), tmp_path / "none", progress=False, options=opts)
