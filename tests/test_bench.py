@@ -135,6 +135,8 @@ def test_cli_quick_and_bad_flags(tmp_path, capsys):
         ("--slow-subset", "0"),
         ("--sequences", "1"),
         ("--groups", "motion,warp"),
+        ("--groups", "none,motion"),  # none means no row groups, so it stands alone
+        ("--groups", ","),
     ):
         assert main([*base, flag, value]) == 2
         err = capsys.readouterr().err.strip()

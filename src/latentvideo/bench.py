@@ -45,9 +45,7 @@ class BenchConfig:
     reference_frames: int = 512  # train frames whose latents give the "reference" PCA basis
     mb_sizes: tuple[int, ...] = (4, 8)
     data: str | None = None
-    groups: tuple[str, ...] | None = (
-        None  # pipeline row groups to run (None: all, (): none); default row, baselines always
-    )
+    groups: tuple[str, ...] | None = None  # row groups to run (None: all; (): only the default row + baselines)
 
 
 ROW_GROUPS = ("inversion", "pca", "degree", "critic", "path", "joint", "motion", "original")

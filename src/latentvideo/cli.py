@@ -596,11 +596,10 @@ def bench(
         _fail(f"--ablation-sequences must be at least 2, got {ablation_sequences}")
     group_list = None
     if groups is not None:
-        group_list = tuple(g.strip() for g in groups.split(",") if g.strip())
-        if group_list == ("none",):  # the default row and the baselines only
-            group_list = ()
+        names = tuple(g.strip() for g in groups.split(",") if g.strip())
+        group_list = () if names == ("none",) else names  # none: the default row and the baselines only
         unknown = sorted(set(group_list) - set(ROW_GROUPS))
-        if unknown or groups.strip() != "none" and not group_list:
+        if unknown or not names:
             _fail(f"--groups: unknown row group(s) {', '.join(unknown) or repr(groups)}", ", ".join(ROW_GROUPS))
     cfg = BenchConfig(
         sequences=n,
