@@ -101,14 +101,17 @@ def _cache_mnist():
         yield
 
 
-def tiny_model_dir(path: Path, resolution: int = 32, projector: bool = False, seed: int = 0) -> Path:
+def tiny_model_dir(
+    path: Path, resolution: int = 32, projector: bool = False, seed: int = 0, mapping_layers: int = 0
+) -> Path:
     """A model folder with tiny untrained DCGAN networks (z_dim 8, width 4), seeded."""
     from latentvideo.models import Critic, Generator, Projector, model_config, save_model
 
     torch.manual_seed(seed)
-    G = Generator(z_dim=8, resolution=resolution, channels=1, width=4)
+    G = Generator(z_dim=8, resolution=resolution, channels=1, width=4, mapping_layers=mapping_layers)
     C = Critic(resolution=resolution, channels=1, width=4)
-    save_model(G, path / "generator", model_config(G, z_dim=8, resolution=resolution, channels=1, width=4))
+    g_cfg = model_config(G, z_dim=8, resolution=resolution, channels=1, width=4, mapping_layers=mapping_layers)
+    save_model(G, path / "generator", g_cfg)
     save_model(C, path / "critic", model_config(C, resolution=resolution, channels=1, width=4))
     if projector:
         P = Projector(z_dim=8, resolution=resolution, channels=1, width=4, hidden=16)

@@ -7,11 +7,13 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import tiny_model_dir
 from latentvideo import bench
 from latentvideo.bench import BenchConfig, load_classifier, run_benchmark
 from latentvideo.cli import main
+from latentvideo.models import has_mapping
 from latentvideo.pipeline import Pipeline
 
 
@@ -152,3 +154,33 @@ def test_command_names_every_protocol_flag():
         bench._command(cfg, "x")
         == "latentvideo bench --sequences 200 --seed 0 --keyframes 0,9,19 --ablation-sequences 50"
     )
+
+
+def test_latent_group_interpolates_in_w_for_a_mapping_network(tmp_path):
+    model = tiny_model_dir(tmp_path / "model", resolution=64, projector=True, mapping_layers=2)
+    pipe = Pipeline.from_dir(model, "cpu")
+    # the w rows start from the cached z inversions mapped to w: the very same keyframe images
+    z = {k: torch.randn(3, 8, generator=torch.Generator().manual_seed(k)) for k in (0, 9, 19)}
+    zs, ws = bench.keyframe_latents(pipe, z, (0, 9, 19), 2), bench.keyframe_latents(pipe, z, (0, 9, 19), 2, "w")
+    assert len(ws) == 2 and ws[1].shape == (3, 8) and not torch.allclose(ws[1], zs[1])
+    with torch.no_grad():
+        assert torch.allclose(pipe.generator.synthesis(ws[1]), pipe.generator(zs[1]), atol=1e-6)
+        assert torch.equal(zs[1][2], z[19][1])
+
+    cfg = BenchConfig(sequences=2, groups=("latent",), extra_keyframes=((0, 19),))
+    opts = pipe.options(lbfgs_steps=2, critic_steps=1, motion_steps=2)
+    res = run_benchmark(cfg, pipe, load_classifier(None, model), tmp_path / "out", progress=False, options=opts)
+    for rows in res["keyframe_sets"].values():
+        names = [r["name"] for r in rows if r["group"] != "baseline"]
+        assert names == [
+            "pipeline (default)",
+            "interpolation in w",
+            "interpolation in w, motion prior off",
+            "interpolation in z, motion prior off",
+        ]
+        assert all(np.isfinite(r["values"]["motion"][0]) for r in rows)
+    assert set(res["smoothness"]) >= {"ppl_z", "ppl_w"}
+    # a generator without a mapping network has no w rows
+    plain = Pipeline.from_dir(tiny_model_dir(tmp_path / "plain", resolution=64, projector=True), "cpu")
+    assert not [v for v in bench.pipeline_variants(False, 3, 3.6) if v[1] == "latent"]
+    assert bench.beyond_variants(3.6, has_mapping(plain.generator)) == bench.beyond_variants(3.6)

@@ -48,7 +48,8 @@ class BenchConfig:
     groups: tuple[str, ...] | None = None  # row groups to run (None: all; (): only the default row + baselines)
 
 
-ROW_GROUPS = ("inversion", "pca", "degree", "critic", "path", "joint", "motion", "original")
+ROW_GROUPS = ("inversion", "pca", "degree", "critic", "path", "joint", "motion", "latent", "original")
+KEEP_PRIOR = ("motion", "latent")  # row groups that keep the default motion prior (the others are of the latent path)
 
 
 @dataclass
@@ -121,16 +122,19 @@ class Scorer:
 # ------------------------------------------------------------------ methods
 
 
-def pipeline_variants(quick: bool, num_keyframes: int, speed: float | None = None) -> list[tuple[str, str, dict]]:
+def pipeline_variants(
+    quick: bool, num_keyframes: int, speed: float | None = None, mapping: bool = False
+) -> list[tuple[str, str, dict]]:
     """(name, group, option overrides) of every pipeline row. The ablations are of the latent path, so
-    they run with the motion prior off (their reference: "motion prior off")."""
+    they run with the motion prior off (their reference: "motion prior off"). `mapping`: the generator
+    has a mapping network, so the rows of interpolation in w apply."""
     return [("pipeline (default)", "pipeline", {})] + [
-        (name, group, over if group == "motion" else {"motion_prior": "off", **over})
-        for name, group, over in _ablations(quick, num_keyframes, speed)
+        (name, group, over if group in KEEP_PRIOR else {"motion_prior": "off", **over})
+        for name, group, over in _ablations(quick, num_keyframes, speed, mapping)
     ]
 
 
-def _ablations(quick: bool, num_keyframes: int, speed: float | None) -> list[tuple[str, str, dict]]:
+def _ablations(quick: bool, num_keyframes: int, speed: float | None, mapping: bool) -> list[tuple[str, str, dict]]:
     rows = []
     if quick:
         return [
@@ -163,16 +167,23 @@ def _ablations(quick: bool, num_keyframes: int, speed: float | None) -> list[tup
                 )
             )
     rows += [("line (the original path)", "path", {"path": "line"}), ("slerp", "path", {"path": "slerp"})]
-    return rows + beyond_variants(speed)
+    return rows + beyond_variants(speed, mapping)
 
 
-def beyond_variants(speed: float | None = None) -> list[tuple[str, str, dict]]:
+def beyond_variants(speed: float | None = None, mapping: bool = False) -> list[tuple[str, str, dict]]:
     """Rows of the methods beyond the original pipeline (joint.py, correct.correct_clip,
-    smoothness.arc_length_times, motion.py); run with every keyframe set. `speed`: the digits'
-    known speed in px/frame (Moving MNIST), for a row of the bounce prior that uses it."""
+    smoothness.arc_length_times, motion.py, a mapping network's w); run with every keyframe set.
+    `speed`: the digits' known speed in px/frame (Moving MNIST), for a row of the bounce prior that
+    uses it; `mapping`: the generator has a mapping network (rows of the latent group)."""
     known = [("bounce prior, known speed", "motion", {"motion_prior": "bounce", "motion_speed": speed})]
     off = {"motion_prior": "off"}  # the other methods replace or refine the latent path
+    in_w = [  # keyframe latents mapped to w; in-between frames projected in w; paths in w
+        ("interpolation in w", "latent", {"latent_space": "w"}),
+        ("interpolation in w, motion prior off", "latent", {**off, "latent_space": "w"}),
+        ("interpolation in z, motion prior off", "latent", off),
+    ]
     return [
+        *(in_w if mapping else []),
         ("motion prior off", "motion", off),
         ("bounce prior, P-NET only", "motion", {"motion_prior": "bounce", "motion_steps": 0}),
         *[
@@ -246,6 +257,7 @@ def run_benchmark(
     n_abl = N if cfg.ablation_sequences is None else max(1, min(cfg.ablation_sequences, N))
     frames_f = torch.from_numpy(video).float() / 255  # [T, N, H, W]
     speed = moving_mnist_speed(video.shape[-1]) if cfg.data is None else None  # known only for Moving MNIST
+    mapping = has_mapping(pipe.generator)
 
     # 1. invert every keyframe once per method; rows reuse them
     needed = sorted({k for ks in sets for k in ks})
@@ -313,9 +325,9 @@ def run_benchmark(
 
         # pipeline rows
         if ks == sets[0]:
-            variants = pipeline_variants(cfg.quick, len(ks), speed)
+            variants = pipeline_variants(cfg.quick, len(ks), speed, mapping)
         else:  # the other keyframe sets: the default and the methods beyond the original pipeline
-            variants = pipeline_variants(True, len(ks))[:1] + ([] if cfg.quick else beyond_variants(speed))
+            variants = pipeline_variants(True, len(ks))[:1] + ([] if cfg.quick else beyond_variants(speed, mapping))
         if ks == sets[0] and len(ks) >= 5:
             variants.append(("degree 3", "degree", {"motion_prior": "off", "path": "line", "degree": 3}))
         variants = [v for v in variants if v[1] == "pipeline" or _runs(cfg, v[1])]
@@ -326,7 +338,7 @@ def run_benchmark(
             opts = replace(base, **over).validated()
             method = opts.method if opts.method in cache else methods[0]
             n = N if group == "pipeline" else n_abl
-            latents = [torch.stack([cache[method][k][i] for k in ks]) for i in range(n)]
+            latents = keyframe_latents(pipe, cache[method], ks, n, opts.latent_space)
             feature_fn, pipe.feature_fn = pipe.feature_fn, pipe.feature_fn or classifier_feature_fn(classifier)
             try:
                 frames, _, timings = pipe.animate(
@@ -361,6 +373,16 @@ def run_benchmark(
     plot_per_frame(results, out_dir / "per_frame.png")
     write_examples(pipe, video, cache[methods[0]], cfg, base, out_dir / "examples.png")
     return results
+
+
+def keyframe_latents(pipe: Pipeline, cached: dict, ks, n: int, space: str = "z") -> list[torch.Tensor]:
+    """Per clip of the first n, its keyframes' latents [K, z_dim] from the inversion cache (keyframe
+    index -> [N, z_dim] in z); in w they are mapping(z), which renders the very same keyframe images."""
+    latents = [torch.stack([cached[k][i] for k in ks]) for i in range(n)]  # [K, z_dim] each
+    if space == "w":
+        with torch.no_grad():
+            latents = [pipe.generator.mapping(z.to(pipe.device)).cpu() for z in latents]
+    return latents
 
 
 def _runs(cfg: BenchConfig, group: str) -> bool:

@@ -564,7 +564,8 @@ def bench(
     groups: str | None = typer.Option(
         None,
         help="Only these groups of pipeline rows, comma-separated: inversion, pca, degree, critic, path, joint, "
-        "motion, original, or none (the default row and the baselines always run).",
+        "motion, latent (interpolation in w, for a generator with a mapping network), original, or none (the "
+        "default row and the baselines always run).",
     ),
     model: Path | None = typer.Option(None, help=_MODEL_HELP),
     classifier: Path | None = typer.Option(None, help="Digit classifier model dir (default: beside the model)."),
