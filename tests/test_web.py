@@ -195,6 +195,19 @@ def test_run_generation_with_the_motion_prior(pipe, tmp_path):
     assert r["frames"].shape[0] == 20 and r["video"].is_file()
 
 
+def test_run_generation_passes_the_speed_and_projection_budget(pipe, tmp_path):
+    assert web._options(None, None, 1, None, None, motion_speed=0, motion_steps=7) == {
+        "pca": None,
+        "degree": 1,
+        "motion_steps": 7,
+    }  # speed 0 on the page: unknown
+    s = web.load_sample(tmp_path / "in", seed=0)  # digits apart: the bounce prior applies
+    slow = web.run_generation(pipe, s.paths, s.times, 20, motion_steps=3, out_dir=tmp_path / "slow")
+    fast = web.run_generation(pipe, s.paths, s.times, 20, motion_speed=3.6, motion_steps=0, out_dir=tmp_path / "fast")
+    assert slow["clip"].motion is not None and fast["clip"].motion is not None
+    assert not np.array_equal(fast["frames"], slow["frames"])
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -208,6 +221,8 @@ def test_run_generation_with_the_motion_prior(pipe, tmp_path):
         (dict(times="9,5,0"), "increasing"),
         (dict(critic_step_size=float("nan")), "critic"),
         (dict(motion_prior="wave"), "unknown motion prior"),
+        (dict(motion_speed=-2), "motion-speed"),
+        (dict(motion_steps=-1), "motion-steps"),
     ],
 )
 def test_run_generation_rejects_bad_settings(pipe, keyframe_pngs, tmp_path, kwargs, message):
@@ -327,7 +342,8 @@ def test_browser_upload_generate_sample_and_bad_file(tmp_path, tiny_model, keyfr
                 assert "keyframe 2: MSE" in _text(page, "#report")
                 page.wait_for_timeout(500)
                 page.screenshot(path=str(tmp_path / "web-sample.png"), full_page=True)
-                page.locator("#motion input[value=bounce]").check()  # with the motion prior
+                page.locator("#motion input[value=bounce]").check()  # with the motion prior, a known speed
+                page.locator("#motion-speed input").fill("3.6")
                 page.click("#generate")  # the same sampled keyframes again: the truth stays beside the clip
                 page.wait_for_function("document.querySelector('#status').innerText.includes('Done')")
                 assert page.locator("#truth video").count() == 1

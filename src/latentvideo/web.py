@@ -186,12 +186,26 @@ def load_sample(out_dir: str | Path, seed: int | None = None) -> Sample:
 # ---------------------------------------------------------------- generation
 
 
-def _options(method, pca, degree, critic_steps, critic_step_size, path=None, motion_prior=None) -> dict:
+def _options(
+    method,
+    pca,
+    degree,
+    critic_steps,
+    critic_step_size,
+    path=None,
+    motion_prior=None,
+    motion_speed=None,
+    motion_steps=None,
+) -> dict:
     opts = {"pca": None if pca is None else float(pca), "degree": int(degree)}
     if path:
         opts["path"] = str(path)
     if motion_prior:
         opts["motion_prior"] = str(motion_prior)
+    if motion_speed:  # None or 0: unknown speed (the slowest bounce path that fits)
+        opts["motion_speed"] = float(motion_speed)
+    if motion_steps is not None:
+        opts["motion_steps"] = int(motion_steps)
     if method:
         opts["method"] = str(method)
     if critic_steps is not None:
@@ -219,6 +233,8 @@ def run_generation(
     method: str | None = None,
     path: str | None = None,
     motion_prior: str | None = None,
+    motion_speed: float | None = None,
+    motion_steps: int | None = None,
     resize: bool = True,
     truth: np.ndarray | None = None,
     out_dir: str | Path | None = None,
@@ -237,7 +253,7 @@ def run_generation(
         raise LatentVideoError(f"number of frames must be between 2 and {MAX_WEB_FRAMES}, got {frames}")
     paths = check_uploads(files)
     time_list = parse_times(times) if isinstance(times, (str, type(None))) else [float(t) for t in times]
-    opts = _options(method, pca, degree, critic_steps, critic_step_size, path, motion_prior)
+    opts = _options(method, pca, degree, critic_steps, critic_step_size, path, motion_prior, motion_speed, motion_steps)
     pipe.options(**opts)  # bad settings fail before any decoding
     keyframes = load_keyframes(paths, pipe.channels, pipe.resolution, resize=resize)
     clip = pipe(keyframes, time_list, frames, **opts)
@@ -336,11 +352,13 @@ def build_app(pipe, dirs: RequestDirs | None = None):
     methods = [m for m in METHODS if pipe.projector is not None or not m.startswith("pnet")]
     has_critic = pipe.critic is not None
 
-    def settings(method, path, motion, use_pca, pca, degree, critic_steps, step_size):
+    def settings(method, path, motion, speed, motion_steps, use_pca, pca, degree, critic_steps, step_size):
         return dict(
             method=method,
             path=path,
             motion_prior=motion,
+            motion_speed=speed,
+            motion_steps=motion_steps,
             pca=float(pca) if use_pca else None,
             degree=int(degree),
             critic_steps=int(critic_steps) if has_critic else None,
@@ -440,6 +458,21 @@ def build_app(pipe, dirs: RequestDirs | None = None):
                         elem_id="motion",
                     )
                     with gr.Row():
+                        speed = gr.Number(
+                            value=defaults.motion_speed or 0,
+                            minimum=0,
+                            label="Bounce: digit speed, px/frame (0: unknown; Moving MNIST 64x64: 3.6)",
+                            elem_id="motion-speed",
+                        )
+                        motion_steps = gr.Slider(
+                            0,
+                            300,
+                            value=defaults.motion_steps,
+                            step=1,
+                            label="Bounce: L-BFGS steps per in-between frame (more: truer digits, slower)",
+                            elem_id="motion-steps",
+                        )
+                    with gr.Row():
                         use_pca = gr.Checkbox(value=defaults.pca is not None, label="PCA", scale=1, min_width=80)
                         pca = gr.Slider(
                             0.5, 1.0, value=defaults.pca or 0.99, step=0.01, label="PCA: variance kept", scale=3
@@ -477,7 +510,7 @@ def build_app(pipe, dirs: RequestDirs | None = None):
                 report = gr.Markdown("", elem_id="report")
                 downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
 
-        knobs = [method, path, motion, use_pca, pca, degree, critic_steps, step_size]
+        knobs = [method, path, motion, speed, motion_steps, use_pca, pca, degree, critic_steps, step_size]
         results = [status, video, truth_video, sheet, gallery, report, downloads]
         files.upload(on_upload, files, status)
         generate_btn.click(
