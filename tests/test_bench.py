@@ -127,6 +127,14 @@ def test_groups_run_only_their_rows(tmp_path):
     rows = res["keyframe_sets"]["0,9,19"]
     assert [r["name"] for r in rows if r["group"] != "baseline"] == ["pipeline (default)"]
     assert rows[-1]["command"].endswith("--groups none")
+    # --rows: only the named rows, in every keyframe set; the default row too only when named
+    cfg = BenchConfig(sequences=2, groups=("motion", "path"), rows=("motion prior off", "time warp"))
+    cfg.extra_keyframes = ((0, 19),)
+    res = run_benchmark(cfg, pipe, load_classifier(None, model), tmp_path / "rows", progress=False, options=opts)
+    for rows in res["keyframe_sets"].values():
+        assert [r["name"] for r in rows if r["group"] != "baseline"] == ["motion prior off", "time warp"]
+        assert rows[-1]["command"].endswith("--groups motion,path --rows 'motion prior off;time warp'")
+    assert {"motion prior off", "time warp", "pipeline (default)", "degree 3"} <= set(bench.row_names())
 
 
 def test_cli_quick_and_bad_flags(tmp_path, capsys):
@@ -139,6 +147,8 @@ def test_cli_quick_and_bad_flags(tmp_path, capsys):
         ("--groups", "motion,warp"),
         ("--groups", "none,motion"),  # none means no row groups, so it stands alone
         ("--groups", ","),
+        ("--rows", "motion prior off;warp speed"),
+        ("--rows", ";"),
     ):
         assert main([*base, flag, value]) == 2
         err = capsys.readouterr().err.strip()

@@ -46,6 +46,7 @@ class BenchConfig:
     mb_sizes: tuple[int, ...] = (4, 8)
     data: str | None = None
     groups: tuple[str, ...] | None = None  # row groups to run (None: all; (): only the default row + baselines)
+    rows: tuple[str, ...] | None = None  # only these pipeline rows, by name (None: every row of `groups`)
 
 
 ROW_GROUPS = ("inversion", "pca", "degree", "critic", "path", "joint", "motion", "latent", "original")
@@ -170,6 +171,12 @@ def _ablations(quick: bool, num_keyframes: int, speed: float | None, mapping: bo
     return rows + beyond_variants(speed, mapping)
 
 
+def row_names() -> list[str]:
+    """Names of every pipeline row the benchmark can run (for `--rows`)."""
+    names = [name for name, _, _ in pipeline_variants(False, 5, speed=1.0, mapping=True)]
+    return list(dict.fromkeys(names + ["degree 3"]))
+
+
 def beyond_variants(speed: float | None = None, mapping: bool = False) -> list[tuple[str, str, dict]]:
     """Rows of the methods beyond the original pipeline (joint.py, correct.correct_clip,
     smoothness.arc_length_times, motion.py, a mapping network's w); run with every keyframe set.
@@ -228,6 +235,8 @@ def _command(cfg: BenchConfig, name: str) -> str:
         cmd += f" --ablation-sequences {cfg.ablation_sequences}"
     if cfg.groups is not None:
         cmd += f" --groups {','.join(cfg.groups) or 'none'}"
+    if cfg.rows is not None:
+        cmd += f" --rows '{';'.join(cfg.rows)}'"
     return cmd + (" --quick" if cfg.quick else "")
 
 
@@ -331,6 +340,8 @@ def run_benchmark(
         if ks == sets[0] and len(ks) >= 5:
             variants.append(("degree 3", "degree", {"motion_prior": "off", "path": "line", "degree": 3}))
         variants = [v for v in variants if v[1] == "pipeline" or _runs(cfg, v[1])]
+        if cfg.rows is not None:  # e.g. a 200-sequence run of a few rows whose default row was measured before
+            variants = [v for v in variants if v[0] in cfg.rows]
         keys = [frames_f[list(ks), i][:, None] for i in range(N)]  # keyframe images [K, 1, H, W] (joint fit)
         for name, group, over in tqdm(variants, desc=f"pipeline {ks}", disable=not progress):
             over = dict(over)

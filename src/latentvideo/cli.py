@@ -567,6 +567,11 @@ def bench(
         "motion, latent (interpolation in w, for a generator with a mapping network), original, or none (the "
         "default row and the baselines always run).",
     ),
+    rows: str | None = typer.Option(
+        None,
+        help="Only these pipeline rows, by name, separated by ';' (baselines always run; the default row only "
+        "when named: 'pipeline (default)').",
+    ),
     model: Path | None = typer.Option(None, help=_MODEL_HELP),
     classifier: Path | None = typer.Option(None, help="Digit classifier model dir (default: beside the model)."),
     device: str = typer.Option("auto"),
@@ -581,8 +586,9 @@ def bench(
       latentvideo bench --sequences 200 --ablation-sequences 50 --out bench-out
       latentvideo bench --sequences 200 --groups motion,joint --out bench-out
       latentvideo bench --sequences 40 --groups none --model runs/mine --out bench-out
+      latentvideo bench --rows 'motion prior off;time warp' --out bench-out
     """
-    from .bench import ROW_GROUPS, BenchConfig, load_classifier, run_benchmark
+    from .bench import ROW_GROUPS, BenchConfig, load_classifier, row_names, run_benchmark
     from .pipeline import load_pipeline
 
     if out.exists() and not out.is_dir():
@@ -602,9 +608,16 @@ def bench(
         unknown = sorted(set(group_list) - set(ROW_GROUPS))
         if unknown or not names:
             _fail(f"--groups: unknown row group(s) {', '.join(unknown) or repr(groups)}", ", ".join(ROW_GROUPS))
+    row_list = None
+    if rows is not None:
+        row_list = tuple(r.strip() for r in rows.split(";") if r.strip())
+        unknown = sorted(set(row_list) - set(row_names()))
+        if unknown or not row_list:
+            _fail(f"--rows: unknown row name(s) {', '.join(map(repr, unknown)) or repr(rows)}", "; ".join(row_names()))
     cfg = BenchConfig(
         sequences=n,
         groups=group_list,
+        rows=row_list,
         seed=seed,
         keyframes=keys,
         quick=quick,
