@@ -135,6 +135,8 @@ def test_groups_run_only_their_rows(tmp_path):
         assert [r["name"] for r in rows if r["group"] != "baseline"] == ["motion prior off", "time warp"]
         assert rows[-1]["command"].endswith("--groups motion,path --rows 'motion prior off;time warp'")
     assert {"motion prior off", "time warp", "pipeline (default)", "degree 3"} <= set(bench.row_names())
+    assert not bench._runs(BenchConfig(rows=("time warp",)), "inversion")  # no ablation inversions to pay for
+    assert bench._runs(BenchConfig(rows=("inversion pnet",)), "inversion")
 
 
 def test_cli_quick_and_bad_flags(tmp_path, capsys):
