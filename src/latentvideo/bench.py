@@ -212,6 +212,7 @@ def beyond_variants(speed: float | None = None, mapping: bool = False) -> list[t
 JOINT_STEPS, JOINT_CRITIC = 50, 1e-3
 MOTION_STEPS = (25, 100)  # the bounce prior's cost/identity trade-off around the default's L-BFGS steps per frame
 TEMPORAL_CRITIC = {"critic": "latent", "critic_steps": 20, "critic_step_size": 1e-2, "critic_temporal": 1000.0}
+DEGREE_3 = ("degree 3", "degree", {"motion_prior": "off", "path": "line", "degree": 3})  # 5+ keyframes only
 PPL_SAMPLES, PPL_SAMPLES_QUICK, PPL_EPS = 256, 64, 1e-4
 
 
@@ -337,7 +338,7 @@ def run_benchmark(
         else:  # the other keyframe sets: the default and the methods beyond the original pipeline
             variants = pipeline_variants(True, len(ks))[:1] + ([] if cfg.quick else beyond_variants(speed, mapping))
         if ks == sets[0] and len(ks) >= 5:
-            variants.append(("degree 3", "degree", {"motion_prior": "off", "path": "line", "degree": 3}))
+            variants.append(DEGREE_3)
         variants = [v for v in variants if v[1] == "pipeline" or _runs(cfg, v[1])]
         if cfg.rows is not None:  # e.g. a 200-sequence run of a few rows whose default row was measured before
             variants = [v for v in variants if v[0] in cfg.rows]
@@ -404,7 +405,7 @@ def _runs(cfg: BenchConfig, group: str) -> bool:
 
 
 def _all_variants() -> list[tuple[str, str, dict]]:
-    return pipeline_variants(False, 5, speed=1.0, mapping=True) + [("degree 3", "degree", {})]
+    return pipeline_variants(False, 5, speed=1.0, mapping=True) + [DEGREE_3]
 
 
 def _to_video(frames: torch.Tensor, T: int, N: int) -> np.ndarray:  # [N*T, 1, H, W] -> uint8 [T, N, H, W]
