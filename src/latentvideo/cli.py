@@ -83,6 +83,11 @@ def train_gan_cmd(
     pl_weight: float | None = typer.Option(None, help="StyleGAN2 path-length regularisation weight (default 0: off)."),
     pl_every: int | None = typer.Option(None, help="A path-length step after every N-th generator step (default 4)."),
     mapping_layers: int | None = typer.Option(None, help="Mapping network z -> w of this many layers (default 0)."),
+    arch: str = typer.Option("dcgan", help="dcgan, or objects: slots of appearance + position (a line is motion)."),
+    objects: int = typer.Option(2, help="objects: slots per frame (1 to 8)."),
+    appearance: int = typer.Option(32, help="objects: appearance code size per slot."),
+    sprite: int = typer.Option(28, help="objects: sprite size in px (a multiple of 4, below the resolution)."),
+    background: int = typer.Option(0, help="objects: background code size (0: black background)."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto (CUDA if present), cpu, cuda, cuda:N."),
     stop_after: int | None = typer.Option(None, help="Stop (with a checkpoint) after this total step; resume later."),
@@ -94,6 +99,7 @@ def train_gan_cmd(
       latentvideo train gan --resume runs/mm64
       latentvideo train gan --out runs/mine --data frames/ --resize 64
       latentvideo train gan --out runs/smooth --pl-weight 2 --mapping-layers 4
+      latentvideo train gan --out runs/objects --arch objects --objects 2 --batch-size 32
       torchrun --nproc_per_node=2 -m latentvideo.cli train gan --out runs/ddp
     """
     from .train import GANConfig, train_gan
@@ -131,6 +137,11 @@ def train_gan_cmd(
             resize=resize,
             checkpoint_every=checkpoint_every,
             seed=seed,
+            arch=arch,
+            objects=objects,
+            appearance=appearance,
+            sprite=sprite,
+            background=background,
             **smoothing,
         )
         run = train_gan(out, cfg, device=device, stop_after=stop_after)

@@ -7,7 +7,6 @@ config and loads the weights; nothing is ever unpickled.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import LatentVideoError
+from .objects import LatentLayout, ObjectGenerator
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 
@@ -167,29 +167,50 @@ class DigitClassifier(nn.Module):
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "dcgan-generator": Generator,
+    "objects-generator": ObjectGenerator,
     "dcgan-critic": Critic,
     "conv-projector": Projector,
     "digit-classifier": DigitClassifier,
 }
 
 
+GENERATORS = ("dcgan-generator", "objects-generator")
+
+
 def build_model(config: dict) -> nn.Module:
+    """Rebuild a module from its config (weights not loaded). A `latent_layout` entry (objects-generator)
+    must match the layout the architecture renders."""
     config = dict(config)
     arch = config.pop("arch", None)
     config.pop("latentvideo_version", None)
+    layout = config.pop("latent_layout", None)
     if arch not in ARCHITECTURES:
         raise LatentVideoError(f"unknown architecture {arch!r}", hint=f"known: {', '.join(ARCHITECTURES)}")
     try:
-        return ARCHITECTURES[arch](**config)
+        model = ARCHITECTURES[arch](**config)
     except TypeError as e:
         raise LatentVideoError(f"bad config for {arch}: {e}") from None
+    if layout is not None:
+        own = getattr(model, "latent_layout", None)
+        if own is None:
+            raise LatentVideoError(f"{arch} has no position coordinates, but its config declares a latent_layout")
+        declared = LatentLayout.from_dict(layout, model.z_dim)
+        if not declared.agrees_with(own):
+            raise LatentVideoError(
+                f"latent_layout {declared.to_dict()} does not match the generator's {own.to_dict()}",
+                hint="the layout follows from objects, appearance, resolution and sprite",
+            )
+    return model
 
 
 def model_config(model: nn.Module, **kwargs) -> dict:
+    """config.json for `model`: its architecture name, the given arguments and, for a generator with
+    position coordinates, its `latent_layout`."""
     arch = {cls: name for name, cls in ARCHITECTURES.items()}.get(type(model))
     if arch is None:
         raise LatentVideoError(f"cannot save a {type(model).__name__}: not a latentvideo architecture")
-    return {"arch": arch, **kwargs}
+    layout = getattr(model, "latent_layout", None)
+    return {"arch": arch, **kwargs, **({"latent_layout": layout.to_dict()} if layout is not None else {})}
 
 
 def save_model(model: nn.Module, path: str | Path, config: dict) -> Path:
@@ -208,10 +229,14 @@ def save_model(model: nn.Module, path: str | Path, config: dict) -> Path:
     return path
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu", expect: str | None = None) -> nn.Module:
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu", expect: str | tuple[str, ...] | None = None
+) -> nn.Module:
     """Rebuild a model from its directory. Refuses pickles; every failure is a LatentVideoError."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    from .modelcheck import check_model_folder
 
     path = Path(path)
     if not path.exists():
@@ -226,19 +251,16 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", expect: str
         raise LatentVideoError(f"model directory has no {CONFIG_NAME}: {path}")
     if not weights.is_file():
         raise LatentVideoError(f"model directory has no {WEIGHTS_NAME}: {path}")
-    try:
-        config = json.loads(cfg_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise LatentVideoError(f"{cfg_file} is not valid JSON: {e}") from None
-    if not isinstance(config, dict):
-        raise LatentVideoError(f"{cfg_file} must hold a JSON object")
-    if expect is not None and config.get("arch") != expect:
-        raise LatentVideoError(f"{path} holds a {config.get('arch')!r}, expected a {expect!r}")
+    config = check_model_folder(path, expect)  # sizes, shapes and the weights' header, before any allocation
     model = build_model(config)
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise LatentVideoError(f"cannot read {weights} (corrupt or truncated?): {e}") from None
+    for name, t in state.items():
+        if not torch.isfinite(t).all():
+            kind = "NaN" if torch.isnan(t).any() else "infinite"
+            raise LatentVideoError(f"weights in {weights} are not finite: tensor {name!r} holds {kind} values")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

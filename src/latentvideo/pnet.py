@@ -25,7 +25,10 @@ from .checkpoint import load_checkpoint, save_checkpoint, truncate_stats
 from .data import frame_source
 from .errors import LatentVideoError
 from .fileio import write_json
-from .models import Projector, load_model, model_config, resolve_device, save_model
+from .models import GENERATORS, Projector, load_model, model_config, resolve_device, save_model
+from .objects import latent_layout
+from .slots import slot_matched_error
+from .train import sample_latents
 
 
 @dataclass
@@ -45,6 +48,9 @@ class ProjectorConfig:
     # 0.0073, and the classifier reads the digits right on 59 % of frames against 47 % (BENCHMARK.md).
     supervised: float = 0.0
     prior: float = 1e-3  # keeps predictions near the N(0, I) shell G was trained on
+    # generators with object slots (objects.LatentLayout): weight of the slot-matched error on G's own
+    # samples, whose latents are known (slots.slot_matched_error; slot order does not matter)
+    slots: float = 1.0
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 50
@@ -66,7 +72,7 @@ def _check_config(config: ProjectorConfig) -> None:
             raise LatentVideoError(f"projector {name} must be a positive integer, got {value!r}")
     if not (np.isfinite(config.lr) and config.lr > 0):
         raise LatentVideoError(f"projector learning rate must be positive, got {config.lr}")
-    for name in ("supervised", "prior"):
+    for name in ("supervised", "prior", "slots"):
         value = getattr(config, name)
         if not (np.isfinite(value) and value >= 0):
             raise LatentVideoError(f"projector {name} weight must be >= 0, got {value}")
@@ -97,7 +103,8 @@ def train_projector(
             write_json(cfg_file, dataclasses.asdict(config))  # the run's total is now config.steps
     config = config or ProjectorConfig()
     _check_config(config)  # before any work
-    G = load_model(generator_dir, dev, expect="dcgan-generator")
+    G = load_model(generator_dir, dev, expect=GENERATORS)
+    layout = latent_layout(G)
     source = frame_source(config.data, config.num_digits, G.resolution, config.resize)
     if tuple(source.shape) != (G.channels, G.resolution, G.resolution):
         want = [G.channels, G.resolution, G.resolution]
@@ -134,11 +141,16 @@ def train_projector(
         x = torch.from_numpy(source.sample(data_rng, config.batch_size)).to(dev).float() / 255  # [B, C, H, W]
         z = P(x)
         loss = reconstruction_loss(G(z), x, config.loss).mean() + config.prior * z.pow(2).mean()
-        if config.supervised:
+        if config.supervised and layout is None:
             z_true = torch.randn(config.batch_size, G.z_dim, generator=gen).to(dev)
             with torch.no_grad():
                 x_fake = G(z_true)
             loss = loss + config.supervised * (P(x_fake) - z_true).pow(2).mean()
+        if config.slots and layout is not None:
+            z_true = sample_latents(G, config.batch_size, gen).to(dev)
+            with torch.no_grad():
+                x_fake = G(z_true)
+            loss = loss + config.slots * slot_matched_error(P(x_fake), z_true, layout).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

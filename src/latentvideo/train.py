@@ -29,6 +29,7 @@ from .data import frame_source
 from .errors import LatentVideoError
 from .fileio import remove_stale_temps, write_json
 from .models import Critic, Generator, load_model, model_config, resolve_device, save_model
+from .objects import ObjectGenerator
 from .render import save_grid
 from .smoothness import path_length_penalty
 
@@ -56,6 +57,48 @@ class GANConfig:
     mapping_layers: int = 0  # > 0: G gets a mapping network z -> w (models.Generator)
     pl_weight: float = 0.0  # StyleGAN2 path-length regularisation of G, 0 = off (smoothness.path_length_penalty)
     pl_every: int = 4  # lazy regularisation: a path-length step after every pl_every-th generator step
+    arch: str = "dcgan"  # dcgan | objects (objects.ObjectGenerator: position is an explicit latent coordinate)
+    objects: int = 2  # objects: slots per frame
+    appearance: int = 32  # objects: appearance code size per slot (z_dim = objects * (appearance + 2) + background)
+    sprite: int = 28  # objects: sprite size in px (the free range is resolution - sprite)
+    background: int = 0  # objects: background code size (0: black, as Moving MNIST)
+
+
+ARCHS = ("dcgan", "objects")
+
+
+def build_generator(config: GANConfig, resolution: int, channels: int):
+    """G for a run: (module, its config.json arguments)."""
+    if config.arch == "objects":
+        kw = dict(objects=config.objects, appearance=config.appearance, resolution=resolution, channels=channels)
+        kw.update(sprite=config.sprite, width=config.width, background=config.background)
+        return ObjectGenerator(**kw), kw
+    kw = dict(z_dim=config.z_dim, resolution=resolution, channels=channels)
+    if config.mapping_layers:  # only then: configs without a mapping network stay as they were
+        kw["mapping_layers"] = config.mapping_layers
+    return Generator(**kw, width=config.width), {**kw, "width": config.width}
+
+
+def sample_latents(G, n: int, generator: torch.Generator) -> torch.Tensor:
+    """Training latents: N(0, I) for a plain generator, the generator's own prior where it has one."""
+    G = _unwrap(G)
+    if hasattr(G, "sample_latents"):
+        return G.sample_latents(n, generator)
+    return torch.randn(n, G.z_dim, generator=generator)
+
+
+def check_gan_config(config: GANConfig) -> None:
+    """One-line errors for bad settings, before any work."""
+    if config.arch not in ARCHS:
+        raise LatentVideoError(f"unknown arch {config.arch!r}", hint=", ".join(ARCHS))
+    slot_opts = ("objects", "appearance", "sprite", "background")
+    if config.arch == "objects":
+        if config.mapping_layers or config.pl_weight:
+            raise LatentVideoError("mapping_layers and pl_weight are dcgan options", hint="drop them for objects")
+        res = config.resize or config.resolution  # a size mismatch with the data is caught once frames load
+        ObjectGenerator(config.objects, config.appearance, res, 1, config.sprite, config.width, config.background)
+    elif any(getattr(config, k) != getattr(GANConfig, k) for k in slot_opts):
+        raise LatentVideoError(f"{', '.join(slot_opts)} are options of the objects generator", hint="arch='objects'")
 
 
 def gradient_penalty_loss(critic, real, fake, eps):
@@ -154,6 +197,7 @@ def train_gan(
         config = GANConfig()
     elif (run_dir / "checkpoint.safetensors").exists():
         raise LatentVideoError(f"{run_dir} already holds a run", hint="pass --resume to continue it or pick --out")
+    check_gan_config(config)
     if config.pl_weight and (not isinstance(config.pl_every, int) or config.pl_every < 1):
         raise LatentVideoError(f"pl_every must be an integer >= 1, got {config.pl_every!r}")
     dist = _Dist(device)
@@ -164,7 +208,8 @@ def train_gan(
     if res not in (32, 64, 128):
         raise LatentVideoError(f"frames are {res}x{res}; models need 32, 64 or 128", hint="pass --resize 64")
     torch.manual_seed(config.seed)
-    G = Generator(config.z_dim, res, channels, config.width, config.mapping_layers).to(dev)
+    G, g_args = build_generator(config, res, channels)
+    G = G.to(dev)
     C = Critic(res, channels, config.width).to(dev)
     G_ema = copy.deepcopy(G).requires_grad_(False)
     opt_g = torch.optim.Adam(G.parameters(), config.lr_g, betas=(config.beta1, config.beta2))
@@ -198,7 +243,7 @@ def train_gan(
 
     G_d, C_d = dist.wrap(G), dist.wrap(C)
     local_batch = max(1, config.batch_size // dist.world)
-    fixed_z = torch.randn(64, config.z_dim, generator=torch.Generator().manual_seed(1234)).to(dev)
+    fixed_z = sample_latents(G, 64, torch.Generator().manual_seed(1234)).to(dev)
     end = min(config.steps, stop_after) if stop_after is not None else config.steps
 
     def real_batch():
@@ -226,10 +271,7 @@ def train_gan(
             rng,
             meta,
         )
-        cfg = dict(z_dim=config.z_dim, resolution=res, channels=channels)
-        if config.mapping_layers:  # only then: configs without a mapping network stay as they were
-            cfg["mapping_layers"] = config.mapping_layers
-        save_model(G_ema if config.ema else G, run_dir / "generator", model_config(G, width=config.width, **cfg))
+        save_model(G_ema if config.ema else G, run_dir / "generator", model_config(G, **g_args))
         save_model(C, run_dir / "critic", model_config(C, width=config.width, resolution=res, channels=channels))
         with torch.no_grad():
             save_grid((G_ema if config.ema else G)(fixed_z), run_dir / "samples" / f"step_{step:07d}.png")
@@ -241,7 +283,7 @@ def train_gan(
             # critic: n_critic steps on fresh real frames
             for _ in range(config.n_critic):
                 real = real_batch()
-                z = torch.randn(local_batch, config.z_dim, generator=gen).to(dev)
+                z = sample_latents(G, local_batch, gen).to(dev)
                 eps = torch.rand(local_batch, 1, 1, 1, generator=gen).to(dev)
                 with torch.no_grad():
                     fake = G(z)
@@ -252,7 +294,7 @@ def train_gan(
                 frames_seen += local_batch * dist.world
             # generator: one step against the current critic (unwrapped, frozen)
             C.requires_grad_(False)
-            z = torch.randn(local_batch, config.z_dim, generator=gen).to(dev)
+            z = sample_latents(G, local_batch, gen).to(dev)
             loss_g = -C(G_d(z)).mean()
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()

@@ -1,0 +1,241 @@
+"""The object-structured generator: a latent space where a straight line is motion.
+
+A latent z holds K object slots and an optional background code:
+
+    z = [a_1, u_1, a_2, u_2, ..., a_K, u_K, b]      a_k in R^A ~ N(0, I)   appearance ("what")
+                                                    u_k in R^2             position ("where", row, col)
+                                                    b   in R^B ~ N(0, I)   background (B may be 0)
+
+A small conv net draws each slot's appearance as a sprite (intensity for gray; colour plus alpha
+for RGB). The sprite's ink centre of mass is placed at `fold(u_k) * fold_range` px (plus the sprite's
+half size), by a differentiable sub-pixel translation (`affine_grid` + `grid_sample`). `fold` is a
+triangle wave onto [0, 1], so a straight line in u renders as a path that bounces off the walls, and
+position *is* an explicit latent coordinate. Slots combine with max (gray, as Moving MNIST is made)
+or alpha-over onto the background (RGB).
+
+`LatentLayout` says which latent coordinates are positions and the fold range in px. It is written to
+the model folder's config.json, and the pipeline reads it from there (or from a user module's
+`latent_layout` attribute), never from the architecture's name.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import LatentVideoError
+
+MAX_OBJECTS = 8  # slots per generator
+FIELDS = ("positions", "fold_range", "appearance")  # of a config.json latent_layout
+
+
+def fold(u: torch.Tensor) -> torch.Tensor:
+    """Triangle wave of period 2 onto [0, 1]: fold(u) = u on [0, 1], reflected at 0 and 1."""
+    return 1 - ((u % 2) - 1).abs()
+
+
+@dataclass(frozen=True)
+class LatentLayout:
+    """Which latent coordinates are object positions (pairs: row, col) and their fold range in px.
+
+    A position coordinate u renders at fold(u) * fold_range px from the top-left of the free range."""
+
+    positions: tuple[tuple[int, int], ...]  # [K] pairs of latent indices (row, col)
+    fold_range: float  # px: the free range (canvas - sprite) that fold(u) in [0, 1] spans
+    appearance: tuple[tuple[int, int], ...] | None = None  # [K] (start, stop) of each slot's appearance code
+
+    @classmethod
+    def from_dict(cls, d, z_dim: int) -> LatentLayout:
+        """Validate a config.json `latent_layout` entry against a latent of size z_dim."""
+        if not isinstance(d, dict) or not {"positions", "fold_range"} <= set(d) <= {*FIELDS}:
+            raise LatentVideoError("latent_layout must be an object with 'positions', 'fold_range' (and 'appearance')")
+        pos, rng = d["positions"], d["fold_range"]
+        ok_pair = lambda p: isinstance(p, (list, tuple)) and len(p) == 2 and all(_is_int(i) for i in p)  # noqa: E731
+        if not isinstance(pos, (list, tuple)) or not pos or not all(ok_pair(p) for p in pos):
+            raise LatentVideoError("latent_layout positions must be a non-empty list of [row, col] index pairs")
+        flat = [int(i) for p in pos for i in p]
+        if any(not 0 <= i < z_dim for i in flat):
+            raise LatentVideoError(f"latent_layout position index out of range for a latent of size {z_dim}: {flat}")
+        if len(set(flat)) != len(flat):
+            raise LatentVideoError(f"latent_layout names a position index twice: {flat}")
+        if not (isinstance(rng, (int, float)) and not isinstance(rng, bool) and math.isfinite(rng) and rng > 0):
+            raise LatentVideoError(f"latent_layout fold_range must be a number of px > 0, got {rng!r}")
+        app = d.get("appearance")
+        if app is not None:
+            if not isinstance(app, (list, tuple)) or len(app) != len(pos) or not all(ok_pair(r) for r in app):
+                raise LatentVideoError("latent_layout appearance must give one [start, stop] range per position pair")
+            if any(not 0 <= a < b <= z_dim for a, b in app):
+                raise LatentVideoError(f"latent_layout appearance range out of [0, {z_dim}]: {app}")
+            app = tuple((int(a), int(b)) for a, b in app)
+        return cls(tuple((int(r), int(c)) for r, c in pos), float(rng), app)
+
+    def to_dict(self) -> dict:
+        d = {"positions": [list(p) for p in self.positions], "fold_range": self.fold_range}
+        return d if self.appearance is None else {**d, "appearance": [list(r) for r in self.appearance]}
+
+    def agrees_with(self, other: LatentLayout) -> bool:
+        """Same positions and fold range, and the same appearance ranges where both declare them."""
+        same = self.positions == other.positions and self.fold_range == other.fold_range
+        return same and (self.appearance is None or other.appearance is None or self.appearance == other.appearance)
+
+    @property
+    def index(self) -> torch.Tensor:  # [K, 2] latent indices of each slot's (row, col)
+        return torch.tensor(self.positions, dtype=torch.long)
+
+    def positions_of(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents [N, z_dim] -> position coordinates u [N, K, 2] (unfolded)."""
+        return z[:, self.index]
+
+    def pixels(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents [N, z_dim] -> rendered positions [N, K, 2] in px (fold applied)."""
+        return fold(self.positions_of(z)) * self.fold_range
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+class PixelNorm(nn.Module):
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(1, keepdim=True) + 1e-8)
+
+
+def _upconv_stack(cin: int, chans: list[int]) -> nn.Sequential:
+    """Per stage: nearest x2 upsample, then a 3x3 conv (upsample + conv does not stripe, where
+    transposed convs did in the prototype)."""
+    layers: list[nn.Module] = []
+    for c in chans:
+        layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, c, 3, 1, 1), nn.LeakyReLU(0.2)]
+        layers += [PixelNorm()]
+        cin = c
+    return nn.Sequential(*layers)
+
+
+class ObjectGenerator(nn.Module):
+    """z [N, z_dim] -> image [N, C, R, R] in [0, 1]; z_dim = objects * (appearance + 2) + background."""
+
+    def __init__(
+        self,
+        objects: int = 2,
+        appearance: int = 32,
+        resolution: int = 64,
+        channels: int = 1,
+        sprite: int = 28,
+        width: int = 32,
+        background: int = 0,
+    ):
+        super().__init__()
+        for name, v, low in (("objects", objects, 1), ("appearance", appearance, 1), ("width", width, 1)):
+            if not _is_int(v) or v < low:
+                raise LatentVideoError(f"{name} must be an integer >= {low}, got {v!r}")
+        if objects > MAX_OBJECTS:
+            raise LatentVideoError(f"objects must be at most {MAX_OBJECTS}, got {objects}")
+        if not _is_int(background) or background < 0:
+            raise LatentVideoError(f"background must be an integer >= 0, got {background!r}")
+        if channels not in (1, 3):
+            raise LatentVideoError(f"channels must be 1 or 3, got {channels!r}")
+        if not _is_int(resolution) or resolution not in (32, 64, 128):
+            raise LatentVideoError(f"resolution must be 32, 64 or 128, got {resolution!r}")
+        if not _is_int(sprite) or sprite % 4 or not 8 <= sprite < resolution:
+            raise LatentVideoError(f"sprite must be a multiple of 4 in [8, {resolution}), got {sprite!r}")
+        self.objects, self.appearance, self.background = objects, appearance, background
+        self.resolution, self.channels, self.sprite = resolution, channels, sprite
+        self.z_dim = objects * (appearance + 2) + background
+        self.latent_layout = LatentLayout(
+            tuple((k * (appearance + 2) + appearance, k * (appearance + 2) + appearance + 1) for k in range(objects)),
+            float(resolution - sprite),
+            tuple((k * (appearance + 2), k * (appearance + 2) + appearance) for k in range(objects)),
+        )
+        self.c0 = width * 4
+        self.sprite_fc = nn.Linear(appearance, self.c0 * (sprite // 4) ** 2)
+        self.sprite_body = _upconv_stack(self.c0, [width * 2, width])
+        # gray: one intensity channel (also its own alpha); RGB: colour + alpha
+        self.sprite_out = nn.Conv2d(width, 1 if channels == 1 else 4, 3, 1, 1)
+        if background:
+            n_up = int(math.log2(resolution)) - 2  # 4x4 -> R
+            self.bg_fc = nn.Linear(background, self.c0 * 16)
+            self.bg_body = _upconv_stack(self.c0, [max(width, self.c0 >> (i + 1)) for i in range(n_up)])
+            self.bg_out = nn.Conv2d(max(width, self.c0 >> n_up), channels, 3, 1, 1)
+
+    # ------------------------------------------------------------ latent layout
+
+    def split(self, z: torch.Tensor):
+        """z [N, z_dim] -> appearance [N, K, A], positions u [N, K, 2], background [N, B]."""
+        N, K, A = z.shape[0], self.objects, self.appearance
+        slots = z[:, : K * (A + 2)].reshape(N, K, A + 2)
+        return slots[..., :A], slots[..., A:], z[:, K * (A + 2) :]
+
+    @staticmethod
+    def join(appearance: torch.Tensor, positions: torch.Tensor, background: torch.Tensor | None = None):
+        """Inverse of `split`: [N, K, A], [N, K, 2], [N, B] -> z [N, z_dim]."""
+        z = torch.cat([appearance, positions], -1).flatten(1)
+        return z if background is None else torch.cat([z, background], 1)
+
+    def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Training latents: appearance and background ~ N(0, I), positions ~ U(0, 1) (the fold range)."""
+        z = torch.randn(n, self.z_dim, generator=generator)
+        u = torch.rand(n, self.objects, 2, generator=generator)
+        z[:, self.latent_layout.index] = u
+        return z
+
+    # ------------------------------------------------------------ rendering
+
+    def sprites(self, appearance: torch.Tensor) -> torch.Tensor:
+        """appearance [M, A] -> sprites [M, 1 or 4, S, S] in [0, 1] (RGB: colour, then alpha)."""
+        s = self.sprite // 4
+        x = F.leaky_relu(self.sprite_fc(appearance), 0.2).view(-1, self.c0, s, s)
+        return torch.sigmoid(self.sprite_out(self.sprite_body(PixelNorm()(x))))
+
+    def place(self, sprites: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Sprites [M, c, S, S] with positions u [M, 2] -> layers [M, c, R, R]: the sprite's ink centre of
+        mass lands at fold(u) * fold_range + (S - 1) / 2 px; at integer px the copy is pixel-exact."""
+        M, _, S, _ = sprites.shape
+        R = self.resolution
+        mass = sprites[:, -1]  # [M, S, S]: intensity (gray) or alpha (RGB)
+        coords = torch.arange(S, dtype=sprites.dtype, device=sprites.device)
+        total = mass.sum((1, 2)) + 1e-3
+        com = torch.stack([(mass.sum(2) * coords).sum(1), (mass.sum(1) * coords).sum(1)], 1) / total[:, None]
+        shift = (com - (S - 1) / 2).clamp(-S / 4, S / 4)  # [M, 2] (row, col)
+        top_left = fold(u) * self.latent_layout.fold_range - shift  # [M, 2] px
+        theta = sprites.new_zeros(M, 2, 3)
+        theta[:, 0, 0] = theta[:, 1, 1] = R / S
+        theta[:, 0, 2] = (R - 2 * top_left[:, 1]) / S - 1  # x (col)
+        theta[:, 1, 2] = (R - 2 * top_left[:, 0]) / S - 1  # y (row)
+        grid = F.affine_grid(theta, [M, sprites.shape[1], R, R], align_corners=False)
+        return F.grid_sample(sprites, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    def backdrop(self, b: torch.Tensor) -> torch.Tensor:
+        """Background codes [N, B] -> [N, C, R, R] (black without a background code)."""
+        if not self.background:
+            return b.new_zeros(b.shape[0], self.channels, self.resolution, self.resolution)
+        x = F.leaky_relu(self.bg_fc(b), 0.2).view(-1, self.c0, 4, 4)
+        return torch.sigmoid(self.bg_out(self.bg_body(PixelNorm()(x))))
+
+    def layers(self, z: torch.Tensor) -> torch.Tensor:
+        """z [N, z_dim] -> each slot's placed sprite [N, K, c, R, R] (c = 1 gray, 4 RGB + alpha)."""
+        a, u, _ = self.split(z)
+        N, K = a.shape[:2]
+        placed = self.place(self.sprites(a.reshape(N * K, -1)), u.reshape(N * K, 2))
+        return placed.view(N, K, *placed.shape[1:])
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        layers = self.layers(z)  # [N, K, c, R, R]
+        if self.channels == 1:
+            return layers.amax(1)  # max compositing, as Moving MNIST is made
+        out = self.backdrop(self.split(z)[2])
+        for k in range(self.objects):  # alpha-over, slot 1 at the back
+            rgb, alpha = layers[:, k, :3], layers[:, k, 3:]
+            out = alpha * rgb + (1 - alpha) * out
+        return out
+
+
+def latent_layout(module) -> LatentLayout | None:
+    """The position layout a generator declares (`latent_layout` attribute), or None."""
+    layout = getattr(module, "latent_layout", None)
+    if layout is None or isinstance(layout, LatentLayout):
+        return layout
+    return LatentLayout.from_dict(layout, getattr(module, "z_dim", 0))

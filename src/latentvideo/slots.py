@@ -1,0 +1,214 @@
+"""Inversion for generators with object slots (objects.LatentLayout): slot matching and clip-level fits.
+
+    invert_clips(G, [keyframes, ...], projector)      one latent per keyframe, per clip:
+        1. every keyframe alone: P-NET's guess, then batched L-BFGS (invert.invert)
+        2. slots matched across the clip's keyframes (Hungarian on sprite or code distance)
+        3. one appearance per slot for the whole clip, a position per keyframe: all keyframes
+           fitted jointly by L-BFGS, first on blurred images (position gradients reach sprites
+           that do not yet overlap their target), then sharp
+
+A digit's identity then cannot drift between keyframes: the path between them only moves it.
+`slot_matched_error` is P-NET's supervised loss on G's own samples (slot order does not matter).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+
+from .errors import LatentVideoError
+from .invert import invert, lbfgs
+from .objects import LatentLayout, fold, latent_layout
+
+
+@dataclass
+class ClipInversion:
+    latents: list[torch.Tensor]  # per clip [K, z_dim]: shared appearance, a position per keyframe
+    reconstructions: list[torch.Tensor]  # per clip [K, C, H, W]
+    errors: list[torch.Tensor]  # per clip [K] MSE per pixel
+    seconds: float  # wall time for all clips
+
+
+def slot_blocks(layout: LatentLayout, z_dim: int) -> list[torch.Tensor]:
+    """Latent indices of each slot: its appearance range (if declared) and its position pair."""
+    blocks = []
+    for k, pos in enumerate(layout.positions):
+        app = range(*layout.appearance[k]) if layout.appearance else range(0)
+        blocks.append(torch.tensor([*app, *pos], dtype=torch.long))
+    return blocks
+
+
+def permute_slots(z: torch.Tensor, layout: LatentLayout, perm) -> torch.Tensor:
+    """z [N, z_dim] with slot perm[k] moved into slot k, per row: perm [N, K] (or [K])."""
+    blocks = slot_blocks(layout, z.shape[1])
+    perm = torch.as_tensor(np.asarray(perm), dtype=torch.long).reshape(-1, len(blocks)).expand(len(z), -1)
+    out = z.clone()
+    rows = torch.arange(len(z))
+    for k, dst in enumerate(blocks):
+        for j, src in enumerate(blocks):
+            sel = rows[perm[:, k] == j]
+            if len(sel):
+                out[sel[:, None], dst] = z[sel[:, None], src]
+    return out
+
+
+def slot_matched_error(z_hat: torch.Tensor, z: torch.Tensor, layout: LatentLayout, position_weight: float = 10.0):
+    """Per-sample loss [N] between predicted and true latents whose slot order is arbitrary: the slots are
+    matched by the Hungarian method (scipy linear_sum_assignment) on the detached costs. A slot's cost is
+    the mean squared appearance error plus position_weight times the squared error of its folded position."""
+    blocks = slot_blocks(layout, z.shape[1])
+    K, pos = len(blocks), layout.index.to(z.device)  # [K, 2]
+    pa, pb = fold(z_hat[:, pos]), fold(z[:, pos])  # [N, K, 2]
+    cost = position_weight * (pa[:, :, None] - pb[:, None]).pow(2).mean(-1)  # [N, K_hat, K]
+    if layout.appearance:
+        apps = [torch.arange(*r, device=z.device) for r in layout.appearance]
+        aa = torch.stack([z_hat[:, a] for a in apps], 1)  # [N, K, A]
+        ab = torch.stack([z[:, a] for a in apps], 1)
+        cost = cost + (aa[:, :, None] - ab[:, None]).pow(2).mean(-1)
+    match = [linear_sum_assignment(c)[1] for c in cost.detach().cpu().numpy()]  # true slot of each predicted one
+    idx = torch.as_tensor(np.stack(match), device=z.device)  # [N, K]
+    rows = torch.arange(len(z), device=z.device)[:, None]
+    shared = [i for i in range(z.shape[1]) if i not in set(torch.cat(blocks).tolist())]
+    rest = (z_hat[:, shared] - z[:, shared]).pow(2).sum(1) if shared else 0
+    return (cost[rows, torch.arange(K, device=z.device)[None], idx].sum(1) + rest) / K
+
+
+def match_slots(G, latents: torch.Tensor, layout: LatentLayout) -> np.ndarray:
+    """Keyframe latents [n, z_dim] of one clip -> perm [n, K]: slot perm[i, k] of keyframe i is slot k of
+    keyframe 0. Slots are compared by their sprites where G draws them (`G.sprites`), else by codes."""
+    n, K = len(latents), len(layout.positions)
+    perm = np.tile(np.arange(K), (n, 1))
+    if not layout.appearance or K == 1:
+        return perm
+    codes = torch.stack([latents[:, slice(*r)] for r in layout.appearance], 1)  # [n, K, A]
+    with torch.no_grad():
+        feats = G.sprites(codes.flatten(0, 1)).flatten(1) if hasattr(G, "sprites") else codes.flatten(0, 1)
+    feats = feats.view(n, K, -1).cpu()
+    for i in range(1, n):
+        cost = (feats[0][:, None] - feats[i][None]).pow(2).mean(-1)  # [K (frame 0), K (frame i)]
+        perm[i] = linear_sum_assignment(cost.numpy())[1]
+    return perm
+
+
+def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of [N, C, H, W] (sigma in px; 0 returns the images)."""
+    if sigma <= 0:
+        return images
+    r = int(3 * sigma + 0.5)
+    x = torch.arange(-r, r + 1, dtype=images.dtype, device=images.device)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    k = k / k.sum()
+    C = images.shape[1]
+    out = F.conv2d(F.pad(images, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(C, 1, 1, 1), groups=C)
+    return F.conv2d(F.pad(out, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).repeat(C, 1, 1, 1), groups=C)
+
+
+def invert_clips(
+    G,
+    keyframe_sets: list[torch.Tensor],
+    projector=None,
+    *,
+    layout: LatentLayout | None = None,
+    frame_steps: int = 50,
+    clip_steps: int = 60,
+    coarse_sigma: float = 2.0,
+    seed: int = 0,
+) -> ClipInversion:
+    """Clip-level inversion of keyframe sets [K_i, C, H, W] (each a clip) through a generator with slots.
+
+    frame_steps: L-BFGS iterations per keyframe alone (stage 1); clip_steps: joint iterations (stage 3),
+    the first third of them on images blurred with `coarse_sigma` px. Without a projector stage 1 starts
+    from zeros with positions at the canvas centre."""
+    layout = layout or latent_layout(G)
+    if layout is None:
+        raise LatentVideoError("clip-level inversion needs a generator that declares its position coordinates")
+    for name, v in (("frame_steps", frame_steps), ("clip_steps", clip_steps)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
+            raise LatentVideoError(f"{name} must be an integer >= 0, got {v!r}")
+    t0 = time.perf_counter()
+    dev = next(iter(G.parameters())).device
+    sets = [k.to(dev).float() for k in keyframe_sets]
+    images = torch.cat(sets)
+    z_dim = G.z_dim
+    if projector is not None:
+        with torch.no_grad():
+            init = projector(images)
+    else:
+        init = torch.zeros(len(images), z_dim, device=dev)
+        init[:, layout.index] = 0.5
+    method = "lbfgs" if frame_steps else None
+    z = invert(G, images, method, init=init, steps=frame_steps, seed=seed).latents if method else init
+    bounds = np.cumsum([0] + [len(k) for k in sets])
+    per_clip = [z[bounds[i] : bounds[i + 1]] for i in range(len(sets))]
+    # 2. slots matched to keyframe 0; the clip's shared codes start from the keyframe that reconstructs best
+    starts = []
+    for zc, x in zip(per_clip, sets):
+        zc = permute_slots(zc, layout, match_slots(G, zc, layout))
+        starts.append(_shared_start(G, zc, x, layout))
+    # 3. joint fit, batched over clips with the same number of keyframes
+    out = [None] * len(sets)
+    for n in sorted({len(k) for k in sets}):
+        ids = [i for i, k in enumerate(sets) if len(k) == n]
+        fitted = _joint_fit(
+            G, [starts[i] for i in ids], torch.stack([sets[i] for i in ids]), layout, clip_steps, coarse_sigma
+        )
+        for i, zc in zip(ids, fitted):
+            out[i] = zc
+    with torch.no_grad():
+        recons = [G(zc) for zc in out]
+    errors = [(r - x).pow(2).flatten(1).mean(1).cpu() for r, x in zip(recons, sets)]
+    return ClipInversion([zc.cpu() for zc in out], [r.cpu() for r in recons], errors, time.perf_counter() - t0)
+
+
+def _shared_start(G, zc: torch.Tensor, x: torch.Tensor, layout: LatentLayout) -> torch.Tensor:
+    """Matched keyframe latents [n, z_dim] -> the clip's start [n, z_dim] with every shared coordinate
+    (appearance, background) taken from one keyframe: the one whose codes reconstruct all keyframes best."""
+    pos = layout.index.flatten().to(zc.device)
+    best, best_err = zc, float("inf")
+    with torch.no_grad():
+        for j in range(len(zc)):
+            cand = zc[j : j + 1].repeat(len(zc), 1)
+            cand[:, pos] = zc[:, pos]
+            err = (G(cand) - x).pow(2).mean().item()
+            if err < best_err:
+                best, best_err = cand, err
+    return best
+
+
+def _joint_fit(G, starts, images, layout, steps, sigma):
+    """starts: per clip [n, z_dim]; images [m, n, C, H, W] -> fitted per clip [n, z_dim]. Per clip the
+    variables are its shared coordinates (taken from row 0) and n positions."""
+    m, n = images.shape[:2]
+    z_dim = starts[0].shape[1]
+    pos = layout.index.flatten().to(images.device)  # [2K]
+    shared = torch.tensor([i for i in range(z_dim) if i not in set(pos.tolist())], dtype=torch.long)
+    shared = shared.to(images.device)
+    S, P = len(shared), len(pos)
+
+    def unpack(v):  # [c, S + n * P] -> z [c, n, z_dim]
+        z = v.new_zeros(len(v), n, z_dim)
+        z[:, :, shared] = v[:, None, :S]
+        z[:, :, pos] = v[:, S:].view(len(v), n, P)
+        return z
+
+    v = torch.stack([torch.cat([s[0, shared], s[:, pos].flatten()]) for s in starts])  # [m, S + n * P]
+    for stage_steps, s in ((steps // 3, sigma), (steps - steps // 3, 0.0)):
+        if not stage_steps:
+            continue
+        target = blur(images.flatten(0, 1), s).view_as(images)
+
+        def fg(vi, idx, target=target, s=s):
+            with torch.enable_grad():
+                vi = vi.detach().requires_grad_(True)
+                x = blur(G(unpack(vi).flatten(0, 1)), s).view(len(vi), n, *images.shape[2:])
+                f = (x - target[idx]).pow(2).flatten(2).mean(2).mean(1)  # [c]
+                (grad,) = torch.autograd.grad(f.sum(), vi)
+            return f.detach(), grad
+
+        v, _ = lbfgs(fg, v, steps=stage_steps)
+    return list(unpack(v).detach())

@@ -1,0 +1,130 @@
+"""Unwrap folded position coordinates so that a straight line through them bounces.
+
+A generator with a `LatentLayout` renders position u at fold(u) (a triangle wave of period 2 onto
+[0, 1]). Every keyframe position p therefore has mirror images 2m + p and 2m - p that render the same
+frame. `unwrap_positions` picks, per slot, the mirror images through which a polynomial over time (a
+line by default) fits within `tol`: the slowest such line, or the one nearest a known speed. A line in
+the unwrapped coordinates renders as constant-speed motion that reflects off the walls, which is the
+description's "a line in latent space is a video" for bouncing objects. Where no fit is within `tol`,
+or two different fits are about as slow, the slot keeps its keyframe positions (plain lerp).
+
+Works on the fold range's units: 1.0 is the whole free range (fold_range px).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import LatentVideoError
+
+MAX_COMBOS = 20_000  # partial branch choices kept per axis (lowest error first)
+
+
+@dataclass
+class Unwrapped:
+    positions: np.ndarray  # [n, K, 2] unwrapped u (fold(positions) == fold(the input))
+    unwrapped: np.ndarray  # [K] bool: the slot follows a fitted line (False: its keyframe positions, lerp)
+    speeds: np.ndarray  # [K] the chosen line's speed in fold units per frame (nan where not unwrapped)
+
+
+def unwrap_positions(
+    positions,
+    times,
+    *,
+    speed: float | None = None,
+    max_speed: float = 0.25,
+    tol: float = 0.05,
+    degree: int = 1,
+    ambiguity: float = 1.0,
+) -> Unwrapped:
+    """positions [n, K, 2] (latent u, folded or not), times [n] -> Unwrapped.
+
+    speed: every object's known speed (fold units per frame), else the slowest fit wins.
+    max_speed: the fastest motion considered per axis; tol: RMS residual (fold units) a fit may have.
+    ambiguity: with no known speed, a second different fit less than this factor faster means no unwrap."""
+    p = _fold(np.asarray(positions, np.float64))
+    t = np.asarray(times, np.float64)
+    if p.ndim != 3 or p.shape[2] != 2 or len(t) != len(p) or len(t) < 2:
+        raise LatentVideoError(f"positions must be [n >= 2, K, 2] with one time each, got {list(p.shape)}")
+    if speed is not None and not (np.isfinite(speed) and speed > 0):
+        raise LatentVideoError(f"speed must be a number > 0, got {speed!r}")
+    n, K, _ = p.shape
+    out, ok, speeds = p.copy(), np.zeros(K, bool), np.full(K, np.nan)
+    for k in range(K):
+        rows = _axis_fits(t, p[:, k, 0], max_speed, tol, degree)
+        cols = _axis_fits(t, p[:, k, 1], max_speed, tol, degree)
+        if not rows or not cols:
+            continue
+        pairs = [(r, c) for r in rows for c in cols]
+        v = np.array([np.hypot(r[1], c[1]) for r, c in pairs])  # 2D speed of each pair
+        err = np.array([r[0] + c[0] for r, c in pairs])
+        if speed is not None:
+            order = np.lexsort((err, np.abs(v - speed)))
+        else:
+            order = np.lexsort((err, v))
+            alt = [i for i in order[1:] if not _same_path(pairs[order[0]], pairs[i], t, tol)]
+            if alt and v[alt[0]] < ambiguity * max(v[order[0]], 1e-9):
+                continue  # two different, equally plausible unfoldings: keep lerp
+        best = pairs[order[0]]
+        out[:, k, 0], out[:, k, 1] = best[0][2], best[1][2]
+        ok[k], speeds[k] = True, v[order[0]]
+    return Unwrapped(out, ok, speeds)
+
+
+def _fold(u: np.ndarray) -> np.ndarray:
+    return 1 - np.abs((u % 2) - 1)
+
+
+def _axis_fits(t, p, max_speed, tol, degree):
+    """Mirror-image choices for one axis whose polynomial fit is within tol:
+    list of (rms residual, mean |velocity|, values [n]), keyframe 0 fixed at p[0]."""
+    n = len(t)
+    span = t[-1] - t[0]
+    m_max = int(np.ceil(max_speed * span / 2)) + 1
+    combos = np.array([[p[0]]])  # [C, i]
+    for i in range(1, n):
+        m = np.arange(-m_max, m_max + 1)
+        cand = np.concatenate([2 * m + p[i], 2 * m - p[i]])
+        cand = cand[np.abs(cand - p[0]) <= max_speed * (t[i] - t[0]) + 3 * tol]
+        combos = np.concatenate(
+            [np.repeat(combos, len(cand), 0), np.tile(cand, len(combos))[:, None]], 1
+        )  # [C * c, i + 1]
+        sse = _sse(t[: i + 1], combos, degree)
+        keep = sse <= n * tol**2
+        combos, sse = combos[keep], sse[keep]
+        if len(combos) > MAX_COMBOS:
+            combos = combos[np.argsort(sse)[:MAX_COMBOS]]
+        if not len(combos):
+            return []
+    V = _vander(t, degree)
+    coef = np.linalg.lstsq(V, combos.T, rcond=None)[0]  # [d + 1, C]
+    rms = np.sqrt(_sse(t, combos, degree) / n)
+    vel = np.abs(np.diff(V @ coef, axis=0) / np.diff(t)[:, None]).mean(0)  # [C]
+    return [(rms[j], vel[j], combos[j]) for j in range(len(combos))]
+
+
+def _vander(t, degree):
+    s = (t - t.mean()) / max(np.abs(t - t.mean()).max(), 1e-12)
+    return s[:, None] ** np.arange(degree + 1)
+
+
+def _sse(t, combos, degree):
+    """Sum of squared residuals of each row's least-squares polynomial over t ([C, i] -> [C])."""
+    if len(t) <= degree + 1:
+        return np.zeros(len(combos))
+    V = _vander(t, degree)
+    coef = np.linalg.lstsq(V, combos.T, rcond=None)[0]
+    return ((V @ coef - combos.T) ** 2).sum(0)
+
+
+def _same_path(a, b, t, tol) -> bool:
+    """Whether two (row fit, col fit) pairs render the same positions at every frame of the span."""
+    q = np.arange(t[0], t[-1] + 1)
+    for fa, fb in zip(a, b):
+        ya = np.interp(q, t, fa[2]) if len(t) > 1 else fa[2]
+        yb = np.interp(q, t, fb[2])
+        if np.abs(_fold(ya) - _fold(yb)).max() > 2 * tol:
+            return False
+    return True
