@@ -22,10 +22,13 @@ import torch
 
 from .correct import correct_clip, correct_latents, correct_pixels
 from .errors import LatentVideoError
-from .invert import METHODS, invert
+from .invert import METHODS, Inversion, invert
 from .joint import fit_curves_through_generator
-from .models import Synthesis, has_mapping, load_model, resolve_device
+from .models import GENERATORS, Synthesis, has_mapping, load_model, resolve_device
 from .motion import BounceFit, fit_bounce
+from .objects import LatentLayout, latent_layout
+from .slots import invert_clips
+from .unwrap import unwrap_positions
 from .render import render
 from .smoothness import arc_length_times
 from .trajectory import check_times, evenly_spaced_times, fit_trajectory, lerp_path, slerp_path
@@ -36,6 +39,7 @@ PATHS = ("line", "lerp", "slerp")
 MOTION_PRIORS = ("off", "bounce")
 CRITIC_SPACES = ("off", "pixel", "latent")
 LATENT_SPACES = ("z", "w")
+OBJECT_FRAME_STEPS = 50  # generators with slots: L-BFGS per keyframe before the clip-level fit
 
 
 @dataclass
@@ -66,6 +70,9 @@ class Options:
     motion_prior: str = "bounce"
     motion_speed: float | None = None  # bounce: every object's speed in px/frame, when known
     motion_steps: int = 50  # bounce: L-BFGS iterations projecting each in-between frame (0: P-NET's guess)
+    # generators that declare position coordinates (objects.LatentLayout), e.g. the objects generator:
+    clip_steps: int = 60  # joint L-BFGS iterations fitting a clip's keyframes (one appearance per slot); 0: per frame
+    unwrap: bool = True  # unwrap positions so that the path is the straightest bouncing line (unwrap.py)
 
     def validated(self) -> Options:
         if self.method not in METHODS:
@@ -84,10 +91,12 @@ class Options:
             _is_number(self.motion_speed) and np.isfinite(self.motion_speed) and self.motion_speed > 0
         ):
             raise LatentVideoError(f"--motion-speed must be a number > 0, got {self.motion_speed!r}")
-        if not isinstance(self.time_warp, (bool, np.bool_)):
-            raise LatentVideoError(f"--time-warp must be true or false, got {self.time_warp!r}")
+        for name in ("time_warp", "unwrap"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                flag = "--" + name.replace("_", "-")
+                raise LatentVideoError(f"{flag} must be true or false, got {getattr(self, name)!r}")
         ints = (("degree", 1), ("lbfgs_steps", 0), ("critic_steps", 0), ("render_batch", 1), ("seed", 0))
-        ints += (("motion_steps", 0),)
+        ints += (("motion_steps", 0), ("clip_steps", 0))
         for name, low in (*ints, ("joint_steps", 0)):
             value = getattr(self, name)
             if not _is_int(value) or value < low:
@@ -139,7 +148,7 @@ class Pipeline:
     """Generator + critic (+ optional P-NET). Any torch modules with these signatures work:
     G: [N, z_dim] -> [N, C, H, W] in [0, 1];  C: [N, C, H, W] -> [N];  P: [N, C, H, W] -> [N, z_dim]."""
 
-    def __init__(self, generator, critic=None, projector=None, z_dim: int | None = None, device=None):
+    def __init__(self, generator, critic=None, projector=None, z_dim: int | None = None, device=None, layout=None):
         self.generator, self.critic, self.projector = generator, critic, projector
         for m in (generator, critic, projector):
             if m is not None:
@@ -147,6 +156,15 @@ class Pipeline:
         self.z_dim = z_dim or getattr(generator, "z_dim", None)
         if self.z_dim is None:
             raise LatentVideoError("cannot tell the generator's latent size", hint="pass z_dim=")
+        # which latent coordinates are object positions: from the model folder's config.json (the module's
+        # latent_layout attribute) or given here for a module of your own; None for a plain generator
+        if isinstance(layout, dict):
+            layout = LatentLayout.from_dict(layout, self.z_dim)
+        elif layout is not None and not isinstance(layout, LatentLayout):
+            raise LatentVideoError(f"layout must be a LatentLayout or a dict, got {type(layout).__name__}")
+        self.layout = layout if layout is not None else latent_layout(generator)
+        if self.layout is not None:
+            LatentLayout.from_dict(self.layout.to_dict(), self.z_dim)  # indices within this latent
         self.device = torch.device(device) if device is not None else _module_device(generator)
         # images -> features for time warping (e.g. a DigitClassifier's .features); None = pixels
         self.feature_fn = None
@@ -158,8 +176,10 @@ class Pipeline:
         self.frame_shape = tuple(probe.shape[1:])
 
     @classmethod
-    def from_modules(cls, generator, critic=None, projector=None, z_dim=None) -> Pipeline:
-        return cls(generator, critic, projector, z_dim)
+    def from_modules(cls, generator, critic=None, projector=None, z_dim=None, layout=None) -> Pipeline:
+        """Your own modules. `layout` (a LatentLayout or its dict: position index pairs and fold range in px)
+        declares which latent coordinates are object positions; such a generator gets the unwrapped path."""
+        return cls(generator, critic, projector, z_dim, layout=layout)
 
     @classmethod
     def from_dir(cls, path: str | Path | None = None, device: str = "auto") -> Pipeline:
@@ -176,7 +196,7 @@ class Pipeline:
         if not (path / "generator").exists():
             raise LatentVideoError(f"{path} has no generator/ model", hint="point --model at a run or model folder")
         dev = resolve_device(device)
-        G = load_model(path / "generator", dev, expect="dcgan-generator")
+        G = load_model(path / "generator", dev, expect=GENERATORS)
         C = load_model(path / "critic", dev) if (path / "critic").exists() else None
         P = load_model(path / "projector", dev) if (path / "projector").exists() else None
         pipe = cls(G, C, P)
@@ -199,6 +219,8 @@ class Pipeline:
             opts = replace(opts, method="lbfgs")
         if self.critic is None:
             opts = replace(opts, critic="off")
+        if self.layout is not None:  # positions are latent coordinates: the path moves objects by itself
+            opts = replace(opts, motion_prior="off", lbfgs_steps=OBJECT_FRAME_STEPS)
         return opts
 
     def options(self, **overrides) -> Options:
@@ -229,7 +251,10 @@ class Pipeline:
         """Many clips at once: all keyframes are inverted in one batched optimisation."""
         opts = self.options(**options)
         sets, times_list = self.check_inputs(keyframe_sets, times_list, num_frames, opts)
-        inv = self.project(torch.cat(sets), opts)  # 1. every keyframe of every clip, one batch
+        if self.layout is not None and opts.clip_steps:  # 1. clip-level: one appearance per slot and clip
+            inv = self.project_clips(sets, opts)
+        else:  # 1. every keyframe of every clip, one batch
+            inv = self.project(torch.cat(sets), opts)
         bounds = np.cumsum([0] + [len(k) for k in sets])
         latents = [inv.latents[bounds[i] : bounds[i + 1]] for i in range(len(sets))]
         fits = self.fit_motion(sets, times_list, opts)  # image-space paths (None: the latent path)
@@ -285,6 +310,28 @@ class Pipeline:
             z_dim=self.z_dim,
         )
 
+    def project_clips(self, keyframe_sets: list[torch.Tensor], opts: Options) -> Inversion:
+        """Step 1 for a generator with slots: slots.invert_clips, flattened to one Inversion over all keyframes."""
+        P = self.projector if opts.method in ("pnet", "pnet+lbfgs") else None
+        steps = 0 if opts.method == "pnet" else opts.lbfgs_steps
+        ci = invert_clips(
+            self.generator, keyframe_sets, P, layout=self.layout, frame_steps=steps, clip_steps=opts.clip_steps
+        )
+        cat = torch.cat
+        return Inversion(cat(ci.latents), cat(ci.reconstructions), cat(ci.errors), ci.seconds)
+
+    def unwrapped(self, z_key: torch.Tensor, times, opts: Options) -> torch.Tensor:
+        """Keyframe latents [K, z_dim] with their position coordinates unwrapped (unwrap.py): the straight
+        line through them bounces off the walls. Unchanged without a layout or with opts.unwrap off."""
+        if self.layout is None or not opts.unwrap:
+            return z_key
+        idx = self.layout.index  # [slots, 2]
+        speed = None if opts.motion_speed is None else opts.motion_speed / self.layout.fold_range
+        u = unwrap_positions(z_key[:, idx].detach().cpu().double().numpy(), times, speed=speed, degree=opts.degree)
+        z = z_key.detach().clone()
+        z[:, idx] = torch.from_numpy(u.positions).to(z)
+        return z
+
     def fit_motion(self, keyframes: list[torch.Tensor], times_list, opts: Options) -> list[BounceFit | None]:
         """Per clip, the bounce paths of its keyframes' objects (motion.fit_bounce), or None where the
         prior is off or does not explain the keyframes (gray models only)."""
@@ -317,6 +364,7 @@ class Pipeline:
             fits = self.fit_motion(keyframes, times_list, opts)
         curves = []  # per clip: times -> latents
         for z_key, times in zip(latents, times_list):
+            z_key = self.unwrapped(z_key, times, opts)
             if opts.path == "line":
                 curves.append(fit_trajectory(z_key, times, degree=opts.degree, pca=opts.pca, reference=reference))
             else:

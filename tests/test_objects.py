@@ -1,0 +1,277 @@
+"""The object-structured generator, its latent layout, slot matching, clip inversion and the unwrapped path."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from latentvideo.cli import main
+from latentvideo.errors import LatentVideoError
+from latentvideo.models import load_model, model_config, save_model
+from latentvideo.objects import LatentLayout, ObjectGenerator, fold
+from latentvideo.pipeline import Pipeline
+from latentvideo.slots import invert_clips, match_slots, permute_slots, slot_matched_error
+from latentvideo.unwrap import unwrap_positions
+
+
+def tiny_objects(objects=2, seed=0, **kw) -> ObjectGenerator:
+    torch.manual_seed(seed)
+    return ObjectGenerator(**{"objects": objects, "appearance": 4, "resolution": 32, "sprite": 12, "width": 4, **kw})
+
+
+def latent(G, appearance, px) -> torch.Tensor:
+    """One latent with given appearance codes [K, A] and pixel positions [K, 2] (inside the fold range)."""
+    a = torch.as_tensor(appearance, dtype=torch.float32)[None]
+    u = torch.as_tensor(px, dtype=torch.float32)[None] / G.latent_layout.fold_range
+    return G.join(a, u)
+
+
+def ink_centre(img: torch.Tensor) -> torch.Tensor:  # [H, W] -> (row, col)
+    r, c = torch.meshgrid(torch.arange(img.shape[0]), torch.arange(img.shape[1]), indexing="ij")
+    return torch.stack([(img * r).sum(), (img * c).sum()]) / img.sum()
+
+
+def test_integer_steps_in_u_translate_the_sprite_pixel_exactly():
+    G = tiny_objects(objects=1)
+    a = torch.randn(1, 4)
+    with torch.no_grad():
+        x0 = G(latent(G, a, [[6, 7]]))[0, 0]
+        x1 = G(latent(G, a, [[6, 9]]))[0, 0]  # two px to the right
+        x2 = G(latent(G, a, [[9, 7]]))[0, 0]  # three px down
+    assert x0.sum() > 1
+    torch.testing.assert_close(x1[:, 2:], x0[:, :-2], atol=1e-5, rtol=0)
+    torch.testing.assert_close(x2[3:], x0[:-3], atol=1e-5, rtol=0)
+
+
+def test_the_sprite_lands_at_fold_u():
+    """Ink centre of mass = fold(u) * fold_range + (S - 1) / 2, for u inside, beyond and below the range."""
+    G = tiny_objects(objects=1)
+    a = torch.randn(1, 4)
+    for u in ([0.3, 0.6], [1.3, -0.25], [2.4, 3.9]):
+        z = G.join(a[None], torch.tensor([[u]]))
+        with torch.no_grad():
+            centre = ink_centre(G(z)[0, 0])
+        expected = fold(torch.tensor(u)) * G.latent_layout.fold_range + (G.sprite - 1) / 2
+        torch.testing.assert_close(centre, expected, atol=0.05, rtol=0)
+
+
+def test_a_line_in_u_reflects_at_both_walls():
+    G = tiny_objects(objects=1)
+    a = torch.randn(1, 1, 4)
+    d = torch.tensor([0.1, 0.35])
+    with torch.no_grad():
+        for wall in (0.0, 1.0):
+            inside, beyond = G(G.join(a, (wall - d)[None, None])), G(G.join(a, (wall + d)[None, None]))
+            torch.testing.assert_close(inside, beyond, atol=1e-6, rtol=0)
+    assert not torch.equal(G(G.join(a, d[None, None])), G(G.join(a, (d + 0.05)[None, None])))
+
+
+def test_rgb_with_background_composes_alpha_over():
+    """Where no sprite reaches, the frame is the backdrop exactly; under the sprites it is not."""
+    G = tiny_objects(objects=2, channels=3, background=3)
+    z = G.sample_latents(2, torch.Generator().manual_seed(0))
+    z[:, list(G.latent_layout.index.flatten())] = 0.0  # both sprites at the top-left corner
+    with torch.no_grad():
+        x, bg = G(z), G.backdrop(G.split(z)[2])
+    assert x.shape == (2, 3, 32, 32) and 0 <= x.min() and x.max() <= 1
+    free = G.sprite + G.sprite // 4  # sprite size plus the largest centring shift
+    assert torch.equal(x[..., free:, :], bg[..., free:, :]) and torch.equal(x[..., free:], bg[..., free:])
+    assert (x[..., :8, :8] - bg[..., :8, :8]).abs().max() > 1e-3
+
+
+def test_model_folder_round_trip_keeps_the_layout(tmp_path):
+    G = tiny_objects()
+    cfg = model_config(G, objects=2, appearance=4, resolution=32, sprite=12, width=4)
+    save_model(G, tmp_path / "g", cfg)
+    saved = json.loads((tmp_path / "g" / "config.json").read_text())
+    assert saved["latent_layout"]["positions"] == [[4, 5], [10, 11]] and saved["latent_layout"]["fold_range"] == 20
+    G2 = load_model(tmp_path / "g")
+    z = G.sample_latents(3, torch.Generator().manual_seed(0))
+    assert torch.equal(G(z), G2(z)) and G2.latent_layout == G.latent_layout
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda lay: lay.update(positions=[[4, 5], [10, 99]]), ["out of range"]),
+        (lambda lay: lay.update(fold_range=-20), ["fold_range", "> 0"]),
+        (lambda lay: lay.update(positions=[[4, 5], [4, 11]]), ["twice"]),
+        (lambda lay: lay.update(fold_range=12.0), ["does not match"]),
+        (lambda lay: lay.update(extra=1), ["latent_layout must be"]),
+        (lambda lay: lay.update(appearance=[[0, 4]]), ["one [start, stop] range per"]),
+    ],
+)
+def test_bad_layouts_in_config_are_refused(tmp_path, edit, words):
+    G = tiny_objects()
+    save_model(G, tmp_path / "g", model_config(G, objects=2, appearance=4, resolution=32, sprite=12, width=4))
+    cfg_file = tmp_path / "g" / "config.json"
+    cfg = json.loads(cfg_file.read_text())
+    edit(cfg["latent_layout"])
+    cfg_file.write_text(json.dumps(cfg))
+    with pytest.raises(LatentVideoError) as info:
+        load_model(tmp_path / "g")
+    assert "\n" not in str(info.value) and all(w in str(info.value) for w in words), info.value
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--arch", "stylegan"], ["unknown arch"]),
+        (["--arch", "objects", "--objects", "0"], ["objects must be an integer >= 1"]),
+        (["--arch", "objects", "--appearance", "0"], ["appearance must be an integer >= 1"]),
+        (["--arch", "objects", "--sprite", "30"], ["sprite must be a multiple of 4"]),
+        (["--objects", "3"], ["options of the objects generator"]),
+    ],
+)
+def test_bad_train_flags_are_one_line_errors(tmp_path, capsys, seq32, flags, words):
+    code = main(["train", "gan", "--out", str(tmp_path / "run"), "--data", str(seq32), "--steps", "1", *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and all(w in err for w in words), err
+    assert not (tmp_path / "run").exists()
+
+
+def test_training_an_objects_gan_resumes_bit_exactly(tmp_path, tiny_config):
+    from latentvideo.train import train_gan
+
+    cfg = tiny_config(arch="objects", objects=1, appearance=4, sprite=12, steps=4, checkpoint_every=2)
+    train_gan(tmp_path / "a", cfg, progress=False)
+    train_gan(tmp_path / "b", cfg, stop_after=2, progress=False)
+    train_gan(tmp_path / "b", None, resume=True, progress=False)
+    Ga, Gb = load_model(tmp_path / "a" / "generator"), load_model(tmp_path / "b" / "generator")
+    assert isinstance(Ga, ObjectGenerator)
+    for (name, pa), pb in zip(Ga.state_dict().items(), Gb.state_dict().values()):
+        assert torch.equal(pa, pb), name
+
+
+# ------------------------------------------------------------------ slots
+
+
+def test_slot_matched_error_ignores_slot_order():
+    G = tiny_objects(objects=3)
+    z = G.sample_latents(5, torch.Generator().manual_seed(0))
+    lay = G.latent_layout
+    swapped = permute_slots(z, lay, [2, 0, 1])
+    assert not torch.equal(swapped, z)
+    assert slot_matched_error(swapped, z, lay).abs().max() < 1e-6
+    noisy = z + 0.1
+    assert torch.allclose(
+        slot_matched_error(permute_slots(noisy, lay, [1, 2, 0]), z, lay), slot_matched_error(noisy, z, lay)
+    )
+
+
+def test_match_slots_undoes_a_swap_between_keyframes():
+    G = tiny_objects(objects=2)
+    z = G.sample_latents(1, torch.Generator().manual_seed(1)).repeat(3, 1)
+    z[:, list(G.latent_layout.index.flatten())] = torch.rand(3, 4)  # the same two sprites, moving
+    z[1] = permute_slots(z[1:2], G.latent_layout, [1, 0])[0]
+    perm = match_slots(G, z, G.latent_layout)
+    assert perm.tolist() == [[0, 1], [1, 0], [0, 1]]
+
+
+def test_clip_inversion_recovers_positions_of_g_samples_within_half_a_pixel():
+    """Keyframes rendered by G from one appearance per slot, the slots swapped in one keyframe; the start is
+    P-NET-like (positions off by up to 2 px, appearance noisy): the clip fit recovers every position."""
+    G = tiny_objects(objects=2, seed=3)
+    lay = G.latent_layout
+    gen = torch.Generator().manual_seed(4)
+    truth = G.sample_latents(1, gen).repeat(3, 1)
+    truth[:, list(lay.index.flatten())] = 0.15 + 0.7 * torch.rand(3, 4, generator=gen)
+    keyframes = G(truth).detach()
+    guess = truth + 0.05 * torch.randn(truth.shape, generator=gen)
+    guess[:, list(lay.index.flatten())] += (torch.rand(3, 4, generator=gen) - 0.5) * 4 / lay.fold_range
+    guess[2] = permute_slots(guess[2:], lay, [1, 0])[0]
+
+    class Guess(nn.Module):  # a projector that returns the perturbed latents
+        def forward(self, x):
+            return guess
+
+    inv = invert_clips(G, [keyframes], Guess(), frame_steps=30, clip_steps=60)
+    z = inv.latents[0]
+    perm = match_slots(G, torch.cat([truth[:1], z[:1]]), lay)[1]  # fitted slot order vs the truth's
+    err = (lay.pixels(permute_slots(z, lay, perm)) - lay.pixels(truth)).abs()
+    assert err.max() < 0.5, err
+    assert inv.errors[0].max() < 1e-4
+    # one appearance per slot for the clip
+    app = torch.cat([z[:, slice(*r)] for r in lay.appearance], 1)
+    assert torch.equal(app[0], app[1]) and torch.equal(app[0], app[2])
+
+
+# ------------------------------------------------------------------ unwrap
+
+
+def test_unwrap_picks_the_bouncing_line():
+    t = np.array([0.0, 9.0, 19.0])
+    truth = 0.62 - 0.1 * np.arange(20)  # row: hits the wall at 0 near frame 6
+    col = 0.2 + 0.03 * np.arange(20)  # col: no bounce
+    p = np.stack([fold(torch.tensor(truth)).numpy(), col], -1)[t.astype(int)][:, None]  # [3, 1, 2]
+    u = unwrap_positions(p, t)
+    assert u.unwrapped.all()
+    q = np.arange(20)
+    rows = fold(torch.tensor(np.interp(q, t, u.positions[:, 0, 0]))).numpy()
+    np.testing.assert_allclose(rows, fold(torch.tensor(truth)).numpy(), atol=1e-9)
+    np.testing.assert_allclose(u.positions[:, 0, 1], col[t.astype(int)], atol=1e-12)  # straight stays straight
+    assert abs(u.speeds[0] - np.hypot(0.1, 0.03)) < 1e-9
+
+
+def test_unwrap_keeps_straight_lines_and_uses_a_known_speed_with_two_keyframes():
+    t = np.array([0.0, 19.0])
+    p = np.array([[[0.2, 0.5]], [[0.1, 0.5]]])  # row 0.2 + 0.1 t: 2.1 at frame 19, which folds to 0.1
+    slow = unwrap_positions(p, t)
+    np.testing.assert_allclose(slow.positions, p)  # no speed: the direct path
+    fast = unwrap_positions(p, t, speed=0.1)  # 1.9 fold units in 19 frames: there and back again
+    np.testing.assert_allclose(fast.positions[:, 0], [[0.2, 0.5], [2.1, 0.5]], atol=1e-12)
+
+
+def test_unwrap_falls_back_to_lerp_when_no_line_fits():
+    t = np.array([0.0, 5.0, 10.0, 15.0])
+    p = np.array([0.1, 0.9, 0.15, 0.85])[:, None, None].repeat(2, 2)  # a zigzag no line explains
+    u = unwrap_positions(p, t, max_speed=0.1)
+    assert not u.unwrapped.any() and np.allclose(u.positions, p)
+
+
+# ------------------------------------------------------------------ a user's module with a declared layout
+
+
+class BlobGenerator(nn.Module):
+    """A user's G: one Gaussian blob at fold(z[2:4]) * 24 + 4 px on a 32x32 canvas (z[0:2] unused)."""
+
+    z_dim = 4
+
+    def forward(self, z):
+        pos = fold(z[:, 2:4]) * 24 + 4  # [N, 2]
+        r = torch.arange(32.0)
+        gr = torch.exp(-0.5 * ((r[None] - pos[:, :1]) / 1.5) ** 2)  # [N, 32]
+        gc = torch.exp(-0.5 * ((r[None] - pos[:, 1:]) / 1.5) ** 2)
+        return (gr[:, :, None] * gc[:, None, :])[:, None]
+
+
+def test_a_users_module_with_a_declared_layout_gets_the_unwrapped_path():
+    G = BlobGenerator()
+    layout = {"positions": [[2, 3]], "fold_range": 24.0}
+    row = fold(torch.tensor(0.7 + 0.08 * np.arange(20)))  # bounces off the bottom wall near frame 4
+    col = fold(torch.tensor(0.1 + 0.02 * np.arange(20)))
+    z_true = torch.zeros(20, 4)
+    z_true[:, 2], z_true[:, 3] = row, col
+    keyframes = G(z_true[[0, 9, 19]])
+    pipe = Pipeline.from_modules(G, layout=layout)
+    opts = dict(method="lbfgs", critic="off", clip_steps=0, lbfgs_steps=0)  # known latents: test the path alone
+    clip = pipe.animate([z_true[[0, 9, 19]]], [np.array([0.0, 9.0, 19.0])], 20, pipe.options(**opts))[1]
+    rendered_rows = fold(clip[:, 2]) * 24 + 4
+    torch.testing.assert_close(rendered_rows, row.float() * 24 + 4, atol=1e-4, rtol=0)
+    lerp = pipe.animate([z_true[[0, 9, 19]]], [np.array([0.0, 9.0, 19.0])], 20, pipe.options(**opts, unwrap=False))[1]
+    assert (fold(lerp[:, 2]) - row.float()).abs().max() > 0.2  # without unwrapping it never reaches the wall
+    assert pipe(keyframes, times=[0, 9, 19], num_frames=20, **opts).frames.shape == (20, 1, 32, 32)
+
+
+def test_bad_user_layouts_are_refused():
+    with pytest.raises(LatentVideoError, match="out of range"):
+        Pipeline.from_modules(BlobGenerator(), layout={"positions": [[2, 4]], "fold_range": 24.0})
+    with pytest.raises(LatentVideoError, match="fold_range"):
+        Pipeline.from_modules(BlobGenerator(), layout={"positions": [[2, 3]], "fold_range": 0})
+    with pytest.raises(LatentVideoError, match="LatentLayout or a dict"):
+        Pipeline.from_modules(BlobGenerator(), layout=[[2, 3]])
+    assert LatentLayout.from_dict({"positions": [[2, 3]], "fold_range": 24}, 4).fold_range == 24.0
