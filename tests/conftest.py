@@ -102,19 +102,31 @@ def _cache_mnist():
 
 
 def tiny_model_dir(
-    path: Path, resolution: int = 32, projector: bool = False, seed: int = 0, mapping_layers: int = 0
+    path: Path,
+    resolution: int = 32,
+    projector: bool = False,
+    seed: int = 0,
+    mapping_layers: int = 0,
+    objects: int = 0,
 ) -> Path:
-    """A model folder with tiny untrained DCGAN networks (z_dim 8, width 4), seeded."""
+    """A model folder with tiny untrained networks, seeded: a DCGAN generator (z_dim 8, width 4), or with
+    objects > 0 an objects generator with that many slots (appearance 2, sprite 12 px, width 4)."""
     from latentvideo.models import Critic, Generator, Projector, model_config, save_model
+    from latentvideo.objects import ObjectGenerator
 
     torch.manual_seed(seed)
-    G = Generator(z_dim=8, resolution=resolution, channels=1, width=4, mapping_layers=mapping_layers)
+    if objects:
+        kw = dict(objects=objects, appearance=2, resolution=resolution, channels=1, sprite=12, width=4)
+        G = ObjectGenerator(**kw)
+        g_cfg = model_config(G, **kw)
+    else:
+        G = Generator(z_dim=8, resolution=resolution, channels=1, width=4, mapping_layers=mapping_layers)
+        g_cfg = model_config(G, z_dim=8, resolution=resolution, channels=1, width=4, mapping_layers=mapping_layers)
     C = Critic(resolution=resolution, channels=1, width=4)
-    g_cfg = model_config(G, z_dim=8, resolution=resolution, channels=1, width=4, mapping_layers=mapping_layers)
     save_model(G, path / "generator", g_cfg)
     save_model(C, path / "critic", model_config(C, resolution=resolution, channels=1, width=4))
     if projector:
-        P = Projector(z_dim=8, resolution=resolution, channels=1, width=4, hidden=16)
-        cfg = model_config(P, z_dim=8, resolution=resolution, channels=1, width=4, hidden=16)
+        P = Projector(z_dim=G.z_dim, resolution=resolution, channels=1, width=4, hidden=16)
+        cfg = model_config(P, z_dim=G.z_dim, resolution=resolution, channels=1, width=4, hidden=16)
         save_model(P, path / "projector", cfg)
     return path

@@ -196,3 +196,29 @@ def test_latent_group_interpolates_in_w_for_a_mapping_network(tmp_path):
     plain = Pipeline.from_dir(tiny_model_dir(tmp_path / "plain", resolution=64, projector=True), "cpu")
     assert not [v for v in bench.pipeline_variants(False, 3, 3.6) if v[1] == "latent"]
     assert bench.beyond_variants(3.6, has_mapping(plain.generator)) == bench.beyond_variants(3.6)
+
+
+def test_objects_rows_and_held_out_dynamics(tmp_path):
+    """A generator with position coordinates gets the objects rows (clip fit, unwrap ablations), keyframe
+    latents from the clip-level inversion of each keyframe set, and runs on the held-out dynamics set."""
+    model = tiny_model_dir(tmp_path / "model", resolution=64, projector=True, objects=2)
+    pipe = Pipeline.from_dir(model, "cpu")
+    assert pipe.layout is not None
+    cfg = BenchConfig(sequences=2, groups=("objects",), extra_keyframes=((0, 19),), dynamics="held-out")
+    opts = pipe.options(lbfgs_steps=2, clip_steps=3, critic_steps=1)
+    res = run_benchmark(cfg, pipe, load_classifier(None, model), tmp_path / "out", progress=False, options=opts)
+    first, second = res["keyframe_sets"].values()
+    names = [r["name"] for r in first if r["group"] != "baseline"]
+    assert (
+        names[0] == "pipeline (default)"
+        and "line, no unwrap" in names
+        and "per-keyframe inversion (no clip fit)" in names
+    )
+    assert "unwrap with the known speed" not in names  # held-out dynamics have no known speed
+    assert [r["name"] for r in second if r["group"] == "objects"] == ["line, no unwrap", "lerp, no unwrap"]
+    oracle = next(r for r in first if r["name"] == "piecewise-linear oracle")
+    assert 0 < oracle["values"]["motion"][0] < 20
+    assert "--dynamics held-out" in first[0]["command"]
+    # the rows differ where their options differ: unwrap off changes the in-between frames of bouncing clips
+    by_name = {r["name"]: r for r in first}
+    assert all(np.isfinite(by_name[n]["values"]["mse_pixel"][0]) for n in names)

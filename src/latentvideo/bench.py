@@ -47,10 +47,15 @@ class BenchConfig:
     data: str | None = None
     groups: tuple[str, ...] | None = None  # row groups to run (None: all; (): only the default row + baselines)
     rows: tuple[str, ...] | None = None  # only these pipeline rows, by name (None: every row of `groups`)
+    dynamics: str = "bounce"  # synthesised motion: bounce (Moving MNIST) or held-out (arcs and gravity)
 
 
-ROW_GROUPS = ("inversion", "pca", "degree", "critic", "path", "joint", "motion", "latent", "original")
-KEEP_PRIOR = ("motion", "latent")  # row groups that keep the default motion prior (the others are of the latent path)
+ROW_GROUPS = ("inversion", "pca", "degree", "critic", "path", "joint", "motion", "latent", "objects", "original")
+KEEP_PRIOR = (
+    "motion",
+    "latent",
+    "objects",
+)  # row groups that keep the default motion prior (the others are of the latent path)
 
 
 @dataclass
@@ -70,7 +75,7 @@ class Row:
 def load_benchmark_data(cfg: BenchConfig):
     """video uint8 [T, N, H, W], labels [N, D] or None, digits and positions (for the oracle) or None."""
     if cfg.data is None:
-        mm = moving_mnist(cfg.sequences, 20, 2, 64, split="test", seed=cfg.seed)
+        mm = moving_mnist(cfg.sequences, 20, 2, 64, split="test", seed=cfg.seed, dynamics=cfg.dynamics)
         return mm.video, mm.labels, mm.digits, mm.positions
     video, labels = read_sequences(cfg.data, with_labels=True)
     n = min(cfg.sequences, video.shape[1])
@@ -124,15 +129,30 @@ class Scorer:
 
 
 def pipeline_variants(
-    quick: bool, num_keyframes: int, speed: float | None = None, mapping: bool = False
+    quick: bool, num_keyframes: int, speed: float | None = None, mapping: bool = False, objects: bool = False
 ) -> list[tuple[str, str, dict]]:
     """(name, group, option overrides) of every pipeline row. The ablations are of the latent path, so
     they run with the motion prior off (their reference: "motion prior off"). `mapping`: the generator
-    has a mapping network, so the rows of interpolation in w apply."""
+    has a mapping network, so the rows of interpolation in w apply; `objects`: it declares position
+    coordinates, so the rows of the objects group (clip fit, unwrap) apply."""
     return [("pipeline (default)", "pipeline", {})] + [
         (name, group, over if group in KEEP_PRIOR else {"motion_prior": "off", **over})
-        for name, group, over in _ablations(quick, num_keyframes, speed, mapping)
+        for name, group, over in (object_variants(speed) if objects else [])
+        + _ablations(quick, num_keyframes, speed, mapping)
     ]
+
+
+def object_variants(speed: float | None = None) -> list[tuple[str, str, dict]]:
+    """Rows for a generator with position coordinates: what the clip-level inversion and the unwrap buy,
+    and the description's plain line on this latent space (no unwrap)."""
+    rows = [
+        ("line, no unwrap", "objects", {"path": "line", "unwrap": False}),
+        ("lerp, no unwrap", "objects", {"unwrap": False}),
+        ("line (PCA + least squares), unwrapped", "objects", {"path": "line"}),
+        ("per-keyframe inversion (no clip fit)", "objects", {"clip_steps": 0}),
+        ("P-NET + clip fit (no per-keyframe L-BFGS)", "objects", {"method": "pnet"}),
+    ]
+    return rows + ([("unwrap with the known speed", "objects", {"motion_speed": speed})] if speed else [])
 
 
 def _ablations(quick: bool, num_keyframes: int, speed: float | None, mapping: bool) -> list[tuple[str, str, dict]]:
@@ -235,6 +255,8 @@ def _command(cfg: BenchConfig, name: str) -> str:
         cmd += f" --ablation-sequences {cfg.ablation_sequences}"
     if cfg.groups is not None:
         cmd += f" --groups {','.join(cfg.groups) or 'none'}"
+    if cfg.dynamics != "bounce":
+        cmd += f" --dynamics {cfg.dynamics}"
     if cfg.rows is not None:
         cmd += f" --rows '{';'.join(cfg.rows)}'"
     return cmd + (" --quick" if cfg.quick else "")
@@ -265,7 +287,8 @@ def run_benchmark(
     base = (options or pipe.default_options()).validated()
     n_abl = N if cfg.ablation_sequences is None else max(1, min(cfg.ablation_sequences, N))
     frames_f = torch.from_numpy(video).float() / 255  # [T, N, H, W]
-    speed = moving_mnist_speed(video.shape[-1]) if cfg.data is None else None  # known only for Moving MNIST
+    bounce = cfg.data is None and cfg.dynamics == "bounce"
+    speed = moving_mnist_speed(video.shape[-1]) if bounce else None  # known only for Moving MNIST
     mapping = has_mapping(pipe.generator)
 
     # 1. invert every keyframe once per method; rows reuse them
@@ -303,7 +326,7 @@ def run_benchmark(
         ref_x = torch.from_numpy(src.sample(np.random.default_rng(cfg.seed), cfg.reference_frames)).float() / 255
         reference = pipe.project(ref_x, base).latents.cpu()
 
-    scorer_cache = {}
+    scorer_cache, clip_cache = {}, {}
     results = {"config": asdict(cfg), "keyframe_sets": {}, "inversion": inversion_rows}
     for ks in sets:
         scorer = scorer_cache.setdefault(ks, Scorer(video, labels, classifier, ks, cfg.seed))
@@ -333,10 +356,12 @@ def run_benchmark(
         add("ground truth", "baseline", video)
 
         # pipeline rows
+        objects = pipe.layout is not None
         if ks == sets[0]:
-            variants = pipeline_variants(cfg.quick, len(ks), speed, mapping)
+            variants = pipeline_variants(cfg.quick, len(ks), speed, mapping, objects)
         else:  # the other keyframe sets: the default and the methods beyond the original pipeline
             variants = pipeline_variants(True, len(ks))[:1] + ([] if cfg.quick else beyond_variants(speed, mapping))
+            variants += object_variants(speed)[:2] if objects else []
         if ks == sets[0] and len(ks) >= 5:
             variants.append(DEGREE_3)
         variants = [v for v in variants if v[1] == "pipeline" or _runs(cfg, v[1])]
@@ -349,7 +374,16 @@ def run_benchmark(
             opts = replace(base, **over).validated()
             method = opts.method if opts.method in cache else methods[0]
             n = N if group == "pipeline" else n_abl
-            latents = keyframe_latents(pipe, cache[method], ks, n, opts.latent_space)
+            if pipe.layout is not None and opts.clip_steps:  # clip-level inversion: per keyframe set
+                key = (ks, opts.method, opts.lbfgs_steps, opts.clip_steps)
+                if key not in clip_cache:
+                    clip_cache[key] = pipe.project_clips(keys, opts)
+                inv = clip_cache[key]
+                latents = list(inv.latents.reshape(N, len(ks), -1)[:n])
+                inv_s = inv.seconds / N
+            else:
+                latents = keyframe_latents(pipe, cache[method], ks, n, opts.latent_space)
+                inv_s = next(r["seconds_per_image"] for r in inversion_rows if r["method"] == method) * len(ks)
             feature_fn, pipe.feature_fn = pipe.feature_fn, pipe.feature_fn or classifier_feature_fn(classifier)
             try:
                 frames, _, timings = pipe.animate(
@@ -358,7 +392,6 @@ def run_benchmark(
             finally:
                 pipe.feature_fn = feature_fn
             clips = np.concatenate([_to_video(frames, T, n), video[:, n:]], 1)  # unscored tail: truth
-            inv_s = next(r["seconds_per_image"] for r in inversion_rows if r["method"] == method) * len(ks)
             add(name, group, clips, inv_s + sum(timings.values()), n)
             if group == "pipeline" and n_abl < N:  # the same clips scored like the ablation rows
                 add(f"{name}, ablation subset", "pipeline-subset", clips, inv_s + sum(timings.values()), n_abl)
@@ -405,7 +438,7 @@ def _runs(cfg: BenchConfig, group: str) -> bool:
 
 
 def _all_variants() -> list[tuple[str, str, dict]]:
-    return pipeline_variants(False, 5, speed=1.0, mapping=True) + [DEGREE_3]
+    return pipeline_variants(False, 5, speed=1.0, mapping=True, objects=True) + [DEGREE_3]
 
 
 def _to_video(frames: torch.Tensor, T: int, N: int) -> np.ndarray:  # [N*T, 1, H, W] -> uint8 [T, N, H, W]

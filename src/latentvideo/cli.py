@@ -583,6 +583,9 @@ def bench(
         help="Only these pipeline rows, by name, separated by ';' (baselines always run; the default row only "
         "when named: 'pipeline (default)').",
     ),
+    dynamics: str = typer.Option(
+        "bounce", help="Motion of the synthesised sequences: bounce (Moving MNIST) or held-out (arcs and gravity)."
+    ),
     model: Path | None = typer.Option(None, help=_MODEL_HELP),
     classifier: Path | None = typer.Option(None, help="Digit classifier model dir (default: beside the model)."),
     device: str = typer.Option("auto"),
@@ -598,8 +601,10 @@ def bench(
       latentvideo bench --sequences 200 --groups motion,joint --out bench-out
       latentvideo bench --sequences 40 --groups none --model runs/mine --out bench-out
       latentvideo bench --rows 'motion prior off;time warp' --out bench-out
+      latentvideo bench --sequences 200 --dynamics held-out --groups none --out bench-heldout
     """
     from .bench import ROW_GROUPS, BenchConfig, load_classifier, row_names, run_benchmark
+    from .data import DYNAMICS
     from .pipeline import load_pipeline
 
     if out.exists() and not out.is_dir():
@@ -635,7 +640,12 @@ def bench(
         slow_subset=slow_subset,
         ablation_sequences=ablation_sequences,
         data=str(data) if data else None,
+        dynamics=dynamics,
     )
+    if dynamics not in DYNAMICS:
+        _fail(f"--dynamics: unknown {dynamics!r}", ", ".join(DYNAMICS))
+    if data is not None and dynamics != "bounce":
+        _fail("--dynamics chooses synthesised motion; --data sequences keep their own")
     pipe = load_pipeline(model, device)
     clf = load_classifier(classifier, model).to(pipe.device)
     results = run_benchmark(cfg, pipe, clf, out)

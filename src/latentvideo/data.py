@@ -134,8 +134,12 @@ def moving_mnist(
     split: str = "test",
     seed: int = 0,
     digit_source: tuple[np.ndarray, np.ndarray] | None = None,
+    dynamics: str = "bounce",
 ) -> MovingMNIST:
-    """Synthesise Moving MNIST sequences from `split` digits, seeded and deterministic."""
+    """Synthesise Moving MNIST sequences from `split` digits, seeded and deterministic.
+    dynamics "held-out": the digits follow `held_out_paths` (arcs and gravity) instead of bounces."""
+    if dynamics not in DYNAMICS:
+        raise LatentVideoError(f"unknown dynamics {dynamics!r}", hint=", ".join(DYNAMICS))
     if not 1 <= num_digits <= 3:
         raise LatentVideoError(f"num_digits must be 1 to 3, got {num_digits}")
     if size < 28:
@@ -145,11 +149,45 @@ def moving_mnist(
     images, labels = digit_source if digit_source is not None else load_digits(split)
     rng = np.random.default_rng(seed)
     pick = rng.integers(0, len(images), (num_sequences, num_digits))
-    paths = np.stack(
-        [bounce_paths(rng, num_sequences, num_frames, size - 28) for _ in range(num_digits)], 2
-    )  # [T, N, D, 2]
+    make = bounce_paths if dynamics == "bounce" else held_out_paths
+    paths = np.stack([make(rng, num_sequences, num_frames, size - 28) for _ in range(num_digits)], 2)  # [T, N, D, 2]
     digits = images[pick]
     return MovingMNIST(compose(digits, paths, size), labels[pick], paths, digits)
+
+
+DYNAMICS = ("bounce", "held-out")  # the benchmark's motion sets: Moving MNIST's, and motion no model trained on
+
+
+def held_out_paths(rng: np.random.Generator, n: int, num_frames: int, free: int) -> np.ndarray:
+    """Motion that Moving MNIST never shows, for the benchmark's held-out dynamics set: per path, one of
+        arc      a circular arc (constant angular speed, radius 8 to 16 px, a quarter to half a turn)
+        gravity  constant horizontal speed bouncing at the walls; vertical acceleration 0.5 px/frame^2
+                 downwards with an elastic bounce on the floor (speed kept, direction flipped)
+    Returns int64 [num_frames, n, 2] top-left (row, col) pixel positions within [0, free]."""
+    t = np.arange(num_frames, dtype=np.float64)
+    out = np.empty((num_frames, n, 2), np.int64)
+    for i in range(n):
+        if rng.random() < 0.5:  # arc
+            radius = rng.uniform(8, 16)
+            turn = rng.uniform(0.25, 0.5) * 2 * np.pi * rng.choice([-1, 1])
+            phase = rng.uniform(0, 2 * np.pi)
+            angle = phase + turn * t / max(num_frames - 1, 1)
+            centre = rng.uniform(radius, free - radius, 2)
+            path = centre + radius * np.stack([np.sin(angle), np.cos(angle)], 1)
+        else:  # gravity with a floor at `free`, walls at 0 and `free` horizontally
+            row, col = rng.uniform(0, free * 0.5), rng.uniform(0, free)
+            v_row, v_col = rng.uniform(-2, 1), rng.choice([-1, 1]) * rng.uniform(1, 2.5)
+            path = np.empty((num_frames, 2))
+            for k in range(num_frames):
+                path[k] = row, col
+                v_row += 0.5
+                row, col = row + v_row, col + v_col
+                if row > free:
+                    row, v_row = 2 * free - row, -abs(v_row)
+                if col < 0 or col > free:
+                    col, v_col = (-col, -v_col) if col < 0 else (2 * free - col, -v_col)
+        out[:, i] = np.clip(np.round(path), 0, free)
+    return out
 
 
 class MovingMNISTFrames:

@@ -27,11 +27,11 @@ from .joint import fit_curves_through_generator
 from .models import GENERATORS, Synthesis, has_mapping, load_model, resolve_device
 from .motion import BounceFit, fit_bounce
 from .objects import LatentLayout, latent_layout
-from .slots import invert_clips
-from .unwrap import unwrap_positions
 from .render import render
+from .slots import invert_clips
 from .smoothness import arc_length_times
 from .trajectory import check_times, evenly_spaced_times, fit_trajectory, lerp_path, slerp_path
+from .unwrap import unwrap_positions
 
 PRETRAINED = Path(__file__).parent / "pretrained" / "moving-mnist-64"
 MAX_FRAMES = 10_000  # cap on --frames; rendering is chunked, so memory stays bounded
