@@ -45,7 +45,7 @@ def seq32(tmp_path_factory, train_digits) -> Path:
 @pytest.fixture
 def tiny_config(seq32):
     """Factory for a GANConfig that trains in well under a second on one CPU thread."""
-    from latentvideo.train import GANConfig
+    from latentvideo.training.gan import GANConfig
 
     def make(**overrides):
         return GANConfig(**{"data": str(seq32), "steps": 3, **TINY, **overrides})

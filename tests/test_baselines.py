@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from latentvideo import baselines
 from latentvideo.data import compose, moving_mnist
 from latentvideo.errors import LatentVideoError
+from latentvideo.evaluation import baselines
 
 KEYS = [0, 9, 19]
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from conftest import tiny_model_dir
-from latentvideo import bench
-from latentvideo.bench import BenchConfig, load_classifier, run_benchmark
 from latentvideo.cli import main
+from latentvideo.evaluation import bench
+from latentvideo.evaluation.bench import BenchConfig, load_classifier, run_benchmark
 from latentvideo.models import has_mapping
 from latentvideo.pipeline import Pipeline
 
@@ -87,7 +87,7 @@ def test_baselines_score_as_expected(results):
 
 def test_rows_on_a_subset_score_only_the_subset():
     """An ablation row scores its first n clips; the unscored tail (filled with truth) must not count."""
-    from latentvideo import metrics
+    from latentvideo.evaluation import metrics
 
     cfg = BenchConfig(sequences=4)
     video, labels, _, _ = bench.load_benchmark_data(cfg)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from latentvideo import classifier
 from latentvideo.data import load_digits
+from latentvideo.evaluation import classifier
 from latentvideo.models import DigitClassifier, load_model, model_config, save_model
 
 torch.set_num_threads(1)

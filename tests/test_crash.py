@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-import latentvideo.train
+import latentvideo.training.gan
 from conftest import listing
 from latentvideo.checkpoint import load_checkpoint
 from latentvideo.cli import main
@@ -142,14 +142,14 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, seq32, refer
     # resume in this process (no write delay), recording where it starts
     monkeypatch.delenv("LATENTVIDEO_CHECKPOINT_DELAY", raising=False)
     started = []
-    real_load = latentvideo.train.load_checkpoint
+    real_load = latentvideo.training.gan.load_checkpoint
 
     def spy(*args, **kwargs):
         rng, meta = real_load(*args, **kwargs)
         started.append(meta["step"])
         return rng, meta
 
-    monkeypatch.setattr(latentvideo.train, "load_checkpoint", spy)
+    monkeypatch.setattr(latentvideo.training.gan, "load_checkpoint", spy)
     code = main(["train", "gan", "--resume", str(run), "--device", "cpu"])
     _, err = capsys.readouterr()
     assert code == 0, err

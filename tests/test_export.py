@@ -4,7 +4,7 @@ import torch
 
 from latentvideo.cli import main
 from latentvideo.models import load_model
-from latentvideo.train import train_gan
+from latentvideo.training.gan import train_gan
 
 
 def test_export_raw_and_ema_weights(tmp_path, tiny_config, capsys):

@@ -8,10 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from latentvideo import bench
 from latentvideo.errors import LatentVideoError
+from latentvideo.evaluation import bench
+from latentvideo.experimental.joint import (
+    curve_keyframe_errors,
+    fit_curve_through_generator,
+    fit_curves_through_generator,
+)
 from latentvideo.invert import invert
-from latentvideo.joint import curve_keyframe_errors, fit_curve_through_generator, fit_curves_through_generator
 from latentvideo.models import Critic, DigitClassifier, Generator
 from latentvideo.pipeline import Options, Pipeline
 from latentvideo.trajectory import fit_trajectory

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from latentvideo import metrics
 from latentvideo.errors import LatentVideoError
+from latentvideo.evaluation import metrics
 
 
 def dot(r, c, size=64):

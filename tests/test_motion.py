@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from latentvideo import baselines, metrics
 from latentvideo.data import compose, moving_mnist, moving_mnist_speed
 from latentvideo.errors import LatentVideoError
+from latentvideo.evaluation import baselines, metrics
 from latentvideo.models import Critic, Generator
 from latentvideo.motion import BounceFit, fit_axis, fit_bounce, fold, locate
 from latentvideo.pipeline import Pipeline

@@ -135,7 +135,7 @@ def test_bad_train_flags_are_one_line_errors(tmp_path, capsys, seq32, flags, wor
 
 
 def test_training_an_objects_gan_resumes_bit_exactly(tmp_path, tiny_config):
-    from latentvideo.train import train_gan
+    from latentvideo.training.gan import train_gan
 
     cfg = tiny_config(arch="objects", objects=1, appearance=4, sprite=12, steps=4, checkpoint_every=2)
     train_gan(tmp_path / "a", cfg, progress=False)

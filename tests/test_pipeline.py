@@ -12,7 +12,7 @@ from PIL import Image
 from torch import nn
 
 from conftest import tiny_model_dir
-from latentvideo.demo import run_demo
+from latentvideo.apps.demo import run_demo
 from latentvideo.errors import LatentVideoError
 from latentvideo.pipeline import MAX_FRAMES, Clip, Options, Pipeline, generate, load_pipeline, prepare_keyframes
 from latentvideo.render import contact_sheet, to_uint8
@@ -202,6 +202,8 @@ def test_every_option_is_accepted(pipe):
         motion_prior="off",  # the bounce prior: test_motion.py
         motion_speed=None,
         motion_steps=5,
+        clip_steps=3,  # generators with a latent layout only: test_objects.py
+        unwrap=False,
     )
     assert set(opts) == {f for f in Options.__dataclass_fields__}
     assert pipe.options(**opts) == Options(**opts)

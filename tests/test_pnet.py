@@ -13,7 +13,7 @@ from latentvideo.cli import main
 from latentvideo.errors import LatentVideoError
 from latentvideo.invert import invert
 from latentvideo.models import Generator, Projector, load_model, model_config, save_model
-from latentvideo.pnet import ProjectorConfig, reconstruction_loss, train_projector
+from latentvideo.training.projector import ProjectorConfig, reconstruction_loss, train_projector
 
 CPU = dict(device="cpu", progress=False)
 TINY_P = dict(width=4, hidden=16, batch_size=4, log_every=1, checkpoint_every=100)

@@ -12,16 +12,12 @@ import torch
 from torch import nn
 
 from latentvideo.errors import LatentVideoError
+from latentvideo.evaluation.ppl import path_length_distances, perceptual_path_length, slerp
+from latentvideo.experimental.time_warp import arc_length_times
 from latentvideo.models import Critic, Generator, Synthesis, has_mapping, load_model, model_config, save_model
 from latentvideo.pipeline import Pipeline
-from latentvideo.smoothness import (
-    arc_length_times,
-    path_length_distances,
-    path_length_penalty,
-    perceptual_path_length,
-    slerp,
-)
-from latentvideo.train import train_gan
+from latentvideo.training.gan import train_gan
+from latentvideo.training.regularisers import path_length_penalty
 
 CPU = dict(device="cpu", progress=False)
 Z, SIDE = 8, 8

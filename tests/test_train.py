@@ -19,7 +19,7 @@ from latentvideo.checkpoint import load_checkpoint, save_checkpoint, truncate_st
 from latentvideo.cli import main
 from latentvideo.errors import LatentVideoError
 from latentvideo.models import Critic, Generator, load_model
-from latentvideo.train import GANConfig, gradient_penalty_loss, train_gan
+from latentvideo.training.gan import GANConfig, gradient_penalty_loss, train_gan
 
 CPU = dict(device="cpu", progress=False)
 

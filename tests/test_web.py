@@ -23,7 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
-from latentvideo import web
+from latentvideo.apps import web
 from latentvideo.errors import LatentVideoError
 
 pytestmark = pytest.mark.web

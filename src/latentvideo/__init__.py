@@ -12,7 +12,7 @@ from .invert import Inversion
 from .models import Critic, DigitClassifier, Generator, Projector, load_model, save_model
 from .pipeline import Clip, Options, Pipeline, generate, load_pipeline, prepare_keyframes
 from .render import to_uint8, write_clip
-from .train import GANConfig, train_gan
+from .training.gan import GANConfig, train_gan
 from .trajectory import fit_trajectory, lerp_path, slerp_path
 
 __all__ = [

@@ -270,6 +270,15 @@ def load_model(
     return model.to(device).eval().requires_grad_(False)
 
 
+def module_device(module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU for a module without any, or a plain function)."""
+    for tensors in (getattr(module, "parameters", None), getattr(module, "buffers", None)):
+        t = next(tensors(), None) if tensors else None
+        if t is not None:
+            return t.device
+    return torch.device("cpu")
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

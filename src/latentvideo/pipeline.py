@@ -22,14 +22,14 @@ import torch
 
 from .correct import correct_clip, correct_latents, correct_pixels
 from .errors import LatentVideoError
+from .experimental.joint import fit_curves_through_generator
+from .experimental.time_warp import arc_length_times
 from .invert import METHODS, Inversion, invert
-from .joint import fit_curves_through_generator
-from .models import GENERATORS, Synthesis, has_mapping, load_model, resolve_device
+from .models import GENERATORS, Synthesis, has_mapping, load_model, module_device, resolve_device
 from .motion import BounceFit, fit_bounce
 from .objects import LatentLayout, latent_layout
 from .render import render
 from .slots import invert_clips
-from .smoothness import arc_length_times
 from .trajectory import check_times, evenly_spaced_times, fit_trajectory, lerp_path, slerp_path
 from .unwrap import unwrap_positions
 
@@ -58,7 +58,7 @@ class Options:
     critic_anchor: float = 0.0
     render_batch: int = 256
     seed: int = 0
-    # beyond the original pipeline, off by default but the motion prior (joint.py, correct.py, smoothness.py, motion.py)
+    # beyond the original pipeline, off by default but the motion prior (experimental/, correct.py, motion.py)
     joint_steps: int = 0  # > 0: refine each clip's line through G, all keyframes jointly (L-BFGS iterations)
     joint_critic: float = 0.0  # joint fit: weight of the critic's mean score on the in-between frames
     joint_prior: float = 0.0  # joint fit: weight of (|z|^2 / z_dim - 1)^2 on the in-between latents
@@ -165,7 +165,7 @@ class Pipeline:
         self.layout = layout if layout is not None else latent_layout(generator)
         if self.layout is not None:
             LatentLayout.from_dict(self.layout.to_dict(), self.z_dim)  # indices within this latent
-        self.device = torch.device(device) if device is not None else _module_device(generator)
+        self.device = torch.device(device) if device is not None else module_device(generator)
         # images -> features for time warping (e.g. a DigitClassifier's .features); None = pixels
         self.feature_fn = None
         with torch.no_grad():  # one probe render tells the frame shape
@@ -464,11 +464,6 @@ class Pipeline:
 def _mapped(G, P, images):
     """P-NET's guess in w: mapping(P(x))."""
     return G.mapping(P(images))
-
-
-def _module_device(m) -> torch.device:
-    p = next(iter(m.parameters()), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def prepare_keyframes(keyframes, channels: int, resolution: int, resize: bool = False) -> torch.Tensor:

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from .errors import LatentVideoError
 from .fileio import atomic_path, check_writable
+from .models import module_device
 
 OUTPUT_FORMATS = (".gif", ".mp4", ".png", ".npy")
 
@@ -31,15 +32,6 @@ BACKGROUND, MARK, TEXT = (32, 32, 32), (255, 140, 0), (200, 200, 200)
 
 
 # ---------------------------------------------------------------- rendering
-
-
-def _device(G) -> torch.device:
-    """The device of G's first parameter (or buffer); cpu for modules without any."""
-    for tensors in (getattr(G, "parameters", None), getattr(G, "buffers", None)):
-        t = next(tensors(), None) if tensors else None
-        if t is not None:
-            return t.device
-    return torch.device("cpu")
 
 
 def render(G, latents, batch_size: int = 256, progress: bool = False) -> torch.Tensor:
@@ -55,7 +47,7 @@ def render(G, latents, batch_size: int = 256, progress: bool = False) -> torch.T
         raise LatentVideoError(f"latents have {z.shape[1]} dimensions but the generator takes {z_dim}")
     if batch_size < 1:
         raise LatentVideoError(f"batch_size must be at least 1, got {batch_size}")
-    dev = _device(G)
+    dev = module_device(G)
     out = None
     bar = tqdm(total=len(z), disable=not progress, desc="render", unit="frame")
     with torch.no_grad():

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .baselines import crossfade
-from .data import moving_mnist
-from .errors import LatentVideoError
-from .render import contact_sheet, to_uint8, write_clip, write_png
+from ..data import moving_mnist
+from ..errors import LatentVideoError
+from ..evaluation.baselines import crossfade
+from ..render import contact_sheet, to_uint8, write_clip, write_png
 
 KEYFRAMES = (0, 9, 19)
 

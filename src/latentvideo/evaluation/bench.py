@@ -18,17 +18,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..data import moving_mnist, moving_mnist_speed, read_sequences
+from ..errors import LatentVideoError
+from ..fileio import write_json, write_text
+from ..invert import invert
+from ..models import has_mapping, load_model
+from ..pipeline import PRETRAINED, Options, Pipeline
+from ..render import contact_sheet, render, write_png
 from . import baselines, metrics
 from .classifier import features as classifier_features
 from .classifier import predict_digits
-from .data import moving_mnist, moving_mnist_speed, read_sequences
-from .errors import LatentVideoError
-from .fileio import write_json, write_text
-from .invert import invert
-from .models import has_mapping, load_model
-from .pipeline import PRETRAINED, Options, Pipeline
-from .render import contact_sheet, render, write_png
-from .smoothness import perceptual_path_length
+from .ppl import perceptual_path_length
 
 METRICS = ("mse_pixel", "mse_frame", "psnr", "ssim", "motion", "ink", "identity", "flicker")
 
@@ -197,8 +197,8 @@ def row_names() -> list[str]:
 
 
 def beyond_variants(speed: float | None = None, mapping: bool = False) -> list[tuple[str, str, dict]]:
-    """Rows of the methods beyond the original pipeline (joint.py, correct.correct_clip,
-    smoothness.arc_length_times, motion.py, a mapping network's w); run with every keyframe set.
+    """Rows of the methods beyond the original pipeline (experimental/joint.py, correct.correct_clip,
+    experimental/time_warp.py, motion.py, a mapping network's w); run with every keyframe set.
     `speed`: the digits' known speed in px/frame (Moving MNIST), for a row of the bounce prior that
     uses it; `mapping`: the generator has a mapping network (rows of the latent group)."""
     known = [("bounce prior, known speed", "motion", {"motion_prior": "bounce", "motion_speed": speed})]
@@ -320,7 +320,7 @@ def run_benchmark(
     # reference PCA basis: latents of train frames (never test digits)
     reference = None
     if not cfg.quick and _runs(cfg, "pca"):
-        from .data import MovingMNISTFrames
+        from ..data import MovingMNISTFrames
 
         src = MovingMNISTFrames("train", 2, video.shape[-1])
         ref_x = torch.from_numpy(src.sample(np.random.default_rng(cfg.seed), cfg.reference_frames)).float() / 255
@@ -504,7 +504,7 @@ def measure_smoothness(
 def _environment(pipe) -> dict:
     import torch as _t
 
-    from . import __version__
+    from .. import __version__
 
     return {
         "latentvideo": __version__,
@@ -605,7 +605,7 @@ def plot_per_frame(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .fileio import atomic_path
+    from ..fileio import atomic_path
 
     ks, rows = next(iter(results["keyframe_sets"].items()))
     keep = [r for r in rows if r["group"] in ("baseline", "pipeline", "original") and r["name"] != "ground truth"]

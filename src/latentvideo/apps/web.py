@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import IMAGE_EXTS, load_image, moving_mnist, to_frames
-from .errors import LatentVideoError
-from .pipeline import MOTION_PRIORS, PATHS
-from .render import contact_sheet, to_uint8, write_clip, write_png
+from ..data import IMAGE_EXTS, load_image, moving_mnist, to_frames
+from ..errors import LatentVideoError
+from ..pipeline import MOTION_PRIORS, PATHS
+from ..render import contact_sheet, to_uint8, write_clip, write_png
 
 MIN_FILES, MAX_FILES = 2, 8
 MAX_FILE_BYTES = 10 * 1024 * 1024  # per uploaded file
@@ -345,7 +345,7 @@ def _require_gradio():
 def build_app(pipe, dirs: RequestDirs | None = None):
     """The Gradio Blocks page for `pipe` (not launched). Use `serve` to run it."""
     gr = _require_gradio()
-    from .invert import METHODS
+    from ..invert import METHODS
 
     dirs = dirs or RequestDirs()
     defaults = pipe.default_options()
@@ -540,7 +540,7 @@ def serve(
         raise LatentVideoError(f"--port must be between 1 and 65535, got {port}")
     _check_gradio()  # before the model loads
     if pipe is None:
-        from .pipeline import load_pipeline
+        from ..pipeline import load_pipeline
 
         pipe = load_pipeline(model, device)
     dirs = RequestDirs()

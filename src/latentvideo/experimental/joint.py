@@ -25,9 +25,10 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from .errors import LatentVideoError
-from .invert import HISTORY, TOL, lbfgs
-from .trajectory import Trajectory, _as_latents, _vandermonde, check_times, fit_trajectory
+from ..errors import LatentVideoError
+from ..invert import HISTORY, TOL, lbfgs
+from ..models import module_device
+from ..trajectory import Trajectory, _as_latents, _vandermonde, check_times, fit_trajectory
 
 CLIP_BATCH = 32  # clips per generator pass inside the objective: bounds memory, does not change results
 
@@ -106,7 +107,7 @@ def fit_curves_through_generator(
         raise LatentVideoError("the joint fit's critic term needs a critic")
     if n == 0 or steps == 0:
         return list(trajectories)
-    dev = _device_of_module(G)
+    dev = module_device(G)
     z_dim = trajectories[0].mean.shape[0]
     use_samples = bool(critic_weight) or bool(prior_weight)
 
@@ -185,7 +186,7 @@ def fit_curves_through_generator(
 def curve_keyframe_errors(G, keyframes: torch.Tensor, trajectory: Trajectory) -> torch.Tensor:
     """MSE per pixel between each keyframe [K, C, H, W] and the curve's render at its time -> [K] (CPU)."""
     with torch.no_grad():
-        x = G(trajectory(trajectory.times).to(_device_of_module(G))).float().cpu()
+        x = G(trajectory(trajectory.times).to(module_device(G))).float().cpu()
     return (x - keyframes.detach().float().cpu()).pow(2).flatten(1).mean(1)
 
 
@@ -221,8 +222,3 @@ def _fit_in_basis(Z: np.ndarray, t: np.ndarray, degree: int, basis: np.ndarray, 
 
 def _device_of(x) -> torch.device:
     return x.device if torch.is_tensor(x) else torch.device("cpu")
-
-
-def _device_of_module(G) -> torch.device:
-    p = next(iter(G.parameters()), None) if hasattr(G, "parameters") else None
-    return p.device if p is not None else torch.device("cpu")

@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .data import bounce_paths, compose, load_digits, moving_mnist
-from .errors import LatentVideoError
+from ..data import bounce_paths, compose, load_digits, moving_mnist
+from ..errors import LatentVideoError
+from ..models import DigitClassifier, model_config, resolve_device, save_model
 from .metrics import identity, label_sets
-from .models import DigitClassifier, model_config, resolve_device, save_model
 
 
 def sample_labelled(rng: np.random.Generator, images, labels, n: int, num_digits: int, size: int = 64, num_frames=20):

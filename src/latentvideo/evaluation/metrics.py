@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from .errors import LatentVideoError
+from ..errors import LatentVideoError
 
 PSNR_MAX_DB = 100.0  # PSNR of identical frames (MSE floored at 1e-10) instead of inf
 

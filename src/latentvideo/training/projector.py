@@ -21,14 +21,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint, truncate_stats
-from .data import frame_source
-from .errors import LatentVideoError
-from .fileio import write_json
-from .models import GENERATORS, Projector, load_model, model_config, resolve_device, save_model
-from .objects import latent_layout
-from .slots import slot_matched_error
-from .train import sample_latents
+from ..checkpoint import load_checkpoint, save_checkpoint, truncate_stats
+from ..data import frame_source
+from ..errors import LatentVideoError
+from ..fileio import write_json
+from ..models import GENERATORS, Projector, load_model, model_config, resolve_device, save_model
+from ..objects import latent_layout
+from ..slots import slot_matched_error
+from .gan import sample_latents
 
 
 @dataclass

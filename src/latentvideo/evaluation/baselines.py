@@ -13,8 +13,8 @@ import subprocess
 
 import numpy as np
 
-from .data import compose
-from .errors import LatentVideoError
+from ..data import compose
+from ..errors import LatentVideoError
 
 
 def check_keyframes(keyframes, num_frames: int) -> np.ndarray:
@@ -127,7 +127,7 @@ def bounce_sprites(video, keyframes, speed: float | None = None) -> np.ndarray:
     """Image-space motion prior (motion.fit_bounce): the keyframes' digits cut out as sprites and
     moved along straight paths that bounce off the walls; sequences it cannot explain (digits
     touching in every keyframe) get the crossfade. Keyframes are copied."""
-    from .motion import bounce_frames
+    from ..motion import bounce_frames
 
     video = _check_video(video)
     k = check_keyframes(keyframes, len(video))

@@ -24,14 +24,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint, truncate_stats
-from .data import frame_source
-from .errors import LatentVideoError
-from .fileio import remove_stale_temps, write_json
-from .models import Critic, Generator, load_model, model_config, resolve_device, save_model
-from .objects import ObjectGenerator
-from .render import save_grid
-from .smoothness import path_length_penalty
+from ..checkpoint import load_checkpoint, save_checkpoint, truncate_stats
+from ..data import frame_source
+from ..errors import LatentVideoError
+from ..fileio import remove_stale_temps, write_json
+from ..models import Critic, Generator, load_model, model_config, resolve_device, save_model
+from ..objects import ObjectGenerator
+from ..render import save_grid
+from .regularisers import path_length_penalty
 
 
 @dataclass
@@ -55,7 +55,7 @@ class GANConfig:
     checkpoint_every: int = 500
     log_every: int = 50
     mapping_layers: int = 0  # > 0: G gets a mapping network z -> w (models.Generator)
-    pl_weight: float = 0.0  # StyleGAN2 path-length regularisation of G, 0 = off (smoothness.path_length_penalty)
+    pl_weight: float = 0.0  # StyleGAN2 path-length regularisation of G, 0 = off (training/regularisers.py)
     pl_every: int = 4  # lazy regularisation: a path-length step after every pl_every-th generator step
     arch: str = "dcgan"  # dcgan | objects (objects.ObjectGenerator: position is an explicit latent coordinate)
     objects: int = 2  # objects: slots per frame

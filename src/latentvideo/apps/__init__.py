@@ -1,0 +1,1 @@
+"""Front-ends: the command line (cli), the local web page (web) and the demo."""

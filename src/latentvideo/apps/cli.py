@@ -1,0 +1,743 @@
+"""Command-line interface. It parses, calls the library and writes; no pipeline logic here."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from ..errors import LatentVideoError
+
+app = typer.Typer(
+    help="latentvideo: a few still images in, a short video out, through a GAN's latent space.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+train_app = typer.Typer(help="Train the networks: the frame GAN, P-NET and the digit classifier.", no_args_is_help=True)
+dataset_app = typer.Typer(help="Write datasets in the standard [T, N, H, W] uint8 layout.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(dataset_app, name="dataset")
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on unexpected errors.")):
+    _state["debug"] = debug
+
+
+def _fail(message: str, hint: str | None = None):
+    raise LatentVideoError(message, hint)
+
+
+# ------------------------------------------------------------------ dataset
+
+
+@dataset_app.command("moving-mnist")
+def dataset_moving_mnist(
+    out: Path = typer.Option(..., "--out", help="Output file, .npy ([T, N, 64, 64] uint8) or .npz (video + labels)."),
+    split: str = typer.Option("test", help="Which digits: train or test."),
+    sequences: int = typer.Option(1000, help="Number of sequences N."),
+    frames: int = typer.Option(20, help="Frames per sequence T."),
+    digits: int = typer.Option(2, help="Digits per sequence (1 to 3)."),
+    size: int = typer.Option(64, help="Canvas size."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same file."),
+):
+    """Synthesise Moving MNIST (Srivastava et al. 2015) from one split's digits.
+
+    Example:  latentvideo dataset moving-mnist --split test --sequences 200 --seed 0 --out mm_test.npy
+    """
+    from ..data import moving_mnist, write_sequences
+
+    if out.suffix not in (".npy", ".npz"):
+        _fail(f"unknown output extension {out.suffix!r}", "use .npy or .npz")
+    mm = moving_mnist(sequences, frames, digits, size, split=split, seed=seed)
+    write_sequences(out, mm.video, mm.labels if out.suffix == ".npz" else None)
+    typer.echo(f"wrote {out}  uint8 {list(mm.video.shape)}  ({split} digits, seed {seed})")
+
+
+# ------------------------------------------------------------------ train
+
+
+@train_app.command("gan")
+def train_gan_cmd(
+    out: Path | None = typer.Option(None, "--out", help="New run directory (e.g. runs/mm64)."),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue the run in this directory."),
+    data: str = typer.Option("moving-mnist", help="moving-mnist, a folder of images, a video or a .npy/.npz file."),
+    steps: int | None = typer.Option(None, help="Total generator steps of the run (default: 20000)."),
+    batch_size: int = typer.Option(64, help="Frames per critic step (split across torchrun ranks)."),
+    n_critic: int = typer.Option(2, help="Critic steps per generator step."),
+    width: int = typer.Option(32, help="Network width (channels of the outer blocks)."),
+    z_dim: int = typer.Option(256, help="Latent size."),
+    lr: float = typer.Option(2e-4, help="Adam learning rate of G and C."),
+    ema: float = typer.Option(0.999, help="EMA decay of G (0 disables)."),
+    digits: int = typer.Option(2, help="Digits per Moving MNIST frame."),
+    resize: int | None = typer.Option(None, help="Rescale your own images to this size (32, 64 or 128)."),
+    checkpoint_every: int = typer.Option(500, help="Checkpoint, sample grid and model export every N steps."),
+    pl_weight: float | None = typer.Option(None, help="StyleGAN2 path-length regularisation weight (default 0: off)."),
+    pl_every: int | None = typer.Option(None, help="A path-length step after every N-th generator step (default 4)."),
+    mapping_layers: int | None = typer.Option(None, help="Mapping network z -> w of this many layers (default 0)."),
+    arch: str = typer.Option("dcgan", help="dcgan, or objects: slots of appearance + position (a line is motion)."),
+    objects: int = typer.Option(2, help="objects: slots per frame (1 to 8)."),
+    appearance: int = typer.Option(32, help="objects: appearance code size per slot."),
+    sprite: int = typer.Option(28, help="objects: sprite size in px (a multiple of 4, below the resolution)."),
+    background: int = typer.Option(0, help="objects: background code size (0: black background)."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help="auto (CUDA if present), cpu, cuda, cuda:N."),
+    stop_after: int | None = typer.Option(None, help="Stop (with a checkpoint) after this total step; resume later."),
+):
+    """Train the frame GAN with WGAN-GP, checkpointing atomically; resumable.
+
+    Examples:
+      latentvideo train gan --out runs/mm64 --steps 20000
+      latentvideo train gan --resume runs/mm64
+      latentvideo train gan --out runs/mine --data frames/ --resize 64
+      latentvideo train gan --out runs/smooth --pl-weight 2 --mapping-layers 4
+      latentvideo train gan --out runs/objects --arch objects --objects 2 --batch-size 32
+      torchrun --nproc_per_node=2 -m latentvideo.cli train gan --out runs/ddp
+    """
+    from ..training.gan import GANConfig, train_gan
+
+    if (out is None) == (resume is None):
+        _fail("give exactly one of --out (new run) or --resume (existing run)")
+    smoothing = {"pl_weight": pl_weight, "pl_every": pl_every, "mapping_layers": mapping_layers}
+    smoothing = {k: v for k, v in smoothing.items() if v is not None}
+    if pl_weight is not None and not (math.isfinite(pl_weight) and pl_weight >= 0):
+        _fail(f"--pl-weight must be a finite number >= 0, got {pl_weight}")
+    if resume is not None:
+        if smoothing:
+            _fail("--pl-weight, --pl-every and --mapping-layers set up a new run", "use --out, or edit config.json")
+        cfg = None
+        if steps is not None:
+            import json
+
+            cfg_file = resume / "config.json"
+            if not cfg_file.is_file():
+                _fail(f"not a training run (no config.json): {resume}")
+            cfg = GANConfig(**{**json.loads(cfg_file.read_text()), "steps": steps})
+        run = train_gan(resume, cfg, resume=True, device=device, stop_after=stop_after)
+    else:
+        cfg = GANConfig(
+            data=data,
+            steps=steps or GANConfig.steps,
+            batch_size=batch_size,
+            n_critic=n_critic,
+            width=width,
+            z_dim=z_dim,
+            lr_g=lr,
+            lr_c=lr,
+            ema=ema,
+            num_digits=digits,
+            resize=resize,
+            checkpoint_every=checkpoint_every,
+            seed=seed,
+            arch=arch,
+            objects=objects,
+            appearance=appearance,
+            sprite=sprite,
+            background=background,
+            **smoothing,
+        )
+        run = train_gan(out, cfg, device=device, stop_after=stop_after)
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(f"run: {run}  (generator/, critic/, samples/, stats.jsonl)")
+
+
+@train_app.command("projector")
+def train_projector_cmd(
+    gan: Path = typer.Option(..., "--gan", help="A GAN run or model folder holding generator/."),
+    out: Path | None = typer.Option(None, "--out", help="Where projector/ goes (default: the --gan folder)."),
+    steps: int = typer.Option(3000, help="Training steps."),
+    loss: str = typer.Option("mse", help="Reconstruction loss: mse or bce."),
+    supervised: float = typer.Option(
+        0.0, help="Weight of a supervised |P(G(z)) - z|^2 term on G samples (0: reconstruction only)."
+    ),
+    batch_size: int = typer.Option(64),
+    width: int = typer.Option(32, help="Channels of the encoder's first conv layer (doubling per layer)."),
+    hidden: int = typer.Option(256, help="Units of the hidden layer before z."),
+    data: str = typer.Option("moving-mnist", help="Frames to learn to project (train split by default)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the projector run in --out."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto"),
+):
+    """Train P-NET, the projection network, against a frozen generator.
+
+    Example:  latentvideo train projector --gan runs/mm64 --steps 3000
+    """
+    from ..training.projector import ProjectorConfig, train_projector
+
+    out = out or gan
+    cfg = ProjectorConfig(
+        data=data,
+        steps=steps,
+        loss=loss,
+        supervised=supervised,
+        batch_size=batch_size,
+        width=width,
+        hidden=hidden,
+        seed=seed,
+    )
+    path = train_projector(gan / "generator" if (gan / "generator").is_dir() else gan, out, cfg, resume, device)
+    typer.echo(f"projector: {path}")
+
+
+@train_app.command("classifier")
+def train_classifier_cmd(
+    out: Path = typer.Option(..., "--out", help="Model directory to write (e.g. runs/classifier)."),
+    steps: int = typer.Option(8000, help="Training steps (8000: about 22 min on one CPU thread)."),
+    batch_size: int = typer.Option(64),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto"),
+):
+    """Train the digit classifier the benchmark uses for identity and Fréchet distance.
+
+    It sees only frames made from TRAIN-split digits (1 or 2 digits, 64x64, multi-label 0-9).
+
+    Example:  latentvideo train classifier --out runs/classifier --steps 8000
+    """
+    from ..evaluation.classifier import evaluate_classifier, train_classifier
+    from ..models import load_model, resolve_device
+
+    path = train_classifier(out, steps=steps, batch_size=batch_size, seed=seed, device=str(resolve_device(device)))
+    scores = evaluate_classifier(load_model(path))
+    typer.echo(
+        f"classifier: {path}  test accuracy 2 digits {scores['accuracy_2digit']:.3f}, "
+        f"1 digit {scores['accuracy_1digit']:.3f}"
+    )
+
+
+@app.command("export")
+def export_cmd(
+    run: Path = typer.Argument(..., help="A GAN training run directory."),
+    out: Path = typer.Option(..., "--out", help="Model folder to write generator/ and critic/ into."),
+    weights: str = typer.Option("raw", help="raw (the latest G) or ema (its moving average)."),
+):
+    """Export a run's checkpoint as model folders (generator/, critic/), e.g. to ship or compare.
+
+    Example:  latentvideo export runs/mm64 --out models/mm64 --weights raw
+    """
+    from ..training.gan import export_checkpoint
+
+    path = export_checkpoint(run, out, weights)
+    typer.echo(f"wrote {path}/generator, {path}/critic ({weights} weights)")
+
+
+# ------------------------------------------------------------------ generate / invert
+
+_MODEL_HELP = "Model folder with generator/ and critic/ (a training run works) (default: the shipped model)."
+
+
+def _parse_floats(text: str | None, what: str) -> list[float] | None:
+    if text is None or text == "":
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        _fail(f"{what} must be comma-separated numbers, got {text!r}")
+    if not all(np.isfinite(values)):
+        _fail(f"{what} must be finite numbers, got {text!r}")
+    return values
+
+
+def _parse_pca(text: str) -> float | None:
+    if text.lower() in ("off", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        _fail(f"--pca must be a number in (0, 1] or 'off', got {text!r}")
+    if not 0 < value <= 1:  # NaN fails too
+        _fail(f"--pca must be in (0, 1], got {text}", "0.99 keeps 99 % of the variance; 'off' disables PCA")
+    return value
+
+
+def _print_clip_report(clip, names) -> None:
+    for name, err in zip(names, clip.keyframe_errors.tolist()):
+        typer.echo(f"  keyframe {name}: reconstruction MSE/pixel {err:.5f}")
+    typer.echo("  seconds: " + "  ".join(f"{k} {v:.2f}" for k, v in clip.timings.items()))
+
+
+@app.command()
+def generate(
+    keyframes: list[Path] | None = typer.Argument(None, help="Keyframe images, in time order."),
+    out: Path | None = typer.Option(None, "--out", help="clip.gif, clip.mp4, clip.png (contact sheet) or clip.npy."),
+    times: str | None = typer.Option(None, help="Keyframe times as frame indices, e.g. 0,9,19 (default: even)."),
+    frames: int = typer.Option(20, help="Frames in the clip."),
+    model: Path | None = typer.Option(None, help=_MODEL_HELP),
+    method: str | None = typer.Option(None, help="Inversion: pnet, lbfgs, pnet+lbfgs or scipy."),
+    lbfgs_steps: int | None = typer.Option(None, help="L-BFGS iterations."),
+    path: str | None = typer.Option(
+        None, help="lerp (through every keyframe; default), slerp or line (PCA + regression)."
+    ),
+    pca: str = typer.Option("0.99", help="Fraction of latent variance PCA keeps, or 'off'."),
+    degree: int = typer.Option(1, help="Polynomial degree of the path over time (1 = a line)."),
+    critic: str | None = typer.Option(None, help="Critic correction: off, pixel or latent."),
+    critic_steps: int | None = typer.Option(None, help="Critic-correction steps."),
+    critic_step_size: float | None = typer.Option(None, help="Critic-correction step size."),
+    critic_temporal: float | None = typer.Option(
+        None, help="Correct a clip's frames jointly, penalising frame-to-frame change this much (0 = off)."
+    ),
+    joint_steps: int | None = typer.Option(
+        None, help="With --path line: fit the line through G to all keyframes jointly (iterations; 0 = off)."
+    ),
+    joint_critic: float | None = typer.Option(None, help="Joint fit: weight of the critic on in-between frames."),
+    time_warp: bool | None = typer.Option(
+        None, "--time-warp/--no-time-warp", help="Space frames evenly by arc length (classifier features if shipped)."
+    ),
+    motion_prior: str | None = typer.Option(
+        None, help="off, or bounce: digits that bounce off the walls, fitted to the keyframes in image space."
+    ),
+    motion_speed: float | None = typer.Option(None, help="Bounce: every digit's speed in px/frame, if known."),
+    motion_steps: int | None = typer.Option(None, help="Bounce: L-BFGS iterations per in-between frame."),
+    fps: int = typer.Option(10, help="Frames per second of GIF/MP4."),
+    resize: bool = typer.Option(False, help="Rescale keyframes to the model's size."),
+    from_file: Path | None = typer.Option(None, "--from", help="Take keyframes from a [T, N, H, W] .npy/.npz."),
+    sequence: int = typer.Option(0, help="With --from: which sequence."),
+    keyframe_index: str = typer.Option("0,9,19", "--keyframes", help="With --from: which frames are keyframes."),
+    manifest: Path | None = typer.Option(None, help="CSV with columns keyframes (paths joined by ';'), times, out."),
+    out_dir: Path | None = typer.Option(None, help="With --manifest: folder for relative outputs."),
+    batch_rows: int = typer.Option(
+        16, help="With --manifest: rows projected and rendered together (outputs never depend on torchrun's size)."
+    ),
+    device: str = typer.Option("auto"),
+):
+    """Make a clip from keyframe images.
+
+    Examples:
+      latentvideo generate a.png b.png c.png --out clip.gif
+      latentvideo generate a.png b.png c.png --times 0,9,19 --frames 20 --out clip.mp4 --pca 0.99 --critic-steps 5
+      latentvideo generate --from mm_test.npy --sequence 3 --keyframes 0,9,19 --out clip.png
+      latentvideo generate a.png b.png c.png --path line --joint-steps 50 --out clip.gif
+      latentvideo generate --from mm_test.npy --keyframes 0,19 --motion-prior bounce --motion-speed 3.6 --out c.gif
+      latentvideo generate --manifest jobs.csv --out-dir clips/
+      torchrun --standalone --nproc_per_node=2 -m latentvideo.cli generate --manifest jobs.csv --out-dir clips/
+    """
+    from ..pipeline import MAX_FRAMES, load_pipeline, prepare_keyframes
+    from ..render import check_output_path, to_uint8, write_clip
+
+    if not 2 <= frames <= MAX_FRAMES:
+        _fail(f"--frames must be between 2 and {MAX_FRAMES}, got {frames}")
+    if fps < 1:
+        _fail(f"--fps must be at least 1, got {fps}")
+    overrides = {"pca": _parse_pca(pca), "degree": degree}
+    for name, value in [
+        ("path", path),
+        ("method", method),
+        ("lbfgs_steps", lbfgs_steps),
+        ("critic", critic),
+        ("critic_steps", critic_steps),
+        ("critic_step_size", critic_step_size),
+        ("critic_temporal", critic_temporal),
+        ("joint_steps", joint_steps),
+        ("joint_critic", joint_critic),
+        ("time_warp", time_warp),
+        ("motion_prior", motion_prior),
+        ("motion_speed", motion_speed),
+        ("motion_steps", motion_steps),
+    ]:
+        if value is not None:
+            overrides[name] = value
+    if manifest is not None:
+        if keyframes or out is not None or from_file is not None or times is not None:
+            _fail("with --manifest, keyframes, times and outputs come from the CSV", "drop --out, --from, --times")
+        if batch_rows < 1:
+            _fail(f"--batch-rows must be at least 1, got {batch_rows}")
+        return _generate_manifest(manifest, out_dir, frames, model, device, fps, resize, overrides, batch_rows)
+    if out_dir is not None:
+        _fail("--out-dir goes with --manifest", "use --out for one clip")
+    if out is None:
+        _fail("missing --out", "e.g. --out clip.gif")
+    check_output_path(out)
+    times_list = _parse_floats(times, "--times")
+    truth = None
+    if from_file is not None:
+        from ..data import read_sequences
+
+        if keyframes:
+            _fail("give keyframe images or --from, not both")
+        video = read_sequences(from_file)
+        if not 0 <= sequence < video.shape[1]:
+            _fail(f"--sequence {sequence} out of range: {from_file} holds {video.shape[1]} sequences")
+        idx_f = _parse_floats(keyframe_index, "--keyframes") or []
+        if any(v != int(v) for v in idx_f):
+            _fail(f"--keyframes must be whole frame indices, got {keyframe_index!r}")
+        idx = [int(v) for v in idx_f]
+        if any(not 0 <= i < video.shape[0] for i in idx):
+            _fail(f"--keyframes {keyframe_index} out of range: sequences have {video.shape[0]} frames")
+        images, names = video[idx, sequence], [f"t={i}" for i in idx]
+        times_list = times_list or [float(i) for i in idx]
+        truth = video[:, sequence]
+    else:
+        if not keyframes:
+            _fail("no keyframes given", "latentvideo generate a.png b.png c.png --out clip.gif")
+        images, names = [str(k) for k in keyframes], [str(k) for k in keyframes]
+    pipe = load_pipeline(model, device)
+    k = prepare_keyframes(images, pipe.channels, pipe.resolution, resize=resize)
+    if len(k) < 2:
+        _fail(f"need at least 2 keyframes, got {len(k)}")
+    clip = pipe(k, times_list, frames, **overrides)
+    clip_u8 = to_uint8(clip.frames)
+    key_cols = [int(round(t)) for t in clip.times]
+    rows, labels = None, None
+    if truth is not None and out.suffix == ".png" and len(truth) == frames:
+        rows, labels = [truth], ["generated", "truth"]
+    write_clip(out, clip_u8, fps=fps, keyframes=key_cols, rows=rows, labels=labels)
+    typer.echo(f"wrote {out}  ({frames} frames, keyframes at {', '.join(f'{t:g}' for t in clip.times)})")
+    _print_clip_report(clip, names)
+
+
+def _generate_manifest(manifest, out_dir, frames, model, device, fps, resize, overrides, batch_rows=16):
+    """Render every row of a CSV, `batch_rows` rows per batched run of the pipeline.
+
+    Under torchrun (RANK / WORLD_SIZE set; no process group is needed) rank r takes batches
+    r, r + world, ... A batch holds the same rows whatever the number of processes, and float
+    results can depend on the batch a frame is computed in, so every output file is the same
+    (byte for byte) in one process or many."""
+    import csv
+
+    from ..pipeline import load_pipeline, prepare_keyframes
+    from ..render import check_output_path, to_uint8, write_clip
+
+    if not manifest.is_file():
+        _fail(f"manifest not found: {manifest}")
+    try:
+        with open(manifest, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        _fail(f"cannot read manifest {manifest}: {e}")
+    if not rows or not {"keyframes", "out"} <= set(rows[0]):
+        _fail(f"{manifest} needs a header with columns keyframes, times (optional), out")
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    base = out_dir or manifest.parent
+    jobs = []
+    for i, row in enumerate(rows):
+        paths = [Path(p.strip()) for p in (row.get("keyframes") or "").split(";") if p.strip()]
+        paths = [p if p.is_absolute() else manifest.parent / p for p in paths]
+        if len(paths) < 2:
+            _fail(f"row {i + 1} of {manifest}: need at least 2 keyframes, got {len(paths)}")
+        out = (row.get("out") or "").strip()
+        if not out:
+            _fail(f"row {i + 1} of {manifest} has no output path")
+        target = Path(out) if Path(out).is_absolute() else base / out
+        times = (row.get("times") or "").replace(";", ",").strip()
+        jobs.append((i, paths, _parse_floats(times, f"times in row {i + 1}"), target))
+    targets = [target for _, _, _, target in jobs]
+    if len(set(targets)) != len(targets):
+        _fail(f"{manifest} writes the same output twice")
+    for target in targets:
+        check_output_path(target)
+    pipe = load_pipeline(model, device)
+    pipe.options(**overrides)  # every rank checks the options, even one without rows
+    if not 0 <= rank < world:
+        _fail(f"bad torchrun environment: RANK={rank}, WORLD_SIZE={world}")
+    batches = [jobs[i : i + batch_rows] for i in range(0, len(jobs), batch_rows)]
+    for batch in batches[rank::world]:
+        sets = [
+            prepare_keyframes([str(p) for p in paths], pipe.channels, pipe.resolution, resize)
+            for _, paths, _, _ in batch
+        ]
+        clips = pipe.generate_many(sets, [t for _, _, t, _ in batch], frames, **overrides)
+        for (i, _, _, target), clip in zip(batch, clips):
+            write_clip(target, to_uint8(clip.frames), fps=fps, keyframes=[int(round(t)) for t in clip.times])
+            errs = ", ".join(f"{e:.4f}" for e in clip.keyframe_errors.tolist())
+            typer.echo(f"[rank {rank}] row {i + 1}: wrote {target}  (keyframe MSE {errs})")
+
+
+@app.command("invert")
+def invert_cmd(
+    images: list[Path] = typer.Argument(..., help="Images to project into latent space."),
+    out: Path = typer.Option(..., "--out", help="Output .npz with latents, errors and reconstructions."),
+    model: Path | None = typer.Option(None, help=_MODEL_HELP),
+    method: str | None = typer.Option(None, help="pnet, lbfgs, pnet+lbfgs (default) or scipy."),
+    steps: int = typer.Option(50, help="L-BFGS iterations."),
+    prior_weight: float = typer.Option(0.0, help="Weight of the latent prior mean(z^2)."),
+    resize: bool = typer.Option(False, help="Rescale images to the model's size."),
+    device: str = typer.Option("auto"),
+):
+    """Project images into the generator's latent space (batched).
+
+    Example:  latentvideo invert a.png b.png --out latents.npz
+    """
+    from ..fileio import atomic_path
+    from ..invert import invert
+    from ..pipeline import load_pipeline, prepare_keyframes
+
+    if out.suffix != ".npz":
+        _fail(f"unknown output extension {out.suffix!r}", "use .npz")
+    from ..fileio import check_writable
+
+    check_writable(out)
+    pipe = load_pipeline(model, device)
+    method = method or pipe.default_options().method
+    x = prepare_keyframes([str(p) for p in images], pipe.channels, pipe.resolution, resize=resize)
+    inv = invert(
+        pipe.generator,
+        x.to(pipe.device),
+        method,
+        pipe.projector,
+        steps=steps,
+        prior_weight=prior_weight,
+        z_dim=pipe.z_dim,
+    )
+    recon = (inv.reconstructions.clamp(0, 1) * 255).round().byte().cpu().numpy()
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(
+                f,
+                latents=inv.latents.cpu().numpy(),
+                errors=inv.errors.cpu().numpy(),
+                reconstructions=recon,
+                names=np.array([str(p) for p in images]),
+            )
+    for p, e in zip(images, inv.errors.tolist()):
+        typer.echo(f"  {p}: reconstruction MSE/pixel {e:.5f}")
+    typer.echo(f"wrote {out}  latents {list(inv.latents.shape)}  ({inv.seconds:.2f} s)")
+
+
+@app.command("render")
+def render_cmd(
+    latents: Path = typer.Argument(..., help="A .npz holding `latents` [T, z_dim] (as `invert` writes) or a .npy."),
+    out: Path = typer.Option(..., "--out", help="clip.gif, clip.mp4, clip.png (contact sheet) or clip.npy."),
+    model: Path | None = typer.Option(None, help=_MODEL_HELP),
+    fps: int = typer.Option(10, help="Frames per second of GIF/MP4."),
+    device: str = typer.Option("auto"),
+):
+    """Render latents, one frame per row, with the generator into a clip.
+
+    Example:  latentvideo render latents.npz --out clip.gif
+    """
+    from ..data import read_latents
+    from ..pipeline import MAX_FRAMES, load_pipeline
+    from ..render import check_output_path, render, to_uint8, write_clip
+
+    check_output_path(out)
+    z = read_latents(latents)
+    if len(z) > MAX_FRAMES:
+        _fail(f"{latents} holds {len(z)} latents, the cap is {MAX_FRAMES} frames")
+    pipe = load_pipeline(model, device)
+    write_clip(out, to_uint8(render(pipe.generator, z)), fps=fps)
+    typer.echo(f"wrote {out}  ({len(z)} frames)")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo"), "--out", help="Output folder."),
+    sequences: int = typer.Option(4, help="Held-out test sequences to animate."),
+    seed: int = typer.Option(0, help="Which test sequences (Moving MNIST seed)."),
+    model: Path | None = typer.Option(None, help=_MODEL_HELP),
+    device: str = typer.Option("auto"),
+):
+    """Run the shipped model on held-out test sequences: GIF + MP4 per clip and a contact sheet.
+
+    Keyframes are frames 0, 9 and 19 of each sequence; the sheet shows truth, generated and crossfade rows.
+
+    Example:  latentvideo demo --sequences 4 --seed 0 --out demo
+    """
+    from ..pipeline import load_pipeline
+    from .demo import run_demo
+
+    if not 1 <= sequences <= 64:
+        _fail(f"--sequences must be between 1 and 64, got {sequences}")
+    if out.exists() and not out.is_dir():
+        _fail(f"--out must be a folder, got a file: {out}")
+    t0 = time.perf_counter()
+    pipe = load_pipeline(model, device)
+    t_load = time.perf_counter() - t0
+    clips, sheet, timings = run_demo(pipe, out, sequences, seed)
+    for i, c in enumerate(clips):
+        errs = ", ".join(f"{e:.4f}" for e in c.keyframe_errors)
+        typer.echo(f"sequence {i}: {c.gif}  {c.mp4}")
+        typer.echo(f"  keyframe reconstruction MSE/pixel: {errs}")
+        typer.echo(f"  in-between MSE/pixel vs truth: {c.mse:.4f}  (pixel crossfade: {c.crossfade_mse:.4f})")
+    typer.echo(f"contact sheet: {sheet}")
+    stages = "  ".join(f"{k} {v:.2f}" for k, v in timings.items())
+    typer.echo(f"seconds per clip: {stages}   (model load {t_load:.2f} s)")
+
+
+@app.command()
+def bench(
+    out: Path = typer.Option(Path("bench-out"), "--out", help="Folder for results.json, report.md and plots."),
+    data: Path | None = typer.Option(None, help="A [T, N, H, W] .npy/.npz (optional labels) instead of synthesis."),
+    sequences: int = typer.Option(200, help="Held-out test sequences."),
+    keyframes: str = typer.Option("0,9,19", help="Keyframe indices of the main task."),
+    seed: int = typer.Option(0, help="Seed of the synthesised test sequences."),
+    quick: bool = typer.Option(False, "--quick", help="20 sequences, fewer ablations: a few minutes on 2 CPU cores."),
+    slow_subset: int = typer.Option(20, help="Sequences for the per-image scipy rows."),
+    ablation_sequences: int | None = typer.Option(
+        None, help="Score the ablation rows on the first N sequences only (default: all)."
+    ),
+    groups: str | None = typer.Option(
+        None,
+        help="Only these groups of pipeline rows, comma-separated: inversion, pca, degree, critic, path, joint, "
+        "motion, latent (interpolation in w, for a generator with a mapping network), original, or none (the "
+        "default row and the baselines always run).",
+    ),
+    rows: str | None = typer.Option(
+        None,
+        help="Only these pipeline rows, by name, separated by ';' (baselines always run; the default row only "
+        "when named: 'pipeline (default)').",
+    ),
+    dynamics: str = typer.Option(
+        "bounce", help="Motion of the synthesised sequences: bounce (Moving MNIST) or held-out (arcs and gravity)."
+    ),
+    model: Path | None = typer.Option(None, help=_MODEL_HELP),
+    classifier: Path | None = typer.Option(None, help="Digit classifier model dir (default: beside the model)."),
+    device: str = typer.Option("auto"),
+):
+    """Benchmark the pipeline, its ablations and the baselines on held-out test sequences.
+
+    Writes results.json, report.md, per_frame.png and examples.png.
+
+    Examples:
+      latentvideo bench --quick --out bench-out
+      latentvideo bench --sequences 200 --keyframes 0,9,19 --out bench-out
+      latentvideo bench --sequences 200 --ablation-sequences 50 --out bench-out
+      latentvideo bench --sequences 200 --groups motion,joint --out bench-out
+      latentvideo bench --sequences 40 --groups none --model runs/mine --out bench-out
+      latentvideo bench --rows 'motion prior off;time warp' --out bench-out
+      latentvideo bench --sequences 200 --dynamics held-out --groups none --out bench-heldout
+    """
+    from ..data import DYNAMICS
+    from ..evaluation.bench import ROW_GROUPS, BenchConfig, load_classifier, row_names, run_benchmark
+    from ..pipeline import load_pipeline
+
+    if out.exists() and not out.is_dir():
+        _fail(f"--out must be a folder, got a file: {out}")
+    keys = tuple(int(k) for k in _parse_floats(keyframes, "--keyframes"))
+    n = min(sequences, 20) if quick else sequences
+    if n < 2:
+        _fail(f"--sequences must be at least 2, got {sequences}")
+    if slow_subset < 1:
+        _fail(f"--slow-subset must be at least 1, got {slow_subset}")
+    if ablation_sequences is not None and ablation_sequences < 2:
+        _fail(f"--ablation-sequences must be at least 2, got {ablation_sequences}")
+    group_list = None
+    if groups is not None:
+        names = tuple(g.strip() for g in groups.split(",") if g.strip())
+        group_list = () if names == ("none",) else names  # none: the default row and the baselines only
+        unknown = sorted(set(group_list) - set(ROW_GROUPS))
+        if unknown or not names:
+            _fail(f"--groups: unknown row group(s) {', '.join(unknown) or repr(groups)}", ", ".join(ROW_GROUPS))
+    row_list = None
+    if rows is not None:
+        row_list = tuple(r.strip() for r in rows.split(";") if r.strip())
+        unknown = sorted(set(row_list) - set(row_names()))
+        if unknown or not row_list:
+            _fail(f"--rows: unknown row name(s) {', '.join(map(repr, unknown)) or repr(rows)}", "; ".join(row_names()))
+    cfg = BenchConfig(
+        sequences=n,
+        groups=group_list,
+        rows=row_list,
+        seed=seed,
+        keyframes=keys,
+        quick=quick,
+        slow_subset=slow_subset,
+        ablation_sequences=ablation_sequences,
+        data=str(data) if data else None,
+        dynamics=dynamics,
+    )
+    if dynamics not in DYNAMICS:
+        _fail(f"--dynamics: unknown {dynamics!r}", ", ".join(DYNAMICS))
+    if data is not None and dynamics != "bounce":
+        _fail("--dynamics chooses synthesised motion; --data sequences keep their own")
+    pipe = load_pipeline(model, device)
+    clf = load_classifier(classifier, model).to(pipe.device)
+    results = run_benchmark(cfg, pipe, clf, out)
+    from ..evaluation.bench import report_markdown
+
+    typer.echo(report_markdown(results))
+    typer.echo(f"wrote {out}/results.json, report.md, per_frame.png, examples.png")
+
+
+@app.command()
+def ppl(
+    models: list[Path] | None = typer.Argument(
+        None, help="Model folders or training runs (default: the shipped model)."
+    ),
+    samples: int = typer.Option(256, help="Sampled pairs (the full benchmark uses 256)."),
+    eps: float = typer.Option(1e-4, help="Step along each path."),
+    seed: int = typer.Option(0),
+    classifier: Path | None = typer.Option(None, help="Digit classifier model dir (default: the shipped one)."),
+    device: str = typer.Option("auto"),
+):
+    """Perceptual path length of generators, in the digit classifier's feature space (lower is smoother).
+
+    Every model is measured with the same classifier, so the numbers compare.
+
+    Examples:
+      latentvideo ppl
+      latentvideo ppl runs/mm64 runs/mm64-pl --samples 256
+    """
+    from ..evaluation.bench import load_classifier, measure_smoothness
+    from ..models import resolve_device
+    from ..pipeline import load_pipeline
+
+    if samples < 2:
+        _fail(f"--samples must be at least 2, got {samples}")
+    if not (math.isfinite(eps) and eps > 0):
+        _fail(f"--eps must be a positive number, got {eps}")
+    clf = load_classifier(classifier, None).to(resolve_device(device))
+    for model in models or [None]:
+        result = measure_smoothness(load_pipeline(model, device), clf, samples, eps, seed)
+        for space in ("z", "w"):  # w only with a mapping network
+            if f"ppl_{space}" in result:
+                value = result[f"ppl_{space}"]
+                typer.echo(f"{model or 'shipped model'}  PPL ({space}, {samples} samples, eps {eps:g}): {value:.1f}")
+
+
+@app.command()
+def serve(
+    port: int = typer.Option(7860, help="Port to listen on."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind; the default is reachable from this machine only."),
+    model: Path | None = typer.Option(None, help=_MODEL_HELP),
+    device: str = typer.Option("auto"),
+):
+    """Serve a local web page: upload keyframes (or sample a test sequence), watch the clip.
+
+    Needs the web extra:  pip install 'latentvideo\\[web]'.  Makes no outside calls.
+
+    Example:  latentvideo serve --port 7860   (then open http://127.0.0.1:7860)
+    """
+    from .web import serve as serve_web
+
+    serve_web(model, host, port, device)
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: project errors -> one line + exit 2; anything else -> exit 1."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        app(args=argv, standalone_mode=False)
+    except LatentVideoError as e:
+        typer.echo(f"error: {e}", err=True)
+        return 2
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 0
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except Exception as e:
+        # usage errors from typer's (vendored) click: print them the click way, exit 2
+        if hasattr(e, "show") and hasattr(e, "exit_code"):
+            e.show()
+            return 2
+        if type(e).__name__ == "Abort":
+            return 130
+        if debug:
+            raise
+        typer.echo(f"error: unexpected {type(e).__name__}: {e} (run with --debug for the traceback)", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Evaluation: the benchmark, its metrics, baselines, digit classifier and PPL."""

@@ -1,0 +1,1 @@
+"""Methods the benchmark measured and did not adopt; runnable from the API and the benchmark."""

@@ -1,0 +1,1 @@
+"""Training: the frame GAN (gan), P-NET (projector) and their regularisers."""
