@@ -7,13 +7,11 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import tiny_model_dir
 from latentvideo.cli import main
 from latentvideo.evaluation import bench
 from latentvideo.evaluation.bench import BenchConfig, load_classifier, run_benchmark
-from latentvideo.models import has_mapping
 from latentvideo.pipeline import Pipeline
 
 
@@ -41,11 +39,11 @@ def test_rows_use_the_sequences_they_say(results):
     rows = {r["name"]: r for r in res["keyframe_sets"]["0,9,19"]}
     assert rows["pipeline (default)"]["sequences"] == 4
     assert rows["pixel crossfade"]["sequences"] == 4
-    assert rows["line (the original path)"]["sequences"] == 2 and rows["joint curve fit"]["sequences"] == 2
+    assert rows["line (the original path)"]["sequences"] == 2 and rows["slerp"]["sequences"] == 2
     assert rows["original settings"]["sequences"] == 1
     for ks in ("0,19", "0,4,9,14,19"):  # the beyond-the-original rows run with every keyframe set
         names = {r["name"]: r["sequences"] for r in res["keyframe_sets"][ks]}
-        assert names["pipeline (default)"] == 4 and names["temporal critic"] == names["time warp"] == 2
+        assert names["pipeline (default)"] == 4 and names["bounce prior, P-NET only"] == 2
         assert names["motion prior off"] == names["bounce prior, known speed"] == 2
         assert names["bounce sprites (image space)"] == names["bounce sprites, known speed"] == 4
         assert "PCA 0.9 (keyframes)" not in names
@@ -128,14 +126,15 @@ def test_groups_run_only_their_rows(tmp_path):
     assert [r["name"] for r in rows if r["group"] != "baseline"] == ["pipeline (default)"]
     assert rows[-1]["command"].endswith("--groups none")
     # --rows: only the named rows, in every keyframe set; the default row too only when named
-    cfg = BenchConfig(sequences=2, groups=("motion", "path"), rows=("motion prior off", "time warp"))
+    named = ("motion prior off", "bounce prior, P-NET only")
+    cfg = BenchConfig(sequences=2, groups=("motion", "path"), rows=named)
     cfg.extra_keyframes = ((0, 19),)
     res = run_benchmark(cfg, pipe, load_classifier(None, model), tmp_path / "rows", progress=False, options=opts)
     for rows in res["keyframe_sets"].values():
-        assert [r["name"] for r in rows if r["group"] != "baseline"] == ["motion prior off", "time warp"]
-        assert rows[-1]["command"].endswith("--groups motion,path --rows 'motion prior off;time warp'")
-    assert {"motion prior off", "time warp", "pipeline (default)", "degree 3"} <= set(bench.row_names())
-    assert not bench._runs(BenchConfig(rows=("time warp",)), "inversion")  # no ablation inversions to pay for
+        assert [r["name"] for r in rows if r["group"] != "baseline"] == list(named)
+        assert rows[-1]["command"].endswith("--groups motion,path --rows 'motion prior off;bounce prior, P-NET only'")
+    assert {"motion prior off", "line, no unwrap", "pipeline (default)", "degree 3"} <= set(bench.row_names())
+    assert not bench._runs(BenchConfig(rows=("motion prior off",)), "inversion")  # no ablation inversions to pay for
     assert bench._runs(BenchConfig(rows=("inversion pnet",)), "inversion")
 
 
@@ -166,36 +165,6 @@ def test_command_names_every_protocol_flag():
         bench._command(cfg, "x")
         == "latentvideo bench --sequences 200 --seed 0 --keyframes 0,9,19 --ablation-sequences 50"
     )
-
-
-def test_latent_group_interpolates_in_w_for_a_mapping_network(tmp_path):
-    model = tiny_model_dir(tmp_path / "model", resolution=64, projector=True, mapping_layers=2)
-    pipe = Pipeline.from_dir(model, "cpu")
-    # the w rows start from the cached z inversions mapped to w: the very same keyframe images
-    z = {k: torch.randn(3, 8, generator=torch.Generator().manual_seed(k)) for k in (0, 9, 19)}
-    zs, ws = bench.keyframe_latents(pipe, z, (0, 9, 19), 2), bench.keyframe_latents(pipe, z, (0, 9, 19), 2, "w")
-    assert len(ws) == 2 and ws[1].shape == (3, 8) and not torch.allclose(ws[1], zs[1])
-    with torch.no_grad():
-        assert torch.allclose(pipe.generator.synthesis(ws[1]), pipe.generator(zs[1]), atol=1e-6)
-        assert torch.equal(zs[1][2], z[19][1])
-
-    cfg = BenchConfig(sequences=2, groups=("latent",), extra_keyframes=((0, 19),))
-    opts = pipe.options(lbfgs_steps=2, critic_steps=1, motion_steps=2)
-    res = run_benchmark(cfg, pipe, load_classifier(None, model), tmp_path / "out", progress=False, options=opts)
-    for rows in res["keyframe_sets"].values():
-        names = [r["name"] for r in rows if r["group"] != "baseline"]
-        assert names == [
-            "pipeline (default)",
-            "interpolation in w",
-            "interpolation in w, motion prior off",
-            "interpolation in z, motion prior off",
-        ]
-        assert all(np.isfinite(r["values"]["motion"][0]) for r in rows)
-    assert set(res["smoothness"]) >= {"ppl_z", "ppl_w"}
-    # a generator without a mapping network has no w rows
-    plain = Pipeline.from_dir(tiny_model_dir(tmp_path / "plain", resolution=64, projector=True), "cpu")
-    assert not [v for v in bench.pipeline_variants(False, 3, 3.6) if v[1] == "latent"]
-    assert bench.beyond_variants(3.6, has_mapping(plain.generator)) == bench.beyond_variants(3.6)
 
 
 def test_objects_rows_and_held_out_dynamics(tmp_path):

@@ -83,8 +83,12 @@ def _changes(clip: np.ndarray) -> int:
 
 
 def _files(root: Path) -> set[str]:
-    """Files under `root` (output folders are made before any work, so empty ones may stay)."""
-    return {p for p in listing(root) if (root / p).is_file()} if root.exists() else set()
+    """Files under `root` (output folders are made before any work, so empty ones may stay), the batch
+    runner's journals aside."""
+    from latentvideo.apps.batch import JOURNAL_PREFIX
+
+    found = {p for p in listing(root) if (root / p).is_file()} if root.exists() else set()
+    return {p for p in found if not Path(p).name.startswith(JOURNAL_PREFIX)}
 
 
 def _env() -> dict:
@@ -135,25 +139,25 @@ def test_generate_paths(tmp_path, model, keys, capsys, path):
     assert np.load(out).shape == (20, 32, 32)
 
 
-def test_generate_methods_beyond_the_original(tmp_path, model, keys, capsys):
-    """--joint-steps, --critic-temporal and --time-warp reach the pipeline: each changes the clip."""
+def test_every_pipeline_option_is_a_flag_that_reaches_the_pipeline(tmp_path, model, keys, capsys):
+    """The flags come from options.schema: each non-API-only field has one; path and critic flags change the clip."""
+    from latentvideo.options import schema
+
+    code, text, _ = _run(["generate", "--help"], capsys)
+    assert code == 0
+    for name in schema(include_api_only=False):
+        assert "--" + name.replace("_", "-") in text, name
+    for name in ("render_batch", "seed"):  # API-only
+        assert "--" + name.replace("_", "-") not in text
     base = ["generate", *keys, "--model", model, *FAST]
-    variants = {
-        "line": ["--path", "line"],
-        "joint": ["--path", "line", "--joint-steps", "3", "--joint-critic", "0.001"],
-        "lerp": [],
-        "temporal": ["--critic", "latent", "--critic-step-size", "0.05", "--critic-temporal", "5"],
-        "warp": ["--time-warp"],
-    }
+    variants = {"lerp": [], "line": ["--path", "line", "--pca", "off"], "latent": ["--critic", "latent"]}
     clips = {}
     for name, extra in variants.items():
         out = tmp_path / f"{name}.npy"
         code, _, err = _run([*base, *extra, "--out", out], capsys)
         assert code == 0, err
         clips[name] = np.load(out)
-        assert clips[name].shape == (20, 32, 32)
-    for a, b in (("joint", "line"), ("temporal", "lerp"), ("warp", "lerp")):
-        assert not np.array_equal(clips[a], clips[b]), (a, b)
+    assert not np.array_equal(clips["line"], clips["lerp"]) and not np.array_equal(clips["latent"], clips["lerp"])
 
 
 def test_generate_methods_and_defaults(tmp_path, model, keys, capsys):
@@ -182,9 +186,9 @@ def test_generate_methods_and_defaults(tmp_path, model, keys, capsys):
         (["--pca", "most"], "--pca must be a number"),
         (["--degree", "3", "--path", "line"], "needs more than 3 keyframes"),
         (["--degree", "0"], "degree"),
-        (["--method", "adam"], "unknown inversion method"),
-        (["--path", "spline"], "unknown path"),
-        (["--critic", "on"], "unknown critic"),
+        (["--method", "adam"], "unknown --method 'adam'"),
+        (["--path", "spline"], "unknown --path"),
+        (["--critic", "on"], "unknown --critic"),
         (["--critic-steps", "-1"], "critic-steps"),
         (["--critic-step-size", "-1"], "critic-step-size"),
         (["--lbfgs-steps", "-1"], "lbfgs-steps"),
@@ -193,11 +197,6 @@ def test_generate_methods_and_defaults(tmp_path, model, keys, capsys):
         (["--times", "0,5,25"], r"must lie in \[0, 19\]"),
         (["--out-dir", "clips"], "--out-dir goes with --manifest"),
         (["--fps", "0"], "--fps must be at least 1"),
-        (["--joint-steps", "5"], "--joint-steps refines the 'line' path"),
-        (["--joint-steps", "-1", "--path", "line"], "--joint-steps must be an integer >= 0"),
-        (["--joint-critic", "0.1"], "terms of the joint fit"),
-        (["--critic-temporal", "10", "--critic", "off"], "--critic-temporal needs critic correction"),
-        (["--critic-temporal", "inf"], "--critic-temporal must be a finite number"),
     ],
 )
 def test_generate_bad_options_fail_cleanly(tmp_path, model, keys, capsys, args, match):
@@ -370,7 +369,7 @@ def test_manifest_errors(tmp_path, model, keys, capsys):
     for args, match in [
         (["--frames", "0"], "--frames must be between 2 and"),
         (["--pca", "2"], "--pca must be in"),
-        (["--method", "adam"], "unknown inversion method"),
+        (["--method", "adam"], "unknown --method 'adam'"),
         (["--out", tmp_path / "x.npy"], "come from the CSV"),
         ([keys[0]], "come from the CSV"),
         (["--batch-rows", "0"], "--batch-rows must be at least 1"),
@@ -384,7 +383,7 @@ def test_manifest_errors(tmp_path, model, keys, capsys):
         (f"keyframes,out\n{keys[0]};{keys[1]},\n", "no output path"),
         (f"keyframes,out\n{keys[0]};{keys[1]},x.avi\n", "unknown output format"),
         (f"keyframes,out\n{keys[0]};{keys[1]},x.npy\n{keys[1]};{keys[0]},x.npy\n", "same output twice"),
-        (f"keyframes,times,out\n{keys[0]};{keys[1]},0;x,x.npy\n", "times in row 1"),
+        (f"keyframes,times,out\n{keys[0]};{keys[1]},0;x,x.npy\n", r"row 1 of .*bad.csv: times must be"),
         (f"keyframes,times,out\n{keys[0]};{keys[1]},0;50,x.npy\n", r"must lie in \[0, 19\]"),
     ]:
         bad.write_text(text)

@@ -1,5 +1,5 @@
-"""Beyond the original pipeline: the joint curve fit through G (joint.py), temporal critic correction and
-time warping as pipeline options, their validation, and the benchmark's rows for them. Tiny models only."""
+"""Methods measured and not adopted, kept as functions: the joint curve fit through G (experimental/joint.py)
+and temporal critic correction (correct.correct_clip); every benchmark row's options validate. Tiny models."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from latentvideo.correct import correct_clip
 from latentvideo.errors import LatentVideoError
 from latentvideo.evaluation import bench
 from latentvideo.experimental.joint import (
@@ -102,26 +103,6 @@ def pipe(G):
     return Pipeline.from_modules(G, Critic(32, 1, 4))
 
 
-def test_pipeline_joint_steps(pipe):
-    keys, _ = _clip(pipe.generator, 2)
-    base = dict(method="lbfgs", lbfgs_steps=30, critic="off", pca=None, path="line")
-    line = pipe(keys, TIMES, 20, **base)
-    joint = pipe(keys, TIMES, 20, joint_steps=30, **base)
-    at_keys = lambda clip: (clip.frames[TIMES.astype(int)] - keys).pow(2).mean()  # noqa: E731
-    assert at_keys(joint) < 0.9 * at_keys(line)
-    torch.testing.assert_close(joint.keyframe_latents, line.keyframe_latents)  # the inversion is unchanged
-    # with the critic and prior terms, batched over clips of different lengths
-    k4, _ = _clip(pipe.generator, 6, times=np.array([0.0, 5.0, 10.0, 19.0]))
-    many = pipe.generate_many(
-        [keys, k4], [TIMES, [0, 5, 10, 19]], 20, joint_steps=5, joint_critic=1e-3, joint_prior=0.1, **base
-    )
-    assert [c.frames.shape for c in many] == [(20, 1, 32, 32)] * 2
-    assert all(torch.isfinite(c.frames).all() for c in many)
-    # animate needs the keyframe images for the joint fit
-    with pytest.raises(LatentVideoError, match="keyframe images"):
-        pipe.animate([line.keyframe_latents], [TIMES], 20, pipe.options(joint_steps=5, **base))
-
-
 def _snap_critic(templates: torch.Tensor) -> nn.Module:
     """C(x) = max_j -sum((x - T_j)^2): correction snaps every frame to its nearest template,
     so a plain correction turns a gradual change into a jump."""
@@ -135,94 +116,29 @@ def _snap_critic(templates: torch.Tensor) -> nn.Module:
 
 
 def test_temporal_critic_limits_frame_change(G):
+    """correct_clip's temporal term: the plain correction makes a jump between frames, the temporal one much less;
+    and it acts per clip."""
     with torch.no_grad():
         ends = G(torch.randn(2, Z, generator=torch.Generator().manual_seed(7)))
-    pipe = Pipeline.from_modules(G, _snap_critic(ends))
-    base = dict(method="lbfgs", lbfgs_steps=30, pca=None, critic_steps=30, critic_step_size=0.05)
+    pipe = Pipeline.from_modules(G)
     off = pipe(ends, [0, 19], 20, method="lbfgs", lbfgs_steps=30, pca=None, critic="off").frames
+    C = _snap_critic(ends)
     change = lambda x: (x[1:] - x[:-1]).pow(2).flatten(1).mean(1)  # noqa: E731
-    for space, size, weight in (("pixel", 0.05, 300.0), ("latent", 0.1, 3000.0)):  # measured ratios 0.1, 0.27
-        plain = pipe(ends, [0, 19], 20, **{**base, "critic": space, "critic_step_size": size}).frames
-        opts = {**base, "critic": space, "critic_step_size": size}
-        temporal = pipe(ends, [0, 19], 20, **opts, critic_temporal=weight).frames
-        excess_plain = (change(plain) - change(off)).clamp_min(0).max()
-        excess_temporal = (change(temporal) - change(off)).clamp_min(0).max()
-        assert excess_plain > 2 * change(off).max(), space  # the plain correction makes a jump
-        assert excess_temporal < 0.5 * excess_plain, space
-    # per clip, not across clips: two clips together are the two clips alone
-    opts = {**base, "critic": "pixel", "critic_temporal": 300.0}
-    two = pipe.generate_many([ends, ends.flip(0)], [[0, 19], [0, 19]], 20, **opts)
-    one = pipe(ends.flip(0), [0, 19], 20, **opts)
-    torch.testing.assert_close(two[1].frames, one.frames, atol=1e-5, rtol=0)
-
-
-def test_time_warp_keeps_keyframes_and_evens_out_the_change(pipe):
-    keys, _ = _clip(pipe.generator, 8)
-    base = dict(method="lbfgs", lbfgs_steps=30, critic="off")
-    plain = pipe(keys, TIMES, 20, **base).frames
-    warped = pipe(keys, TIMES, 20, time_warp=True, **base).frames
-    idx = TIMES.astype(int)
-    torch.testing.assert_close(warped[idx], plain[idx], atol=1e-6, rtol=0)
-    step = lambda x: (x[1:] - x[:-1]).flatten(1).norm(dim=1)  # noqa: E731  pixels: the default feature space
-    spread = lambda s: (s.max() - s.min()) / s.mean()  # noqa: E731
-    assert spread(step(warped)) < spread(step(plain))
-    # a feature function, e.g. a classifier's features, replaces the pixels
-    calls = []
-    pipe.feature_fn = lambda x: calls.append(len(x)) or x.flatten(1)[:, :10]
-    try:
-        pipe(keys, TIMES, 20, time_warp=True, **base)
-    finally:
-        pipe.feature_fn = None
-    assert calls
-
-
-@pytest.mark.parametrize(
-    "bad, match",
-    [
-        (dict(joint_steps=-1), "joint-steps"),
-        (dict(joint_steps=1.5), "joint-steps"),
-        (dict(joint_steps=True), "joint-steps"),
-        (dict(joint_critic=-1.0), "joint-critic"),
-        (dict(joint_steps=5, path="line", joint_critic=float("nan")), "joint-critic"),
-        (dict(joint_prior="0.1"), "joint-prior"),
-        (dict(critic_temporal=-1.0), "critic-temporal"),
-        (dict(critic_temporal=float("inf")), "critic-temporal"),
-        (dict(latent_space="u"), "unknown latent space"),
-        (dict(time_warp="yes"), "time-warp"),
-        (dict(joint_steps=5, path="lerp"), "refines the 'line' path"),
-        (dict(joint_critic=0.1), "terms of the joint fit"),
-        (dict(joint_prior=0.1), "terms of the joint fit"),
-        (dict(critic_temporal=10.0, critic="off"), "needs critic correction"),
-        (dict(latent_space="w"), "mapping network"),
-    ],
-)
-def test_new_options_are_validated(pipe, bad, match):
-    with pytest.raises(LatentVideoError, match=match):
-        pipe.options(method="lbfgs", **bad)
-
-
-def test_new_options_default_off_and_need_a_critic():
-    opts = Options()
-    assert opts.motion_prior == "bounce"  # the one method beyond the original that is on (BENCHMARK.md)
-    assert (opts.joint_steps, opts.joint_critic, opts.joint_prior, opts.critic_temporal) == (0, 0.0, 0.0, 0.0)
-    assert (opts.latent_space, opts.time_warp) == ("z", False)
-    torch.manual_seed(0)
-    bare = Pipeline.from_modules(Generator(z_dim=Z, resolution=32, width=4))
-    with pytest.raises(LatentVideoError, match="needs a critic"):
-        bare.options(joint_steps=3, path="line", joint_critic=0.1)
-    assert bare.options(joint_steps=3, path="line", joint_prior=0.1).joint_prior == 0.1
+    plain = correct_clip(None, C, None, off, 30, 0.05, space="pixel")[1]
+    temporal = correct_clip(None, C, None, off, 30, 0.05, temporal=300.0, space="pixel")[1]
+    excess_plain = (change(plain) - change(off)).clamp_min(0).max()
+    excess_temporal = (change(temporal) - change(off)).clamp_min(0).max()
+    assert excess_plain > 2 * change(off).max()  # the plain correction makes a jump
+    assert excess_temporal < 0.5 * excess_plain
 
 
 # ---------------------------------------------------------------- benchmark
 
 
-def test_benchmark_rows_and_smoothness():
-    names = [name for name, _, _ in bench.pipeline_variants(False, 3)]
-    for row in ("joint curve fit", "joint + critic", "temporal critic", "time warp"):
-        assert row in names
-    for _, _, over in bench.pipeline_variants(False, 3):
+def test_benchmark_rows_validate_and_smoothness_in_w():
+    for _, _, over in bench.pipeline_variants(False, 3, speed=3.6, objects=True):
         Options(**{k: v for k, v in over.items() if not k.startswith("_")}).validated()
-    assert "joint curve fit" not in [n for n, _, _ in bench.pipeline_variants(True, 3)]  # --quick stays quick
+    assert len(bench.pipeline_variants(True, 3)) < len(bench.pipeline_variants(False, 3))  # --quick stays quick
     torch.manual_seed(0)
     pipe = Pipeline.from_modules(Generator(z_dim=Z, resolution=32, width=4, mapping_layers=1))
     clf = DigitClassifier(32, 1, 4, 8).eval()

@@ -147,10 +147,10 @@ def test_pipeline_bounce_prior_projects_every_frame(pipe, mm):
 @pytest.mark.parametrize(
     "bad, match",
     [
-        (dict(motion_prior="wave"), "unknown motion prior"),
-        (dict(motion_speed=-1.0), "motion-speed"),
-        (dict(motion_speed=float("nan")), "motion-speed"),
-        (dict(motion_steps=-1), "motion-steps"),
+        (dict(motion_prior="wave"), "unknown motion_prior"),
+        (dict(motion_speed=-1.0), "motion_speed"),
+        (dict(motion_speed=float("nan")), "motion_speed"),
+        (dict(motion_steps=-1), "motion_steps"),
     ],
 )
 def test_motion_options_are_validated(pipe, bad, match):

@@ -259,10 +259,11 @@ def test_a_users_module_with_a_declared_layout_gets_the_unwrapped_path():
     keyframes = G(z_true[[0, 9, 19]])
     pipe = Pipeline.from_modules(G, layout=layout)
     opts = dict(method="lbfgs", critic="off", clip_steps=0, lbfgs_steps=0)  # known latents: test the path alone
-    clip = pipe.animate([z_true[[0, 9, 19]]], [np.array([0.0, 9.0, 19.0])], 20, pipe.options(**opts))[1]
+    clip = pipe.animate([z_true[[0, 9, 19]]], [np.array([0.0, 9.0, 19.0])], 20, pipe.options(**opts)).latents
     rendered_rows = fold(clip[:, 2]) * 24 + 4
     torch.testing.assert_close(rendered_rows, row.float() * 24 + 4, atol=1e-4, rtol=0)
-    lerp = pipe.animate([z_true[[0, 9, 19]]], [np.array([0.0, 9.0, 19.0])], 20, pipe.options(**opts, unwrap=False))[1]
+    lerp = pipe.animate([z_true[[0, 9, 19]]], [np.array([0.0, 9.0, 19.0])], 20, pipe.options(**opts, unwrap=False))
+    lerp = lerp.latents
     assert (fold(lerp[:, 2]) - row.float()).abs().max() > 0.2  # without unwrapping it never reaches the wall
     assert pipe(keyframes, times=[0, 9, 19], num_frames=20, **opts).frames.shape == (20, 1, 32, 32)
 

@@ -98,10 +98,6 @@ def test_from_dir(tmp_path):
     assert with_p.projector is not None and with_p.default_options().method == "pnet+lbfgs"
     clip = with_p(torch.rand(2, 1, 32, 32), num_frames=4, lbfgs_steps=2, critic_steps=1)
     assert clip.frames.shape == (4, 1, 32, 32)
-    assert pipe.feature_fn is None  # no classifier beside the model: time warping measures pixels
-    shipped = load_pipeline(device="cpu")  # its digit classifier gives time warping a feature space
-    feats = shipped.feature_fn(torch.rand(3, 1, 64, 64))
-    assert feats.ndim == 2 and feats.shape[0] == 3 and not feats.requires_grad
     with pytest.raises(LatentVideoError, match="not found"):
         Pipeline.from_dir(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
@@ -182,23 +178,14 @@ def test_every_option_is_accepted(pipe):
     opts = dict(
         method="lbfgs",
         lbfgs_steps=3,
-        prior_weight=0.01,
         path="slerp",
         pca=None,
         degree=2,
         critic="latent",
         critic_steps=2,
         critic_step_size=0.01,
-        critic_anchor=0.5,
         render_batch=3,
         seed=1,
-        # the options beyond the original pipeline: exercised in test_joint.py / test_smoothness.py
-        joint_steps=0,
-        joint_critic=0.0,
-        joint_prior=0.0,
-        critic_temporal=0.0,
-        latent_space="z",
-        time_warp=True,
         motion_prior="off",  # the bounce prior: test_motion.py
         motion_speed=None,
         motion_steps=5,
@@ -223,7 +210,7 @@ def test_every_option_is_accepted(pipe):
 @pytest.mark.parametrize(
     "bad, match",
     [
-        (dict(method="nope"), "unknown inversion method"),
+        (dict(method="nope"), "unknown method 'nope'"),
         (dict(method="pnet"), "needs a P-NET"),
         (dict(method="pnet+lbfgs"), "needs a P-NET"),
         (dict(path="spline"), "unknown path"),
@@ -237,15 +224,14 @@ def test_every_option_is_accepted(pipe):
         (dict(degree=1.5), "degree"),
         (dict(degree=3, path="line"), "needs more than 3 keyframes"),
         (dict(degree=5, path="line"), "needs more than 5 keyframes"),
-        (dict(lbfgs_steps=-1), "lbfgs-steps"),
-        (dict(lbfgs_steps=2.5), "lbfgs-steps"),
-        (dict(prior_weight=-1.0), "prior-weight"),
-        (dict(prior_weight=float("inf")), "prior-weight"),
-        (dict(critic_steps=-1), "critic-steps"),
-        (dict(critic_step_size=-0.1), "critic-step-size"),
-        (dict(critic_step_size=float("nan")), "critic-step-size"),
-        (dict(critic_anchor=-1.0), "critic-anchor"),
-        (dict(render_batch=0), "render-batch"),
+        (dict(lbfgs_steps=-1), "lbfgs_steps must be an integer"),
+        (dict(lbfgs_steps=2.5), "lbfgs_steps must be an integer"),
+        (dict(critic_steps=-1), "critic_steps must be"),
+        (dict(critic_step_size=-0.1), "critic_step_size must be"),
+        (dict(critic_step_size=float("nan")), "critic_step_size must be"),
+        (dict(unwrap="yes"), "unwrap must be true or false"),
+        (dict(motion_speed=0), "motion_speed must be a number > 0"),
+        (dict(render_batch=0), "render_batch must be"),
         (dict(seed=-1), "seed"),
         (dict(seed=True), "seed"),
         (dict(colour="red"), "unknown option"),
@@ -266,7 +252,7 @@ def test_critic_correction_needs_a_critic(bare):
 
 @pytest.mark.parametrize("frames", [-1, 0, 1, MAX_FRAMES + 1])
 def test_frame_count_limits(pipe, frames):
-    with pytest.raises(LatentVideoError, match="--frames must be between 2"):
+    with pytest.raises(LatentVideoError, match="num_frames must be between 2"):
         pipe(_keyframes(pipe.generator), None, frames)
 
 

@@ -196,11 +196,14 @@ def test_run_generation_with_the_motion_prior(pipe, tmp_path):
 
 
 def test_run_generation_passes_the_speed_and_projection_budget(pipe, tmp_path):
-    assert web._options(None, None, 1, None, None, motion_speed=0, motion_steps=7) == {
-        "pca": None,
-        "degree": 1,
+    names = ["pca", "degree", "motion_speed", "motion_steps", "method", "unwrap"]
+    assert web.control_values([0, 2, 0, 7, "", False], names) == {
+        "pca": None,  # 0 on the page: PCA off
+        "degree": 2,
+        "motion_speed": None,  # 0 on the page: unknown
         "motion_steps": 7,
-    }  # speed 0 on the page: unknown
+        "unwrap": False,
+    }  # an empty control keeps the model's default
     s = web.load_sample(tmp_path / "in", seed=0)  # digits apart: the bounce prior applies
     slow = web.run_generation(pipe, s.paths, s.times, 20, motion_steps=3, out_dir=tmp_path / "slow")
     fast = web.run_generation(pipe, s.paths, s.times, 20, motion_speed=3.6, motion_steps=0, out_dir=tmp_path / "fast")
@@ -216,13 +219,13 @@ def test_run_generation_passes_the_speed_and_projection_budget(pipe, tmp_path):
         (dict(degree=3, path="line"), "degree 3 needs more than 3 keyframes"),
         (dict(path="spline"), "unknown path"),
         (dict(pca=1.5), "pca"),
-        (dict(method="magic"), "unknown inversion method"),
+        (dict(method="magic"), "unknown method"),
         (dict(times="0,5"), "2 keyframe times for 3 keyframes"),
         (dict(times="9,5,0"), "increasing"),
         (dict(critic_step_size=float("nan")), "critic"),
-        (dict(motion_prior="wave"), "unknown motion prior"),
-        (dict(motion_speed=-2), "motion-speed"),
-        (dict(motion_steps=-1), "motion-steps"),
+        (dict(motion_prior="wave"), "unknown motion_prior"),
+        (dict(motion_speed=-2), "motion_speed"),
+        (dict(motion_steps=-1), "motion_steps"),
     ],
 )
 def test_run_generation_rejects_bad_settings(pipe, keyframe_pngs, tmp_path, kwargs, message):
@@ -342,7 +345,7 @@ def test_browser_upload_generate_sample_and_bad_file(tmp_path, tiny_model, keyfr
                 assert "keyframe 2: MSE" in _text(page, "#report")
                 page.wait_for_timeout(500)
                 page.screenshot(path=str(tmp_path / "web-sample.png"), full_page=True)
-                page.locator("#motion input[value=bounce]").check()  # with the motion prior, a known speed
+                page.locator("#motion-prior input[value=bounce]").check()  # with the motion prior, a known speed
                 page.locator("#motion-speed input").fill("3.6")
                 page.click("#generate")  # the same sampled keyframes again: the truth stays beside the clip
                 page.wait_for_function("document.querySelector('#status').innerText.includes('Done')")

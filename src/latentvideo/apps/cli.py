@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import os
 import sys
@@ -12,6 +14,7 @@ import numpy as np
 import typer
 
 from ..errors import LatentVideoError
+from ..options import schema
 
 app = typer.Typer(
     help="latentvideo: a few still images in, a short video out, through a GAN's latent space.",
@@ -245,16 +248,49 @@ def _parse_floats(text: str | None, what: str) -> list[float] | None:
     return values
 
 
-def _parse_pca(text: str) -> float | None:
+def _parse_fraction(text: str, flag: str) -> float | None:
     if text.lower() in ("off", "none"):
         return None
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        _fail(f"--pca must be a number in (0, 1] or 'off', got {text!r}")
-    if not 0 < value <= 1:  # NaN fails too
-        _fail(f"--pca must be in (0, 1], got {text}", "0.99 keeps 99 % of the variance; 'off' disables PCA")
-    return value
+        _fail(f"{flag} must be a number in (0, 1] or 'off', got {text!r}")
+
+
+def with_pipeline_options(command):
+    """Give a command one flag per pipeline option (options.schema, API-only fields aside), with the
+    schema's help text; the command receives the flags that were given as `options` (a dict of Options
+    fields). So the flags, the web page's controls and the library's validation share one definition."""
+    params = [p for p in inspect.signature(command).parameters.values() if p.name != "options"]
+    extra = []
+    for name, k in schema(include_api_only=False).items():
+        flag = "--" + name.replace("_", "-")
+        help_text = k.help
+        if k.kind == "bool":
+            decl, ann = typer.Option(None, f"{flag}/--no-{flag[2:]}", help=help_text), bool | None
+        else:
+            ann = {"int": int | None, "float": float | None, "speed": float | None}.get(k.kind, str | None)
+            decl = typer.Option(None, flag, help=help_text + (" ('off' disables)" if k.kind == "fraction" else ""))
+        extra.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=decl, annotation=ann))
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        given = {n: kwargs.pop(n, None) for n in schema(include_api_only=False)}
+        given = {n: v for n, v in given.items() if v is not None}
+        for n, v in given.items():
+            if schema()[n].kind == "fraction":
+                given[n] = _parse_fraction(v, "--" + n.replace("_", "-"))
+        return command(**kwargs, options=given)
+
+    wrapper.__signature__ = inspect.Signature(params + extra)
+    return wrapper
+
+
+def flag_error(e: LatentVideoError) -> str:
+    """An error as the command line reports it: an option's name becomes its flag."""
+    text = str(e)
+    name = getattr(e, "name", None)
+    return text.replace(name, "--" + name.replace("_", "-"), 1) if name else text
 
 
 def _print_clip_report(clip, names) -> None:
@@ -264,37 +300,13 @@ def _print_clip_report(clip, names) -> None:
 
 
 @app.command()
+@with_pipeline_options
 def generate(
     keyframes: list[Path] | None = typer.Argument(None, help="Keyframe images, in time order."),
     out: Path | None = typer.Option(None, "--out", help="clip.gif, clip.mp4, clip.png (contact sheet) or clip.npy."),
     times: str | None = typer.Option(None, help="Keyframe times as frame indices, e.g. 0,9,19 (default: even)."),
     frames: int = typer.Option(20, help="Frames in the clip."),
     model: Path | None = typer.Option(None, help=_MODEL_HELP),
-    method: str | None = typer.Option(None, help="Inversion: pnet, lbfgs, pnet+lbfgs or scipy."),
-    lbfgs_steps: int | None = typer.Option(None, help="L-BFGS iterations."),
-    path: str | None = typer.Option(
-        None, help="lerp (through every keyframe; default), slerp or line (PCA + regression)."
-    ),
-    pca: str = typer.Option("0.99", help="Fraction of latent variance PCA keeps, or 'off'."),
-    degree: int = typer.Option(1, help="Polynomial degree of the path over time (1 = a line)."),
-    critic: str | None = typer.Option(None, help="Critic correction: off, pixel or latent."),
-    critic_steps: int | None = typer.Option(None, help="Critic-correction steps."),
-    critic_step_size: float | None = typer.Option(None, help="Critic-correction step size."),
-    critic_temporal: float | None = typer.Option(
-        None, help="Correct a clip's frames jointly, penalising frame-to-frame change this much (0 = off)."
-    ),
-    joint_steps: int | None = typer.Option(
-        None, help="With --path line: fit the line through G to all keyframes jointly (iterations; 0 = off)."
-    ),
-    joint_critic: float | None = typer.Option(None, help="Joint fit: weight of the critic on in-between frames."),
-    time_warp: bool | None = typer.Option(
-        None, "--time-warp/--no-time-warp", help="Space frames evenly by arc length (classifier features if shipped)."
-    ),
-    motion_prior: str | None = typer.Option(
-        None, help="off, or bounce: digits that bounce off the walls, fitted to the keyframes in image space."
-    ),
-    motion_speed: float | None = typer.Option(None, help="Bounce: every digit's speed in px/frame, if known."),
-    motion_steps: int | None = typer.Option(None, help="Bounce: L-BFGS iterations per in-between frame."),
     fps: int = typer.Option(10, help="Frames per second of GIF/MP4."),
     resize: bool = typer.Option(False, help="Rescale keyframes to the model's size."),
     from_file: Path | None = typer.Option(None, "--from", help="Take keyframes from a [T, N, H, W] .npy/.npz."),
@@ -305,19 +317,29 @@ def generate(
     batch_rows: int = typer.Option(
         16, help="With --manifest: rows projected and rendered together (outputs never depend on torchrun's size)."
     ),
+    on_error: str = typer.Option(
+        "stop",
+        "--on-error",
+        help="With --manifest: 'stop' at the first bad row before anything is rendered, or 'skip' bad rows (each "
+        "reported), render the rest and exit 2 with a summary. Finished clips are journalled, so a rerun renders "
+        "only what is missing or changed.",
+    ),
     device: str = typer.Option("auto"),
+    options: dict | None = None,
 ):
-    """Make a clip from keyframe images.
+    """Make a clip from keyframe images. The pipeline flags (--method ... --unwrap) default to the model's
+    own defaults (the shipped model's are measured: BENCHMARK.md).
 
     Examples:
       latentvideo generate a.png b.png c.png --out clip.gif
-      latentvideo generate a.png b.png c.png --times 0,9,19 --frames 20 --out clip.mp4 --pca 0.99 --critic-steps 5
+      latentvideo generate a.png b.png c.png --times 0,9,19 --frames 20 --out clip.mp4 --critic-steps 5
       latentvideo generate --from mm_test.npy --sequence 3 --keyframes 0,9,19 --out clip.png
-      latentvideo generate a.png b.png c.png --path line --joint-steps 50 --out clip.gif
-      latentvideo generate --from mm_test.npy --keyframes 0,19 --motion-prior bounce --motion-speed 3.6 --out c.gif
-      latentvideo generate --manifest jobs.csv --out-dir clips/
+      latentvideo generate a.png b.png c.png --path line --pca 0.99 --out clip.gif
+      latentvideo generate --from mm_test.npy --keyframes 0,19 --motion-speed 3.6 --out c.gif
+      latentvideo generate --manifest jobs.csv --out-dir clips/ --on-error skip
       torchrun --standalone --nproc_per_node=2 -m latentvideo.cli generate --manifest jobs.csv --out-dir clips/
     """
+    overrides = options or {}
     from ..pipeline import MAX_FRAMES, load_pipeline, prepare_keyframes
     from ..render import check_output_path, to_uint8, write_clip
 
@@ -325,30 +347,28 @@ def generate(
         _fail(f"--frames must be between 2 and {MAX_FRAMES}, got {frames}")
     if fps < 1:
         _fail(f"--fps must be at least 1, got {fps}")
-    overrides = {"pca": _parse_pca(pca), "degree": degree}
-    for name, value in [
-        ("path", path),
-        ("method", method),
-        ("lbfgs_steps", lbfgs_steps),
-        ("critic", critic),
-        ("critic_steps", critic_steps),
-        ("critic_step_size", critic_step_size),
-        ("critic_temporal", critic_temporal),
-        ("joint_steps", joint_steps),
-        ("joint_critic", joint_critic),
-        ("time_warp", time_warp),
-        ("motion_prior", motion_prior),
-        ("motion_speed", motion_speed),
-        ("motion_steps", motion_steps),
-    ]:
-        if value is not None:
-            overrides[name] = value
     if manifest is not None:
         if keyframes or out is not None or from_file is not None or times is not None:
             _fail("with --manifest, keyframes, times and outputs come from the CSV", "drop --out, --from, --times")
         if batch_rows < 1:
             _fail(f"--batch-rows must be at least 1, got {batch_rows}")
-        return _generate_manifest(manifest, out_dir, frames, model, device, fps, resize, overrides, batch_rows)
+        if on_error not in ("stop", "skip"):
+            _fail(f"--on-error must be stop or skip, got {on_error!r}")
+        from .batch import run_manifest
+
+        run_manifest(
+            load_pipeline(model, device),
+            manifest,
+            out_dir,
+            frames,
+            overrides,
+            fps=fps,
+            resize=resize,
+            batch_rows=batch_rows,
+            on_error=on_error,
+            echo=typer.echo,
+        )
+        return
     if out_dir is not None:
         _fail("--out-dir goes with --manifest", "use --out for one clip")
     if out is None:
@@ -390,63 +410,6 @@ def generate(
     write_clip(out, clip_u8, fps=fps, keyframes=key_cols, rows=rows, labels=labels)
     typer.echo(f"wrote {out}  ({frames} frames, keyframes at {', '.join(f'{t:g}' for t in clip.times)})")
     _print_clip_report(clip, names)
-
-
-def _generate_manifest(manifest, out_dir, frames, model, device, fps, resize, overrides, batch_rows=16):
-    """Render every row of a CSV, `batch_rows` rows per batched run of the pipeline.
-
-    Under torchrun (RANK / WORLD_SIZE set; no process group is needed) rank r takes batches
-    r, r + world, ... A batch holds the same rows whatever the number of processes, and float
-    results can depend on the batch a frame is computed in, so every output file is the same
-    (byte for byte) in one process or many."""
-    import csv
-
-    from ..pipeline import load_pipeline, prepare_keyframes
-    from ..render import check_output_path, to_uint8, write_clip
-
-    if not manifest.is_file():
-        _fail(f"manifest not found: {manifest}")
-    try:
-        with open(manifest, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except (UnicodeDecodeError, csv.Error) as e:
-        _fail(f"cannot read manifest {manifest}: {e}")
-    if not rows or not {"keyframes", "out"} <= set(rows[0]):
-        _fail(f"{manifest} needs a header with columns keyframes, times (optional), out")
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    base = out_dir or manifest.parent
-    jobs = []
-    for i, row in enumerate(rows):
-        paths = [Path(p.strip()) for p in (row.get("keyframes") or "").split(";") if p.strip()]
-        paths = [p if p.is_absolute() else manifest.parent / p for p in paths]
-        if len(paths) < 2:
-            _fail(f"row {i + 1} of {manifest}: need at least 2 keyframes, got {len(paths)}")
-        out = (row.get("out") or "").strip()
-        if not out:
-            _fail(f"row {i + 1} of {manifest} has no output path")
-        target = Path(out) if Path(out).is_absolute() else base / out
-        times = (row.get("times") or "").replace(";", ",").strip()
-        jobs.append((i, paths, _parse_floats(times, f"times in row {i + 1}"), target))
-    targets = [target for _, _, _, target in jobs]
-    if len(set(targets)) != len(targets):
-        _fail(f"{manifest} writes the same output twice")
-    for target in targets:
-        check_output_path(target)
-    pipe = load_pipeline(model, device)
-    pipe.options(**overrides)  # every rank checks the options, even one without rows
-    if not 0 <= rank < world:
-        _fail(f"bad torchrun environment: RANK={rank}, WORLD_SIZE={world}")
-    batches = [jobs[i : i + batch_rows] for i in range(0, len(jobs), batch_rows)]
-    for batch in batches[rank::world]:
-        sets = [
-            prepare_keyframes([str(p) for p in paths], pipe.channels, pipe.resolution, resize)
-            for _, paths, _, _ in batch
-        ]
-        clips = pipe.generate_many(sets, [t for _, _, t, _ in batch], frames, **overrides)
-        for (i, _, _, target), clip in zip(batch, clips):
-            write_clip(target, to_uint8(clip.frames), fps=fps, keyframes=[int(round(t)) for t in clip.times])
-            errs = ", ".join(f"{e:.4f}" for e in clip.keyframe_errors.tolist())
-            typer.echo(f"[rank {rank}] row {i + 1}: wrote {target}  (keyframe MSE {errs})")
 
 
 @app.command("invert")
@@ -718,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=False)
     except LatentVideoError as e:
-        typer.echo(f"error: {e}", err=True)
+        typer.echo(f"error: {flag_error(e)}", err=True)
         return 2
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 0

@@ -39,13 +39,12 @@ import torch
 
 from ..data import IMAGE_EXTS, load_image, moving_mnist, to_frames
 from ..errors import LatentVideoError
-from ..pipeline import MOTION_PRIORS, PATHS
+from ..options import schema
 from ..render import contact_sheet, to_uint8, write_clip, write_png
 
 MIN_FILES, MAX_FILES = 2, 8
 MAX_FILE_BYTES = 10 * 1024 * 1024  # per uploaded file
 MAX_WEB_FRAMES = 240  # the CLI allows more; a page request should stay short
-MAX_DEGREE = 7
 SAMPLE_KEYFRAMES = (0, 9, 19)
 SAMPLE_FRAMES = 20
 KEEP_SECONDS = 3600  # request folders older than this are removed
@@ -186,33 +185,53 @@ def load_sample(out_dir: str | Path, seed: int | None = None) -> Sample:
 # ---------------------------------------------------------------- generation
 
 
-def _options(
-    method,
-    pca,
-    degree,
-    critic_steps,
-    critic_step_size,
-    path=None,
-    motion_prior=None,
-    motion_speed=None,
-    motion_steps=None,
-) -> dict:
-    opts = {"pca": None if pca is None else float(pca), "degree": int(degree)}
-    if path:
-        opts["path"] = str(path)
-    if motion_prior:
-        opts["motion_prior"] = str(motion_prior)
-    if motion_speed:  # None or 0: unknown speed (the slowest bounce path that fits)
-        opts["motion_speed"] = float(motion_speed)
-    if motion_steps is not None:
-        opts["motion_steps"] = int(motion_steps)
-    if method:
-        opts["method"] = str(method)
-    if critic_steps is not None:
-        opts["critic_steps"] = int(critic_steps)
-    if critic_step_size is not None:
-        opts["critic_step_size"] = float(critic_step_size)
-    return opts
+def control_values(values: Sequence, names: Sequence[str]) -> dict:
+    """The page's control values (in `names` order, options.schema fields) -> Options overrides: 0 means
+    off for a fraction (PCA) and unknown for a speed; empty controls keep the model's default."""
+    out = {}
+    for name, v in zip(names, values):
+        k = schema()[name]
+        if v is None or v == "":
+            continue
+        if k.kind in ("fraction", "speed"):
+            out[name] = float(v) if float(v) > 0 else None
+        elif k.kind == "int":
+            out[name] = int(v)
+        elif k.kind == "float":
+            out[name] = float(v)
+        elif k.kind == "bool":
+            out[name] = bool(v)
+        else:
+            out[name] = str(v)
+    return out
+
+
+def option_controls(gr, pipe) -> dict:
+    """One control per pipeline option (options.schema, API-only fields aside), labelled with its help text
+    and set to the model's default; elem_id is the option's flag name (e.g. motion-speed)."""
+    from ..invert import METHODS
+
+    defaults = pipe.default_options()
+    controls = {}
+    for name, k in schema(include_api_only=False).items():
+        value, elem = getattr(defaults, name), name.replace("_", "-")
+        label = f"{name.replace('_', ' ')}: {k.help}"
+        if name == "method":
+            choices = [m for m in METHODS if pipe.projector is not None or not m.startswith("pnet")]
+            controls[name] = gr.Dropdown(choices, value=value, label=label, elem_id=elem)
+        elif k.kind == "choice":
+            controls[name] = gr.Radio(list(k.choices), value=value, label=label, elem_id=elem)
+        elif k.kind == "int":
+            high = k.high if k.high is not None else max(100, value)
+            controls[name] = gr.Slider(k.low, high, value=value, step=1, label=label, elem_id=elem)
+        elif k.kind == "bool":
+            controls[name] = gr.Checkbox(value=value, label=label, elem_id=elem)
+        else:  # float, fraction (0: off), speed (0: unknown)
+            zero = {"fraction": " (0: off)", "speed": " (0: unknown)"}.get(k.kind, "")
+            controls[name] = gr.Number(value=value or 0, minimum=0, label=label + zero, elem_id=elem)
+        if name.startswith("critic") and pipe.critic is None:
+            controls[name].interactive = False
+    return controls
 
 
 def _truth_frames(truth: np.ndarray, channels: int, resolution: int) -> np.ndarray:
@@ -226,21 +245,15 @@ def run_generation(
     files,
     times: str | Sequence[float] | None = None,
     frames: int = SAMPLE_FRAMES,
-    pca: float | None = 0.99,
-    degree: int = 1,
-    critic_steps: int | None = None,
-    critic_step_size: float | None = None,
-    method: str | None = None,
-    path: str | None = None,
-    motion_prior: str | None = None,
-    motion_speed: float | None = None,
-    motion_steps: int | None = None,
+    *,
     resize: bool = True,
     truth: np.ndarray | None = None,
     out_dir: str | Path | None = None,
     fps: float = FPS,
+    **opts,
 ) -> dict:
-    """Uploaded keyframe files -> the clip, written into `out_dir` (a fresh temp dir by default).
+    """Uploaded keyframe files -> the clip, written into `out_dir` (a fresh temp dir by default); `opts` are
+    Options fields (the model's defaults otherwise).
 
     Returns a dict: frames (uint8 clip), clip (the pipeline's Clip), video / gif / npy /
     sheet (paths), truth_video (path or None), downloads (paths), gallery ([(image,
@@ -253,7 +266,6 @@ def run_generation(
         raise LatentVideoError(f"number of frames must be between 2 and {MAX_WEB_FRAMES}, got {frames}")
     paths = check_uploads(files)
     time_list = parse_times(times) if isinstance(times, (str, type(None))) else [float(t) for t in times]
-    opts = _options(method, pca, degree, critic_steps, critic_step_size, path, motion_prior, motion_speed, motion_steps)
     pipe.options(**opts)  # bad settings fail before any decoding
     keyframes = load_keyframes(paths, pipe.channels, pipe.resolution, resize=resize)
     clip = pipe(keyframes, time_list, frames, **opts)
@@ -345,25 +357,8 @@ def _require_gradio():
 def build_app(pipe, dirs: RequestDirs | None = None):
     """The Gradio Blocks page for `pipe` (not launched). Use `serve` to run it."""
     gr = _require_gradio()
-    from ..invert import METHODS
-
     dirs = dirs or RequestDirs()
-    defaults = pipe.default_options()
-    methods = [m for m in METHODS if pipe.projector is not None or not m.startswith("pnet")]
-    has_critic = pipe.critic is not None
-
-    def settings(method, path, motion, speed, motion_steps, use_pca, pca, degree, critic_steps, step_size):
-        return dict(
-            method=method,
-            path=path,
-            motion_prior=motion,
-            motion_speed=speed,
-            motion_steps=motion_steps,
-            pca=float(pca) if use_pca else None,
-            degree=int(degree),
-            critic_steps=int(critic_steps) if has_critic else None,
-            critic_step_size=float(step_size) if has_critic and step_size is not None else None,
-        )
+    names = list(schema(include_api_only=False))
 
     def outputs_of(result, status):
         return (
@@ -396,7 +391,7 @@ def build_app(pipe, dirs: RequestDirs | None = None):
             paths = check_uploads(files)
             same = sample and [file_digest(p) for p in paths] == sample["digests"]  # still the sampled keyframes?
             truth = sample["truth"] if same else None
-            s = settings(*knob_values)
+            s = control_values(knob_values, names)
             result = run_generation(pipe, paths, times, frames, resize=resize, truth=truth, out_dir=dirs.new(), **s)
             return outputs_of(result, f"Done in {result['timings']['total']:.1f} s.")
         except Exception as e:  # noqa: BLE001
@@ -408,7 +403,7 @@ def build_app(pipe, dirs: RequestDirs | None = None):
             out = dirs.new()
             sample = load_sample(out)
             times = ",".join(f"{t:g}" for t in sample.times)
-            s = settings(*knob_values)
+            s = control_values(knob_values, names)
             result = run_generation(
                 pipe, sample.paths, times, SAMPLE_FRAMES, resize=resize, truth=sample.truth, out_dir=out, **s
             )
@@ -447,47 +442,7 @@ def build_app(pipe, dirs: RequestDirs | None = None):
                 )
                 frames = gr.Slider(2, MAX_WEB_FRAMES, value=SAMPLE_FRAMES, step=1, label="Frames", elem_id="frames")
                 with gr.Accordion("Settings", open=True):
-                    method = gr.Dropdown(methods, value=defaults.method, label="Inversion method")
-                    path = gr.Radio(
-                        list(PATHS), value=defaults.path, label="Path (PCA and degree apply to 'line')", elem_id="path"
-                    )
-                    motion = gr.Radio(
-                        list(MOTION_PRIORS),
-                        value=defaults.motion_prior,
-                        label="Motion prior (bounce: digits that bounce off the walls; other images keep the path)",
-                        elem_id="motion",
-                    )
-                    with gr.Row():
-                        speed = gr.Number(
-                            value=defaults.motion_speed or 0,
-                            minimum=0,
-                            label="Bounce: digit speed, px/frame (0: unknown; Moving MNIST 64x64: 3.6)",
-                            elem_id="motion-speed",
-                        )
-                        motion_steps = gr.Slider(
-                            0,
-                            300,
-                            value=defaults.motion_steps,
-                            step=1,
-                            label="Bounce: L-BFGS steps per in-between frame (more: truer digits, slower)",
-                            elem_id="motion-steps",
-                        )
-                    with gr.Row():
-                        use_pca = gr.Checkbox(value=defaults.pca is not None, label="PCA", scale=1, min_width=80)
-                        pca = gr.Slider(
-                            0.5, 1.0, value=defaults.pca or 0.99, step=0.01, label="PCA: variance kept", scale=3
-                        )
-                    degree = gr.Slider(1, MAX_DEGREE, value=defaults.degree, step=1, label="Path degree (1 = a line)")
-                    with gr.Row():
-                        critic_steps = gr.Slider(
-                            0, 50, value=defaults.critic_steps, step=1, label="Critic steps", interactive=has_critic
-                        )
-                        step_size = gr.Number(
-                            value=defaults.critic_step_size,
-                            minimum=0,
-                            label="Critic step size",
-                            interactive=has_critic,
-                        )
+                    controls = option_controls(gr, pipe)
                     resize = gr.Checkbox(value=True, label="Rescale to the model's size")
             with gr.Column(scale=3, min_width=320):
                 with gr.Row():
@@ -510,7 +465,7 @@ def build_app(pipe, dirs: RequestDirs | None = None):
                 report = gr.Markdown("", elem_id="report")
                 downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
 
-        knobs = [method, path, motion, speed, motion_steps, use_pca, pca, degree, critic_steps, step_size]
+        knobs = [controls[n] for n in names]
         results = [status, video, truth_video, sheet, gallery, report, downloads]
         files.upload(on_upload, files, status)
         generate_btn.click(

@@ -6,7 +6,9 @@
 A run directory holds config.json, checkpoint.safetensors (atomic), stats.jsonl,
 samples/*.png and exported model dirs generator/ and critic/. `--resume RUN_DIR`
 restores step, weights, optimizer moments and every RNG, so a resumed run ends
-with the same weights as an uninterrupted one.
+with the same weights as an uninterrupted one. Under `torchrun --max-restarts=N`, the
+workers torchrun restarts after a failure re-run the `--out` command line; they continue
+from the run's last complete checkpoint as `--resume` would (see _elastic_restart).
 """
 
 from __future__ import annotations
@@ -134,7 +136,19 @@ class _Dist:
             import torch.distributed as dist
 
             if not dist.is_initialized():
-                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+                backend = "nccl" if device.type == "cuda" else "gloo"
+                restart = _elastic_restart()
+                if restart and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+                    # torchrun keeps one store over its restarts, holding the failed attempt's peer
+                    # addresses under the same keys: a restarted world could read those and fail to connect
+                    from torch.distributed.constants import default_pg_timeout
+
+                    addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+                    store = dist.TCPStore(addr, port, self.world, is_master=False, timeout=default_pg_timeout)
+                    store = dist.PrefixStore(f"latentvideo/restart_{restart}", store)
+                    dist.init_process_group(backend, store=store, rank=self.rank, world_size=self.world)
+                else:
+                    dist.init_process_group(backend)
 
     def wrap(self, module):
         if self.world == 1:
@@ -172,6 +186,25 @@ class _Dist:
             dist.destroy_process_group()
 
 
+def _elastic_restart() -> int:
+    """How often torchrun has restarted the worker group (0: first attempt, or no torchrun)."""
+    try:
+        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    except ValueError:
+        return 0
+
+
+def _checkpoint_owner(path: Path) -> str | None:
+    """The torchrun job (TORCHELASTIC_RUN_ID) that wrote a checkpoint; None if none did or it cannot be read."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return json.loads(f.metadata()["latentvideo"]).get("elastic_run")
+    except Exception:
+        return None
+
+
 def train_gan(
     run_dir: str | Path,
     config: GANConfig | None = None,
@@ -187,11 +220,30 @@ def train_gan(
     for time-boxed sessions).
     """
     run_dir = Path(run_dir)
-    if resume:
+    # torchrun --max-restarts: restarted workers re-run `train gan --out RUN_DIR`. Once the first attempt has
+    # written config.json they continue the run like --resume (from the last complete checkpoint, or from
+    # step 0 if there is none yet). The old workers are all gone by then and rank 0 writes no checkpoint
+    # before the collectives below, so every rank sees (and loads) the same checkpoint file.
+    restart = _elastic_restart()
+    elastic = restart > 0 and not resume and (run_dir / "config.json").is_file()
+    if resume or elastic:
         cfg_file = run_dir / "config.json"
         if not cfg_file.is_file():
             raise LatentVideoError(f"not a training run (no config.json): {run_dir}")
         saved = GANConfig(**json.loads(cfg_file.read_text()))
+        if elastic:
+            config = config if config is not None else GANConfig()
+            if dataclasses.replace(saved, steps=config.steps) != config:
+                raise LatentVideoError(
+                    f"torchrun restart: {run_dir} holds a run with another config.json",
+                    hint="pass --resume to continue it or pick --out",
+                )
+            ckpt = run_dir / "checkpoint.safetensors"  # a run this torchrun job did not start stays refused
+            if ckpt.exists() and _checkpoint_owner(ckpt) != os.environ.get("TORCHELASTIC_RUN_ID"):
+                raise LatentVideoError(
+                    f"{run_dir} already holds a run", hint="pass --resume to continue it or pick --out"
+                )
+            resume = True
         config = dataclasses.replace(saved, steps=config.steps) if config is not None else saved
     elif config is None:
         config = GANConfig()
@@ -231,6 +283,8 @@ def train_gan(
         data_rng.bit_generator.state = meta["data_rng"][dist.rank]
         if main:
             truncate_stats(run_dir / "stats.jsonl", step)
+            if elastic:
+                print(f"torchrun restart {restart}: continuing {run_dir} from step {step}", file=sys.stderr)
     elif resume:  # stopped before its first checkpoint: start over from the same seed and config
         if main:
             print(f"{run_dir} has no checkpoint yet: starting from step 0", file=sys.stderr)
@@ -264,6 +318,7 @@ def train_gan(
         if not main:
             return
         meta = {"step": step, "data_rng": states, "config": dataclasses.asdict(config), "pl_mean": pl_mean.item()}
+        meta["elastic_run"] = os.environ.get("TORCHELASTIC_RUN_ID")  # lets a torchrun restart tell its own run
         save_checkpoint(
             run_dir / "checkpoint.safetensors",
             {"G": G, "C": C, "G_ema": G_ema},
@@ -276,6 +331,11 @@ def train_gan(
         with torch.no_grad():
             save_grid((G_ema if config.ema else G)(fixed_z), run_dir / "samples" / f"step_{step:07d}.png")
 
+    # Test-only fault injection (tests/test_elastic.py): on torchrun's first attempt, rank
+    # LATENTVIDEO_FAULT_RANK exits abruptly once LATENTVIDEO_FAULT_AT_STEP steps are done (and checkpointed,
+    # if due), as a killed worker would; the restarted world does not fault, so it finishes the run.
+    fault_at = int(os.environ.get("LATENTVIDEO_FAULT_AT_STEP", "-1")) if restart == 0 else -1
+    fault = fault_at >= 0 and dist.rank == int(os.environ.get("LATENTVIDEO_FAULT_RANK", "0"))
     bar = tqdm(total=end, initial=step, disable=not (progress and main), desc="train gan", unit="step")
     t0, frames_seen = time.perf_counter(), 0
     try:  # close the bar on errors too, so that the error line starts a line of its own
@@ -330,6 +390,8 @@ def train_gan(
                     f.write(json.dumps(row) + "\n")
             if step % config.checkpoint_every == 0 or step == end:
                 checkpoint()
+            if fault and step == fault_at:
+                os._exit(1)
     finally:
         bar.close()
     dist.close()

@@ -1,0 +1,126 @@
+"""The pipeline's options: one schema that the Python API, the command line, the web page and the benchmark
+all read. Each field carries its help text and kind, so `latentvideo generate --help`, the page's controls
+and the validation below come from the same place. Defaults are the measured best (BENCHMARK.md); a
+model can change some of them (`Pipeline.default_options`).
+
+Errors name the parameter as the library knows it (`pca must be in (0, 1], got 1.5`); front-ends map the
+name to their own spelling (`apps/cli.py` turns it into `--pca`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from .correct import PIXEL_STEP_SIZE, PIXEL_STEPS
+from .errors import LatentVideoError
+from .invert import METHODS
+
+PATHS = ("lerp", "slerp", "line")
+CRITIC_SPACES = ("off", "pixel", "latent")
+MOTION_PRIORS = ("off", "bounce")
+KINDS = ("choice", "int", "float", "fraction", "speed", "bool")
+
+
+class OptionError(LatentVideoError):
+    """A bad option value; `name` is the Options field it concerns."""
+
+    def __init__(self, name: str, message: str, hint: str | None = None):
+        super().__init__(message, hint)
+        self.name = name
+
+
+@dataclass(frozen=True)
+class Knob:
+    help: str
+    kind: str  # one of KINDS; fraction: a number in (0, 1] or None (off); speed: a number > 0 or None (unknown)
+    choices: tuple = ()
+    low: float = 0  # smallest valid value (int, float)
+    high: float | None = None  # the largest value a front-end's slider offers (not a validity limit)
+    api_only: bool = False  # not offered by the command line or the web page
+
+
+def knob(default, help: str, kind: str, **kw):
+    return field(default=default, metadata={"knob": Knob(help, kind, **kw)})
+
+
+@dataclass
+class Options:
+    """Every knob of the pipeline (see the field help texts)."""
+
+    method: str = knob("pnet+lbfgs", "Inversion: pnet, lbfgs, pnet+lbfgs or scipy.", "choice", choices=METHODS)
+    lbfgs_steps: int = knob(300, "L-BFGS iterations per keyframe.", "int", high=1000)
+    path: str = knob(
+        "lerp", "Path through the keyframe latents: lerp, slerp or line (PCA + regression).", "choice", choices=PATHS
+    )
+    pca: float | None = knob(0.99, "Fraction of latent variance PCA keeps for the 'line' path, or off.", "fraction")
+    degree: int = knob(1, "Polynomial degree of the 'line' path over time (1: a line).", "int", low=1, high=4)
+    critic: str = knob("pixel", "Critic correction: off, pixel or latent.", "choice", choices=CRITIC_SPACES)
+    critic_steps: int = knob(PIXEL_STEPS, "Critic-correction steps.", "int", high=100)
+    critic_step_size: float = knob(PIXEL_STEP_SIZE, "Critic-correction step size.", "float")
+    render_batch: int = knob(256, "Latents rendered at once (memory bound).", "int", low=1, api_only=True)
+    seed: int = knob(0, "Seed of any random start.", "int", api_only=True)
+    motion_prior: str = knob(
+        "bounce",
+        "off, or bounce: digits cut from the keyframes bounce off the walls in image space, and every "
+        "in-between frame is projected (dcgan models; a generator with position coordinates moves by itself).",
+        "choice",
+        choices=MOTION_PRIORS,
+    )
+    motion_speed: float | None = knob(
+        None, "Every object's speed in px/frame, if known (Moving MNIST 64x64: 3.6).", "speed"
+    )
+    motion_steps: int = knob(50, "Bounce prior: L-BFGS iterations per in-between frame.", "int", high=300)
+    clip_steps: int = knob(
+        60,
+        "Generators with position coordinates: joint L-BFGS iterations over a clip's keyframes, one appearance "
+        "per object (0: each keyframe alone).",
+        "int",
+        high=300,
+    )
+    unwrap: bool = knob(
+        True, "Generators with position coordinates: unwrap positions so that the path bounces off the walls.", "bool"
+    )
+
+    def validated(self) -> Options:
+        """Check every field against its kind; raises OptionError naming the field."""
+        for name, k in schema().items():
+            check_value(name, k, getattr(self, name))
+        return self
+
+
+def schema(include_api_only: bool = True) -> dict[str, Knob]:
+    """Options field name -> Knob, in declaration order."""
+    out = {f.name: f.metadata["knob"] for f in fields(Options)}
+    return out if include_api_only else {n: k for n, k in out.items() if not k.api_only}
+
+
+def check_value(name: str, k: Knob, value) -> None:
+    if k.kind == "choice":
+        if value not in k.choices:
+            raise OptionError(name, f"unknown {name} {value!r}", hint=", ".join(k.choices))
+    elif k.kind == "int":
+        if not _is_int(value) or value < k.low:
+            raise OptionError(name, f"{name} must be an integer >= {k.low:g}, got {value!r}")
+    elif k.kind == "float":
+        if not (_is_number(value) and math.isfinite(value) and value >= k.low):
+            raise OptionError(name, f"{name} must be a finite number >= {k.low:g}, got {value!r}")
+    elif k.kind == "fraction":
+        if value is not None and not (_is_number(value) and 0 < value <= 1):  # NaN fails this too
+            raise OptionError(name, f"{name} must be in (0, 1] or None (off), got {value!r}")
+    elif k.kind == "speed":
+        if value is not None and not (_is_number(value) and math.isfinite(value) and value > 0):
+            raise OptionError(name, f"{name} must be a number > 0 or None (unknown), got {value!r}")
+    elif k.kind == "bool":
+        if not isinstance(value, (bool, np.bool_)):
+            raise OptionError(name, f"{name} must be true or false, got {value!r}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
