@@ -29,6 +29,7 @@ from . import baselines, metrics
 from .classifier import features as classifier_features
 from .classifier import predict_digits
 from .ppl import perceptual_path_length
+from .recovery import measure_recovery, recovery_markdown
 
 METRICS = ("mse_pixel", "mse_frame", "psnr", "ssim", "motion", "ink", "identity", "flicker")
 
@@ -378,6 +379,12 @@ def run_benchmark(
             add("original settings", "original", clips, inv.seconds / n + sum(timings.values()), n)
         results["keyframe_sets"][",".join(map(str, ks))] = [asdict(r) for r in rows]
 
+    if pipe.layout is not None:  # how well inversion recovers known positions, and held-out keyframe PSNR
+        results["recovery"] = measure_recovery(pipe, 16 if cfg.quick else 64, tuple(cfg.keyframes), cfg.seed)
+        default = clip_cache.get((sets[0], base.method, base.lbfgs_steps, base.clip_steps))
+        if default is not None:
+            mse = default.errors.clamp_min(1e-12)
+            results["recovery"]["held_out_psnr_db"] = float((10 * torch.log10(1 / mse)).median())
     results["speed"] = measure_speed(pipe, video, cfg, base, methods[0])
     ppl_samples = PPL_SAMPLES_QUICK if cfg.quick else PPL_SAMPLES
     results["smoothness"] = measure_smoothness(pipe, classifier, ppl_samples, seed=cfg.seed)
@@ -531,6 +538,13 @@ def report_markdown(results: dict) -> str:
             name = r["name"] if r["sequences"] == cfg["sequences"] else f"{r['name']} ({r['sequences']} seq)"
             out.append(f"| {name} | " + " | ".join(cells) + f" | {s} |")
         out.append("")
+    if "recovery" in results:
+        out += recovery_markdown(results["recovery"])
+        if "held_out_psnr_db" in results["recovery"]:
+            out += [
+                f"Held-out test keyframes (default row): PSNR {results['recovery']['held_out_psnr_db']:.1f} dB.",
+                "",
+            ]
     out += ["## Inversion", "", "| method | images | MSE/px | s/image |", "|---|---|---|---|"]
     for r in results["inversion"]:
         out.append(f"| {r['method']} | {r['images']} | {r['mse_pixel']:.4f} | {r['seconds_per_image']:.3f} |")
