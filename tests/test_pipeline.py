@@ -191,6 +191,7 @@ def test_every_option_is_accepted(pipe):
         motion_steps=5,
         clip_steps=3,  # generators with a latent layout only: test_objects.py
         unwrap=False,
+        pivot_steps=0,
     )
     assert set(opts) == {f for f in Options.__dataclass_fields__}
     assert pipe.options(**opts) == Options(**opts)

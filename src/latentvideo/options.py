@@ -83,6 +83,13 @@ class Options:
     unwrap: bool = knob(
         True, "Generators with position coordinates: unwrap positions so that the path bounces off the walls.", "bool"
     )
+    pivot_steps: int = knob(
+        0,
+        "Generators with position coordinates: Adam steps fine-tuning a per-clip copy of the sprite net on the "
+        "keyframes (pivotal tuning; 0: off).",
+        "int",
+        high=200,
+    )
 
     def validated(self) -> Options:
         """Check every field against its kind; raises OptionError naming the field."""

@@ -35,7 +35,7 @@ from .motion import BounceFit, fit_bounce
 from .objects import LatentLayout, latent_layout
 from .options import OptionError, Options
 from .render import render
-from .slots import invert_clips
+from .slots import invert_clips, pivotal_tune
 from .trajectory import check_times, evenly_spaced_times, fit_trajectory, lerp_path, slerp_path
 from .unwrap import unwrap_positions
 
@@ -309,19 +309,31 @@ class Pipeline:
             if fits is not None and any(f is not None for f in fits):
                 paths = self.motion_paths(paths, latents, times_list, fits, query, opts)
             z = torch.cat([p(query) for p in paths]).to(self.device)  # [clips * T, z_dim]
-        frames = self.render_and_correct(z, opts, timer)  # 4-5.
+        if self.layout is not None and opts.pivot_steps:  # a per-clip sprite net, tuned on the clip's keyframes
+            if keyframes is None or len(keyframes) != len(latents):
+                raise LatentVideoError("pivotal tuning needs every clip's keyframe images", hint="keyframes=")
+            with timer("pivot"):
+                tuned = [
+                    pivotal_tune(self.generator, zk.to(self.device), k.to(self.device), opts.pivot_steps)
+                    for zk, k in zip(latents, keyframes)
+                ]
+            frames = torch.cat(
+                [self.render_and_correct(zc, opts, timer, G) for zc, G in zip(z.split(num_frames), tuned)]
+            )
+        else:
+            frames = self.render_and_correct(z, opts, timer)  # 4-5.
         return Animation(frames, z.cpu(), timer.per(len(latents)))
 
-    def render_and_correct(self, z: torch.Tensor, opts: Options, timer: Timer | None = None) -> torch.Tensor:
-        """Steps 4-5: latents [N, z_dim] -> frames [N, C, H, W] (CPU); critic correction in latent space
-        acts before rendering, in pixel space after it."""
-        timer = timer or Timer()
+    def render_and_correct(self, z: torch.Tensor, opts: Options, timer: Timer | None = None, G=None) -> torch.Tensor:
+        """Steps 4-5: latents [N, z_dim] -> frames [N, C, H, W] (CPU), rendered by G (default: the pipeline's);
+        critic correction in latent space acts before rendering, in pixel space after it."""
+        timer, G = timer or Timer(), G if G is not None else self.generator
         steps = opts.critic_steps if opts.critic != "off" else 0
         if opts.critic == "latent" and steps:
             with timer("correct"):
-                z = correct_latents(self.generator, self.critic, z, steps, opts.critic_step_size)
+                z = correct_latents(G, self.critic, z, steps, opts.critic_step_size)
         with timer("render"):
-            frames = render(self.generator, z, batch_size=opts.render_batch)  # [N, C, H, W]
+            frames = render(G, z, batch_size=opts.render_batch)  # [N, C, H, W]
         with timer("correct"):
             if opts.critic == "pixel" and steps:
                 frames = correct_pixels(self.critic, frames.to(self.device), steps, opts.critic_step_size).cpu()

@@ -9,10 +9,13 @@
 
 A digit's identity then cannot drift between keyframes: the path between them only moves it.
 `slot_matched_error` is P-NET's supervised loss on G's own samples (slot order does not matter).
+`pivotal_tune` (Roich et al. 2021) fine-tunes a per-clip copy of the sprite net on the keyframes, so that the
+sprites are the keyframes' own objects while the positions still come from the latent path.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 
@@ -212,3 +215,24 @@ def _joint_fit(G, starts, images, layout, steps, sigma):
 
         v, _ = lbfgs(fg, v, steps=stage_steps)
     return list(unpack(v).detach())
+
+
+def pivotal_tune(G, latents: torch.Tensor, keyframes: torch.Tensor, steps: int = 30, lr: float = 1e-3):
+    """A copy of G whose sprite net (parameters named sprite*, or all of G's without such) is fine-tuned with Adam
+    for `steps` so that G(latents [K, z_dim]) matches keyframes [K, C, H, W]; the latents stay fixed. Returns the
+    copy, frozen; G is not modified."""
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise LatentVideoError(f"pivot steps must be an integer >= 0, got {steps!r}")
+    tuned = copy.deepcopy(G).requires_grad_(False)
+    params = [p for n, p in tuned.named_parameters() if n.startswith("sprite")] or list(tuned.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(params, lr)
+    z, x = latents.detach(), keyframes.detach()
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = (tuned(z) - x).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return tuned.eval().requires_grad_(False)
