@@ -41,7 +41,9 @@ from .unwrap import unwrap_positions
 
 __all__ = ["Clip", "Options", "Pipeline", "generate", "load_pipeline", "prepare_keyframes"]
 
-PRETRAINED = Path(__file__).parent / "pretrained" / "moving-mnist-64"
+SHIPPED = Path(__file__).parent / "pretrained"  # one folder per shipped model, loaded by name
+DEFAULT_MODEL = "moving-mnist-64"
+PRETRAINED = SHIPPED / DEFAULT_MODEL
 MAX_FRAMES = 10_000  # cap on --frames; rendering is chunked, so memory stays bounded
 OBJECT_FRAME_STEPS = 50  # generators with position coordinates: L-BFGS per keyframe before the clip-level fit
 
@@ -123,9 +125,11 @@ class Pipeline:
 
     @classmethod
     def from_dir(cls, path: str | Path | None = None, device: str = "auto") -> Pipeline:
-        """Load a model folder holding generator/ and critic/ (and projector/ if trained):
-        a training run directory or the shipped default (path=None)."""
+        """Load a model folder holding generator/ and critic/ (and projector/ if trained): a training run
+        directory, the name of a shipped model (`shipped_models()`), or the shipped default (path=None)."""
         path = Path(path) if path is not None else PRETRAINED
+        if not path.exists() and len(path.parts) == 1 and (SHIPPED / path.name / "generator").is_dir():
+            path = SHIPPED / path.name
         if path.exists() and not path.is_dir():
             raise LatentVideoError(
                 f"a model is a folder holding generator/ and critic/, got a file: {path}",
@@ -374,8 +378,13 @@ class Pipeline:
         return k
 
 
+def shipped_models() -> list[str]:
+    """Names of the models shipped inside the package (`--model NAME`)."""
+    return sorted(p.name for p in SHIPPED.iterdir() if (p / "generator").is_dir())
+
+
 def load_pipeline(path: str | Path | None = None, device: str = "auto") -> Pipeline:
-    """The shipped default model (no arguments), a training run, or a model folder."""
+    """The shipped default model (no arguments), a shipped model by name, a training run, or a model folder."""
     return Pipeline.from_dir(path, device)
 
 

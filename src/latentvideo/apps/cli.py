@@ -233,7 +233,10 @@ def export_cmd(
 
 # ------------------------------------------------------------------ generate / invert
 
-_MODEL_HELP = "Model folder with generator/ and critic/ (a training run works) (default: the shipped model)."
+_MODEL_HELP = (
+    "A shipped model by name (moving-mnist-64, the default), or a model folder with generator/ and critic/ "
+    "(a training run works)."
+)
 
 
 def _parse_floats(text: str | None, what: str) -> list[float] | None:
