@@ -150,6 +150,69 @@ def test_request_dirs_are_fresh_and_old_ones_pruned(tmp_path):
     assert not a.exists() and b.exists()
 
 
+def test_request_dirs_discard_and_leave_other_entries_alone(tmp_path):
+    dirs = web.RequestDirs(keep_seconds=60, root=tmp_path)
+    other = dirs.root / "gradio"  # Gradio's temp folder may live beside the request folders
+    other.mkdir()
+    old = time.time() - 120
+    os.utime(other, (old, old))
+    a = dirs.new()
+    dirs.discard(a)
+    dirs.discard(None)
+    assert not a.exists() and dirs.folders() == [] and other.exists()
+    b = dirs.new()
+    os.utime(b, (old, old))
+    dirs.new()
+    assert not b.exists() and other.exists() and len(dirs.folders()) == 1
+
+
+def test_pipeline_gate_takes_turns_in_order_and_says_busy():
+    import threading
+
+    gate = web.PipelineGate(concurrency=1, max_queue=2)
+    order = []
+
+    def visit(i):
+        with gate.turn():
+            order.append(i)
+
+    with gate.turn() as waited:  # one request holds the only turn
+        assert waited < 1 and gate.running == 1 and gate.waiting == 0
+        threads = []
+        for i in range(2):
+            threads.append(threading.Thread(target=visit, args=(i,)))
+            threads[-1].start()
+            while gate.waiting < i + 1:  # in line one after the other: first come, first served
+                time.sleep(0.01)
+        with pytest.raises(web.ServerBusy, match="busy .*try again"):
+            with gate.turn():
+                pass
+        assert web.error_markdown(web.ServerBusy("the server is busy")).startswith("**Busy:**")
+    for t in threads:
+        t.join(timeout=10)
+    assert order == [0, 1] and gate.running == gate.waiting == 0
+    with gate.turn():  # free again
+        pass
+    with pytest.raises(LatentVideoError, match="--concurrency must be between 1"):
+        web.PipelineGate(concurrency=0)
+    with pytest.raises(LatentVideoError, match="--max-queue must be between 0"):
+        web.PipelineGate(max_queue=-1)
+
+
+def test_check_request_answers_mistakes_without_rendering(pipe, keyframe_pngs, tmp_path):
+    r = web.check_request(pipe, keyframe_pngs, "0,5,11", 12)
+    assert r.keyframes.shape == (3, 1, 64, 64) and r.times == [0.0, 5.0, 11.0] and r.frames == 12
+    for kwargs, message in [
+        (dict(times="0,5"), "2 keyframe times for 3 keyframes"),  # checked against the keyframes up front
+        (dict(times="9,5,0"), "increasing"),
+        (dict(frames="many"), "whole number"),
+    ]:
+        with pytest.raises(LatentVideoError, match=message):
+            web.check_request(pipe, keyframe_pngs, **kwargs)
+    with pytest.raises(LatentVideoError, match="cannot read image notes.png"):
+        web.check_request(pipe, [keyframe_pngs[0], _fake_png(tmp_path)])
+
+
 # ---------------------------------------------------------------- sample and generation
 
 
@@ -244,6 +307,10 @@ def test_serve_without_gradio_says_what_to_install(monkeypatch, tiny_model, caps
     assert "pip install 'latentvideo[web]'" in capsys.readouterr().err
     assert main(["serve", "--port", "70000"]) == 2
     assert "--port must be between 1 and 65535" in capsys.readouterr().err
+    assert main(["serve", "--concurrency", "0"]) == 2
+    assert "--concurrency must be between 1 and" in capsys.readouterr().err
+    assert main(["serve", "--max-queue", "-1"]) == 2
+    assert "--max-queue must be between 0 and" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- the page in a browser

@@ -258,7 +258,7 @@ def _load_photos(names) -> dict[str, np.ndarray]:
     return {n: a for n in names if (a := _photo(n)) is not None}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _photo(name: str) -> np.ndarray | None:
     import skimage.data as d
 
@@ -274,7 +274,7 @@ def _photo(name: str) -> np.ndarray | None:
     return a
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sprite(shape: str, s: int) -> np.ndarray:
     """Anti-aliased coverage uint8 [s, s] (255 inside) of a filled shape filling an s x s box."""
     from PIL import Image, ImageDraw

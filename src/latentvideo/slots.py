@@ -144,6 +144,8 @@ def invert_clips(
     else:
         init = torch.zeros(len(images), z_dim, device=dev)
         init[:, layout.index] = 0.5
+    if hasattr(G, "sprites") and getattr(G, "channels", 0) == 1 and not getattr(G, "background", 0):
+        init = _best_start(G, images, init, template_positions(G, init, images, layout))
     method = "lbfgs" if frame_steps else None
     z = invert(G, images, method, init=init, steps=frame_steps, seed=seed).latents if method else init
     bounds = np.cumsum([0] + [len(k) for k in sets])
@@ -166,6 +168,49 @@ def invert_clips(
         recons = [G(zc) for zc in out]
     errors = [(r - x).pow(2).flatten(1).mean(1).cpu() for r, x in zip(recons, sets)]
     return ClipInversion([zc.cpu() for zc in out], [r.cpu() for r in recons], errors, time.perf_counter() - t0)
+
+
+def template_positions(G, z: torch.Tensor, images: torch.Tensor, layout: LatentLayout) -> torch.Tensor:
+    """z [N, z_dim] with every slot's position set where G's own sprite for that slot best matches the image
+    (gray, max-composed generators): greedy template matching, the slot with the strongest match first, its
+    sprite then subtracted. Cross-correlation over all positions gives a start whose sprite overlaps its
+    target, where L-BFGS from a wrong place would see no gradient."""
+    N, K = len(z), len(layout.positions)
+    S = G.sprite
+    with torch.no_grad():
+        sprites = torch.stack([G.sprites(z[:, slice(*r)])[:, -1] for r in layout.appearance], 1)  # [N, K, S, S]
+        coords = torch.arange(S, dtype=z.dtype, device=z.device)
+        mass = sprites.sum((2, 3)) + 1e-3  # [N, K]
+        com = torch.stack([(sprites.sum(3) * coords).sum(2), (sprites.sum(2) * coords).sum(2)], -1) / mass[..., None]
+        shift = (com - (S - 1) / 2).clamp(-S / 4, S / 4)  # [N, K, 2], as ObjectGenerator.place
+        residual, out, todo = images[:, :1].clone(), z.clone(), torch.ones(N, K, dtype=torch.bool, device=z.device)
+        rows = torch.arange(N, device=z.device)
+        for _ in range(K):
+            score = F.conv2d(residual.transpose(0, 1), sprites.reshape(N * K, 1, S, S), groups=N)  # [1, N*K, P, P]
+            score = score.view(N, K, -1) - 0.5 * sprites.pow(2).sum((2, 3))[..., None]
+            score = score.masked_fill(~todo[..., None], -float("inf"))
+            best, where = score.flatten(1).max(1)  # [N]: the strongest remaining match per image
+            k, pos = where // score.shape[2], where % score.shape[2]
+            P = int(round(score.shape[2] ** 0.5))
+            top_left = torch.stack([pos // P, pos % P], 1).to(z.dtype)  # [N, 2] px
+            u = (top_left + shift[rows, k]) / layout.fold_range
+            idx = layout.index.to(z.device)[k]  # [N, 2]
+            out[rows[:, None], idx] = u
+            todo[rows, k] = False
+            placed = torch.zeros_like(residual)
+            for i in range(N):
+                r0, c0 = int(top_left[i, 0]), int(top_left[i, 1])
+                placed[i, 0, r0 : r0 + S, c0 : c0 + S] = sprites[i, k[i]]
+            residual = (residual - placed).clamp_min(0)
+    return out
+
+
+def _best_start(G, images: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per image, whichever of two starts [N, z_dim] reconstructs it better."""
+    with torch.no_grad():
+        ea = (G(a) - images).pow(2).flatten(1).mean(1)
+        eb = (G(b) - images).pow(2).flatten(1).mean(1)
+    return torch.where((eb < ea)[:, None], b, a)
 
 
 def _shared_start(G, zc: torch.Tensor, x: torch.Tensor, layout: LatentLayout) -> torch.Tensor:

@@ -65,6 +65,52 @@ def dataset_moving_mnist(
     typer.echo(f"wrote {out}  uint8 {list(mm.video.shape)}  ({split} digits, seed {seed})")
 
 
+@dataset_app.command("moving-shapes")
+def dataset_moving_shapes(
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        help="Output file: .mp4 (every sequence one after another, lossless H.264 RGB), "
+        ".npy ([T, N, H, W, 3] uint8) or .npz (video + ground truth).",
+    ),
+    split: str = typer.Option("train", help="train or test: disjoint background photographs and hues."),
+    sequences: int = typer.Option(500, help="Number of sequences N."),
+    frames: int = typer.Option(20, help="Frames per sequence T."),
+    objects: str = typer.Option("1-3", help="Objects per sequence: N, or MIN-MAX, within 1-3."),
+    size: int = typer.Option(64, help="Canvas size (at least 32)."),
+    fps: float = typer.Option(10, help="Frame rate of an .mp4."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same file."),
+):
+    """Synthesise Moving Shapes: coloured shapes bouncing like Moving MNIST digits over photographs
+    (bundled with scikit-image) or colour gradients; made offline. See latentvideo.shapes for the split.
+
+    Examples:
+      latentvideo dataset moving-shapes --split train --sequences 500 --out train.mp4
+      latentvideo dataset moving-shapes --split test --sequences 100 --objects 2 --out test.npz
+      latentvideo train gan --out runs/shapes --data train.mp4
+    """
+    from ..fileio import check_writable
+    from ..shapes import OUTPUT_EXTS, moving_shapes, parse_objects, write_moving_shapes
+
+    if out.suffix.lower() not in OUTPUT_EXTS:
+        _fail(f"unknown output extension {out.suffix or '(none)'!r}", "use .mp4, .npy or .npz")
+    if split not in ("train", "test"):
+        _fail(f"unknown split {split!r}", "use 'train' or 'test'")
+    if sequences < 1 or frames < 1:
+        _fail(f"--sequences and --frames must be at least 1, got {sequences} and {frames}")
+    if not fps > 0:
+        _fail(f"--fps must be positive, got {fps}")
+    span = parse_objects(objects)
+    check_writable(out)
+    ms = moving_shapes(sequences, frames, size, split=split, seed=seed, objects=span)
+    write_moving_shapes(out, ms, fps=fps)
+    T, N, H, W, _ = ms.video.shape
+    what = f"{N * T} RGB frames {W}x{H} ({N} sequences of {T})" if out.suffix.lower() == ".mp4" else (
+        f"uint8 {list(ms.video.shape)}"
+    )  # fmt: skip
+    typer.echo(f"wrote {out}  {what}  ({split} split, seed {seed})")
+
+
 # ------------------------------------------------------------------ train
 
 
@@ -663,6 +709,18 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind; the default is reachable from this machine only."),
     model: Path | None = typer.Option(None, help=_MODEL_HELP),
     device: str = typer.Option("auto"),
+    concurrency: int = typer.Option(
+        1,
+        help="Clips rendered at once. One render already uses every CPU core, so on a small machine (2 cores) "
+        "more than 1 only helps when cores are spare (a GPU model, nothing else running); otherwise each "
+        "clip just takes longer.",
+    ),
+    max_queue: int = typer.Option(
+        16,
+        "--max-queue",
+        help="Requests that may wait for a turn; past that a visitor is told the server is busy and to try "
+        "again (uploads are checked first, so a bad one is answered at once).",
+    ),
 ):
     """Serve a local web page: upload keyframes (or sample a test sequence), watch the clip.
 
@@ -672,7 +730,7 @@ def serve(
     """
     from .web import serve as serve_web
 
-    serve_web(model, host, port, device)
+    serve_web(model, host, port, device, concurrency=concurrency, max_queue=max_queue)
 
 
 # ------------------------------------------------------------------ entry point

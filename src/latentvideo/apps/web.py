@@ -7,8 +7,17 @@ seconds per stage and GIF / MP4 / NPY / PNG downloads.
 
 All the work is in plain functions (`check_uploads`, `load_keyframes`, `load_sample`,
 `run_generation`) that know nothing of Gradio, so they are unit-tested without a
-browser; `build_app(pipe)` only wires them to components, and `serve` launches it.
-Gradio is imported lazily: without it everything but `build_app`/`serve` works, and
+browser; `build_app(pipe)` only wires them to components, `launch` starts it in the background
+and `serve` runs it until interrupted.
+
+Requests: uploads are checked (count, type, size, decoding, times and settings) before a request
+waits for the pipeline, so a bad upload is answered at once even while clips render. Only then does
+it queue for a `PipelineGate` turn: `concurrency` clips render at once, at most `max_queue` wait in
+line (first come, first served), and anyone past that is told the server is busy. A request's
+folder is made when its turn comes and removed if it fails; the folders of finished clips are
+removed after `KEEP_SECONDS`.
+
+Gradio is imported lazily: without it everything but `build_app`/`launch`/`serve` works, and
 `serve` fails with a `LatentVideoError` naming the extra to install.
 
 The server binds to 127.0.0.1 by default and makes no outside calls: analytics and
@@ -30,7 +39,8 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +59,10 @@ SAMPLE_KEYFRAMES = (0, 9, 19)
 SAMPLE_FRAMES = 20
 KEEP_SECONDS = 3600  # request folders older than this are removed
 FPS = 10
+CONCURRENCY = 1  # clips rendered at once (serve --concurrency)
+MAX_QUEUE = 16  # requests waiting for a turn before visitors are told the server is busy (serve --max-queue)
+MAX_CONCURRENCY, MAX_MAX_QUEUE = 32, 256  # each waiting request holds a server thread
+CHECK_CONCURRENCY = 4  # uploads decoded at once (each request: at most 8 images of at most 16 Mpx)
 
 # Environment that keeps Gradio (and huggingface_hub under it) from calling out.
 OFFLINE_ENV = {
@@ -137,9 +151,13 @@ def parse_times(text: str | None) -> list[float] | None:
 
 
 class RequestDirs:
-    """One fresh folder per request under a private root in the system temp dir (where
-    Gradio may serve files from); folders older than `keep_seconds` are pruned and
-    the root is removed when the process exits."""
+    """One fresh folder per request (named req-*) under a private root in the system temp dir
+    (where Gradio may serve files from); request folders older than `keep_seconds` are pruned
+    whenever a new one is made, a failed request's folder is removed at once (`discard`), and
+    the root is removed when the process exits. Other entries of the root (Gradio's own temp
+    folder) are left alone."""
+
+    PREFIX = "req-"
 
     def __init__(self, keep_seconds: float = KEEP_SECONDS, root: str | Path | None = None):
         self.root = Path(tempfile.mkdtemp(prefix="latentvideo-web-", dir=root))
@@ -147,14 +165,94 @@ class RequestDirs:
         atexit.register(shutil.rmtree, self.root, True)
 
     def new(self) -> Path:
+        self.prune()
+        return Path(tempfile.mkdtemp(prefix=self.PREFIX, dir=self.root))
+
+    def prune(self) -> None:
         now = time.time()
-        for d in self.root.iterdir():
+        for d in self.root.glob(self.PREFIX + "*"):
             try:
                 if now - d.stat().st_mtime > self.keep_seconds:
                     shutil.rmtree(d, ignore_errors=True)
             except OSError:
                 pass
-        return Path(tempfile.mkdtemp(dir=self.root))
+
+    def discard(self, path: str | Path | None) -> None:
+        """Remove one request's folder (a failed request leaves nothing behind)."""
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def folders(self) -> list[Path]:
+        return sorted(self.root.glob(self.PREFIX + "*"))
+
+
+# ---------------------------------------------------------------- taking turns
+
+
+class ServerBusy(LatentVideoError):
+    """Too many requests are already waiting for the pipeline: come back later."""
+
+
+class PipelineGate:
+    """Turns at the pipeline, first come, first served: at most `concurrency` requests hold a turn at
+    once and at most `max_queue` wait for one; a request past that gets `ServerBusy` at once instead of
+    an unbounded wait. Thread-safe (Gradio runs each request in a worker thread).
+
+        with gate.turn():  # blocks until it is this request's turn, or raises ServerBusy
+            render()
+    """
+
+    def __init__(self, concurrency: int = CONCURRENCY, max_queue: int = MAX_QUEUE):
+        check_capacity(concurrency, max_queue)
+        self.concurrency, self.max_queue = int(concurrency), int(max_queue)
+        self._cond = threading.Condition()
+        self._issued = 0  # tickets handed out; ticket t starts once t < _done + concurrency
+        self._done = 0  # tickets finished (or given up)
+
+    @property
+    def running(self) -> int:
+        with self._cond:
+            return min(self._issued - self._done, self.concurrency)
+
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return max(0, self._issued - self._done - self.concurrency)
+
+    @contextmanager
+    def turn(self) -> Iterator[float]:
+        """Wait for a turn (yields the seconds waited); ServerBusy if `max_queue` requests already wait."""
+        t0 = time.perf_counter()
+        with self._cond:
+            waiting = self._issued - self._done - self.concurrency
+            if waiting >= self.max_queue:
+                raise ServerBusy(
+                    f"the server is busy ({self.concurrency} rendering, {max(waiting, 0)} waiting, "
+                    "the most it queues); try again in a minute"
+                )
+            ticket = self._issued
+            self._issued += 1
+            try:
+                while ticket >= self._done + self.concurrency:
+                    self._cond.wait()
+            except BaseException:
+                self._done += 1  # gave up its place: count it as served
+                self._cond.notify_all()
+                raise
+        try:
+            yield time.perf_counter() - t0
+        finally:
+            with self._cond:
+                self._done += 1
+                self._cond.notify_all()
+
+
+def check_capacity(concurrency, max_queue) -> None:
+    """serve --concurrency / --max-queue, checked before the model loads."""
+    if not 1 <= int(concurrency) <= MAX_CONCURRENCY:
+        raise LatentVideoError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}, got {concurrency}")
+    if not 0 <= int(max_queue) <= MAX_MAX_QUEUE:
+        raise LatentVideoError(f"--max-queue must be between 0 and {MAX_MAX_QUEUE}, got {max_queue}")
 
 
 # ---------------------------------------------------------------- sample
@@ -240,6 +338,40 @@ def _truth_frames(truth: np.ndarray, channels: int, resolution: int) -> np.ndarr
     return to_uint8(torch.from_numpy(frames).float() / 255)
 
 
+@dataclass
+class CheckedRequest:
+    """A request that passed every check that does not need the pipeline's turn."""
+
+    paths: list[Path]  # the uploaded keyframes, in time order
+    times: list[float] | None  # None: evenly spaced
+    frames: int
+    keyframes: torch.Tensor  # float [K, C, H, W] in [0, 1], the model's size
+    opts: dict  # Options overrides
+    t_start: float  # time.perf_counter() when the check began
+    queued: float = 0.0  # seconds it then waited for its turn (reported when it matters)
+
+
+def check_request(
+    pipe, files, times: str | Sequence[float] | None = None, frames: int = SAMPLE_FRAMES, *, resize=True, **opts
+) -> CheckedRequest:
+    """Everything a user can get wrong, checked before the request waits for the pipeline: the frame
+    count, the uploads (count, type, size, then decoded), the times and the settings. Fast (no
+    rendering); raises `LatentVideoError`."""
+    t_start = time.perf_counter()
+    try:
+        frames = int(frames)
+    except (TypeError, ValueError):
+        raise LatentVideoError(f"number of frames must be a whole number, got {frames!r}") from None
+    if not 2 <= frames <= MAX_WEB_FRAMES:
+        raise LatentVideoError(f"number of frames must be between 2 and {MAX_WEB_FRAMES}, got {frames}")
+    paths = check_uploads(files)
+    time_list = parse_times(times) if isinstance(times, (str, type(None))) else [float(t) for t in times]
+    options = pipe.options(**opts)  # bad settings fail before any decoding
+    keyframes = load_keyframes(paths, pipe.channels, pipe.resolution, resize=resize)
+    pipe.check_inputs([keyframes], [time_list], frames, options)  # times vs keyframes, degree vs count
+    return CheckedRequest(paths, time_list, frames, keyframes, dict(opts), t_start)
+
+
 def run_generation(
     pipe,
     files,
@@ -253,22 +385,24 @@ def run_generation(
     **opts,
 ) -> dict:
     """Uploaded keyframe files -> the clip, written into `out_dir` (a fresh temp dir by default); `opts` are
-    Options fields (the model's defaults otherwise).
+    Options fields (the model's defaults otherwise). `check_request` then `render`.
 
     Returns a dict: frames (uint8 clip), clip (the pipeline's Clip), video / gif / npy /
     sheet (paths), truth_video (path or None), downloads (paths), gallery ([(image,
     caption)] keyframe and reconstruction pairs), errors ([K] MSE per pixel), names,
     timings (seconds per stage) and report (markdown). Every user mistake raises
     `LatentVideoError`."""
-    t_start = time.perf_counter()
-    frames = int(frames)
-    if not 2 <= frames <= MAX_WEB_FRAMES:
-        raise LatentVideoError(f"number of frames must be between 2 and {MAX_WEB_FRAMES}, got {frames}")
-    paths = check_uploads(files)
-    time_list = parse_times(times) if isinstance(times, (str, type(None))) else [float(t) for t in times]
-    pipe.options(**opts)  # bad settings fail before any decoding
-    keyframes = load_keyframes(paths, pipe.channels, pipe.resolution, resize=resize)
-    clip = pipe(keyframes, time_list, frames, **opts)
+    request = check_request(pipe, files, times, frames, resize=resize, **opts)
+    return render(pipe, request, truth=truth, out_dir=out_dir, fps=fps)
+
+
+def render(
+    pipe, request: CheckedRequest, *, truth: np.ndarray | None = None, out_dir: str | Path | None = None, fps=FPS
+) -> dict:
+    """Run the pipeline on a checked request and write the clip and its pictures into `out_dir`
+    (see `run_generation`)."""
+    frames, paths, keyframes = request.frames, request.paths, request.keyframes
+    clip = pipe(keyframes, request.times, frames, **request.opts)
 
     t0 = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="latentvideo-web-"))
@@ -296,7 +430,9 @@ def run_generation(
         gallery.append((keys_u8[i], f"keyframe {i}"))
         gallery.append((recon_u8[i], f"MSE {err:.4f}"))
     timings = {**{k: float(v) for k, v in clip.timings.items()}, "write": t_write}
-    timings["total"] = time.perf_counter() - t_start
+    if request.queued >= 0.05:
+        timings["queue"] = request.queued
+    timings["total"] = time.perf_counter() - request.t_start
     return {
         "frames": clip_u8,
         "clip": clip,
@@ -323,7 +459,9 @@ def report_markdown(names, times, errors, timings: dict, frames: int) -> str:
 
 
 def error_markdown(e: BaseException) -> str:
-    if isinstance(e, LatentVideoError):
+    if isinstance(e, ServerBusy):
+        text = f"**Busy:** {e.message}"
+    elif isinstance(e, LatentVideoError):
         text = f"**Error:** {e.message}" + (f"  \nHint: {e.hint}" if e.hint else "")
     else:
         text = f"**Unexpected error:** {type(e).__name__}: {e}"
@@ -354,10 +492,16 @@ def _require_gradio():
     return gr
 
 
-def build_app(pipe, dirs: RequestDirs | None = None):
-    """The Gradio Blocks page for `pipe` (not launched). Use `serve` to run it."""
+def build_app(pipe, dirs: RequestDirs | None = None, gate: PipelineGate | None = None):
+    """The Gradio Blocks page for `pipe` (not launched). Use `launch` or `serve` to run it.
+
+    Generate and Sample check their request first (at most CHECK_CONCURRENCY decode uploads at once),
+    then wait for a `gate` turn (default: one clip at a time, MAX_QUEUE waiting); every outcome, the
+    busy answer included, is a message in the status line, for the page and API callers alike."""
     gr = _require_gradio()
     dirs = dirs or RequestDirs()
+    gate = gate or PipelineGate()
+    checks = threading.BoundedSemaphore(CHECK_CONCURRENCY)
     names = list(schema(include_api_only=False))
 
     def outputs_of(result, status):
@@ -376,10 +520,16 @@ def build_app(pipe, dirs: RequestDirs | None = None):
             traceback.print_exc()
         return (error_markdown(e), None, None, None, None, "", None)
 
+    def done_in(result) -> str:
+        t = result["timings"]
+        queued = f", {t['queue']:.1f} s of it waiting for a turn" if "queue" in t else ""
+        return f"in {t['total']:.1f} s{queued}."
+
     def on_upload(files):
         try:
-            paths = check_uploads(files)
-            load_keyframes(paths, pipe.channels, pipe.resolution, resize=True)  # decodes: is it an image?
+            with checks:
+                paths = check_uploads(files)
+                load_keyframes(paths, pipe.channels, pipe.resolution, resize=True)  # decodes: is it an image?
             names = ", ".join(html.escape(p.name) for p in paths)
             return f"{len(paths)} keyframes ready: {names}. Press **Generate**."
         except Exception as e:  # noqa: BLE001 - every failure becomes a message on the page
@@ -387,34 +537,40 @@ def build_app(pipe, dirs: RequestDirs | None = None):
 
     def on_generate(files, times, frames, *knob_values):
         *knob_values, resize, sample = knob_values
+        out = None
         try:
-            paths = check_uploads(files)
-            same = sample and [file_digest(p) for p in paths] == sample["digests"]  # still the sampled keyframes?
-            truth = sample["truth"] if same else None
             s = control_values(knob_values, names)
-            result = run_generation(pipe, paths, times, frames, resize=resize, truth=truth, out_dir=dirs.new(), **s)
-            return outputs_of(result, f"Done in {result['timings']['total']:.1f} s.")
+            with checks:  # a bad request is answered here, without waiting for the pipeline
+                request = check_request(pipe, files, times, frames, resize=resize, **s)
+            same = sample and [file_digest(p) for p in request.paths] == sample["digests"]  # the sampled keyframes?
+            truth = sample["truth"] if same else None
+            with gate.turn() as request.queued:  # ServerBusy when the line is full
+                out = dirs.new()  # only a valid request that got its turn makes a folder
+                result = render(pipe, request, truth=truth, out_dir=out)
+            return outputs_of(result, "Done " + done_in(result))
         except Exception as e:  # noqa: BLE001
+            dirs.discard(out)  # a failed request leaves nothing behind
             return failed(e)
 
     def on_sample(*knob_values):
         *knob_values, resize = knob_values
+        out = None
         try:
-            out = dirs.new()
-            sample = load_sample(out)
-            times = ",".join(f"{t:g}" for t in sample.times)
             s = control_values(knob_values, names)
-            result = run_generation(
-                pipe, sample.paths, times, SAMPLE_FRAMES, resize=resize, truth=sample.truth, out_dir=out, **s
-            )
+            pipe.options(**s)  # bad settings are answered without waiting
+            with gate.turn() as queued:
+                out = dirs.new()
+                sample = load_sample(out)
+                times = ",".join(f"{t:g}" for t in sample.times)
+                request = check_request(pipe, sample.paths, times, SAMPLE_FRAMES, resize=resize, **s)
+                request.queued = queued
+                result = render(pipe, request, truth=sample.truth, out_dir=out)
             state = {"digests": [file_digest(p) for p in sample.paths], "truth": sample.truth}
-            status = (
-                f"Held-out test sequence (seed {sample.seed}), keyframes {times}: "
-                f"done in {result['timings']['total']:.1f} s."
-            )
+            status = f"Held-out test sequence (seed {sample.seed}), keyframes {times}: done " + done_in(result)
             filled = ([str(p) for p in sample.paths], times, SAMPLE_FRAMES, state)
             return filled + outputs_of(result, status)
         except Exception as e:  # noqa: BLE001
+            dirs.discard(out)
             return (gr.update(), gr.update(), gr.update(), None) + failed(e)
 
     with gr.Blocks(title="latentvideo", analytics_enabled=False, delete_cache=(KEEP_SECONDS, KEEP_SECONDS)) as app:
@@ -467,43 +623,49 @@ def build_app(pipe, dirs: RequestDirs | None = None):
 
         knobs = [controls[n] for n in names]
         results = [status, video, truth_video, sheet, gallery, report, downloads]
-        files.upload(on_upload, files, status)
+        # Gradio's queue only hands requests to worker threads; the waiting line for the pipeline is `gate`,
+        # entered after the checks, so no concurrency limit here (launch sizes the thread pool to fit).
+        files.upload(
+            on_upload, files, status, api_name="check", concurrency_id="check", concurrency_limit=CHECK_CONCURRENCY
+        )
         generate_btn.click(
             on_generate,
             [files, times, frames, *knobs, resize, sample_state],
             results,
-            concurrency_id="pipeline",
+            api_name="generate",
+            concurrency_id="requests",
+            concurrency_limit=None,
         )
         sample_btn.click(
             on_sample,
             [*knobs, resize],
             [files, times, frames, sample_state, *results],
-            concurrency_id="pipeline",
+            api_name="sample",
+            concurrency_id="requests",
+            concurrency_limit=None,
         )
     return app
 
 
-def serve(
-    model: str | Path | None = None,
+def launch(
+    pipe,
     host: str = "127.0.0.1",
     port: int = 7860,
-    device: str = "auto",
-    pipe=None,
-) -> None:
-    """Load the model and serve the page on http://host:port until interrupted."""
-    if not 1 <= int(port) <= 65535:
-        raise LatentVideoError(f"--port must be between 1 and 65535, got {port}")
-    _check_gradio()  # before the model loads
-    if pipe is None:
-        from ..pipeline import load_pipeline
-
-        pipe = load_pipeline(model, device)
-    dirs = RequestDirs()
-    # uploads and Gradio's copies of our outputs live under the same private root, removed on exit
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(dirs.root / "gradio"))
+    *,
+    dirs: RequestDirs | None = None,
+    gate: PipelineGate | None = None,
+    concurrency: int = CONCURRENCY,
+    max_queue: int = MAX_QUEUE,
+):
+    """Build the page for `pipe` and serve it on host:port from background threads; returns the Gradio
+    app (`app.close()` stops it). `gate` (default: PipelineGate(concurrency, max_queue)) decides turns."""
     gr = _require_gradio()
-    app = build_app(pipe, dirs)
+    dirs = dirs or RequestDirs()
+    gate = gate or PipelineGate(concurrency, max_queue)
+    app = build_app(pipe, dirs, gate)
     theme = gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS)
+    # every waiting request holds a worker thread; leave room beside them for checks and busy answers
+    threads = max(40, gate.concurrency + gate.max_queue + CHECK_CONCURRENCY + 16)
     try:
         app.queue(default_concurrency_limit=1).launch(
             server_name=host,
@@ -514,6 +676,7 @@ def serve(
             mcp_server=False,
             pwa=False,
             max_file_size=MAX_FILE_BYTES,
+            max_threads=threads,
             show_error=True,
             theme=theme,
             quiet=True,
@@ -521,11 +684,41 @@ def serve(
         )
     except OSError as e:
         raise LatentVideoError(f"cannot serve on {host}:{port}: {e}", hint="pick another --port") from None
+    return app
+
+
+def serve(
+    model: str | Path | None = None,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    device: str = "auto",
+    pipe=None,
+    concurrency: int = CONCURRENCY,
+    max_queue: int = MAX_QUEUE,
+) -> None:
+    """Load the model and serve the page on http://host:port until interrupted: `concurrency` clips render
+    at once, `max_queue` requests may wait for a turn, and later ones are told the server is busy."""
+    if not 1 <= int(port) <= 65535:
+        raise LatentVideoError(f"--port must be between 1 and 65535, got {port}")
+    check_capacity(concurrency, max_queue)
+    _check_gradio()  # before the model loads
+    if pipe is None:
+        from ..pipeline import load_pipeline
+
+        pipe = load_pipeline(model, device)
+    dirs = RequestDirs()
+    # uploads and Gradio's copies of our outputs live under the same private root, removed on exit
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(dirs.root / "gradio"))
+    app = launch(pipe, host, port, dirs=dirs, concurrency=concurrency, max_queue=max_queue)
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):  # both close the server and remove the temp files
             signal.signal(sig, _interrupt)
     shown = f"[{host}]" if ":" in host else host
-    print(f"latentvideo: serving on http://{shown}:{port}  (Ctrl-C to stop)", flush=True)
+    print(
+        f"latentvideo: serving on http://{shown}:{port}  ({concurrency} clip(s) at a time, "
+        f"up to {max_queue} waiting; Ctrl-C to stop)",
+        flush=True,
+    )
     app.block_thread()
 
 
