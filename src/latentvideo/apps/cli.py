@@ -598,6 +598,9 @@ def bench(
     dynamics: str = typer.Option(
         "bounce", help="Motion of the synthesised sequences: bounce (Moving MNIST) or held-out (arcs and gravity)."
     ),
+    extra_keyframes: bool = typer.Option(
+        True, "--extra-keyframes/--main-keyframes-only", help="Also score keyframes 0,19 and 0,4,9,14,19."
+    ),
     model: Path | None = typer.Option(None, help=_MODEL_HELP),
     classifier: Path | None = typer.Option(None, help="Digit classifier model dir (default: beside the model)."),
     device: str = typer.Option("auto"),
@@ -654,6 +657,8 @@ def bench(
         data=str(data) if data else None,
         dynamics=dynamics,
     )
+    if not extra_keyframes:
+        cfg.extra_keyframes = ()
     if dynamics not in DYNAMICS:
         _fail(f"--dynamics: unknown {dynamics!r}", ", ".join(DYNAMICS))
     if data is not None and dynamics != "bounce":

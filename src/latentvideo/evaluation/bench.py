@@ -236,6 +236,8 @@ def _command(cfg: BenchConfig, name: str) -> str:
         cmd += f" --groups {','.join(cfg.groups) or 'none'}"
     if cfg.dynamics != "bounce":
         cmd += f" --dynamics {cfg.dynamics}"
+    if not cfg.extra_keyframes and not cfg.quick:
+        cmd += " --main-keyframes-only"
     if cfg.rows is not None:
         cmd += f" --rows '{';'.join(cfg.rows)}'"
     return cmd + (" --quick" if cfg.quick else "")
