@@ -256,12 +256,24 @@ def _load_array(p: Path, key: str, what: str, optional: tuple[str, ...] = ()):
     raise LatentVideoError(f"unknown {what} file type {p.suffix!r}: {p}", hint="use .npy or .npz")
 
 
+def _is_rgb_sequences(video: np.ndarray) -> bool:
+    """Whether a sequence array has the RGB layout [T, N, H, W, 3] (else it is gray [T, N, H, W])."""
+    return video.ndim == 5 and video.shape[-1] == 3
+
+
 def read_sequences(path: str | Path, with_labels: bool = False):
-    """Read uint8 [T, N, H, W] from `.npy` or `.npz` (key `video`, optional `labels`)."""
+    """Read uint8 [T, N, H, W] (gray, the mnist_test_seq.npy layout) or [T, N, H, W, 3] (RGB, as
+    `latentvideo dataset moving-shapes` writes) from `.npy` or `.npz` (key `video`, optional `labels`)."""
     p = _require_file(path)
     video, extra = _load_array(p, "video", "sequence", optional=("labels",))
     labels = extra.get("labels")
-    if video.dtype != np.uint8 or video.ndim != 4:
+    if _is_rgb_sequences(video):
+        if video.dtype != np.uint8:
+            raise LatentVideoError(
+                f"{p} holds {video.dtype} {list(video.shape)}, expected uint8 [T, N, H, W, 3]",
+                hint="the RGB layout of latentvideo dataset moving-shapes",
+            )
+    elif video.dtype != np.uint8 or video.ndim != 4:
         raise LatentVideoError(
             f"{p} holds {video.dtype} {list(video.shape)}, expected uint8 [T, N, H, W]",
             hint="the mnist_test_seq.npy layout",
@@ -420,7 +432,8 @@ def frame_source(spec: str, num_digits: int = 2, size: int = 64, resize: int | N
     """Build a training frame source from a name or path.
 
     `moving-mnist` (train split digits), a folder of images, a video file, or a
-    sequence file (.npy/.npz in the [T, N, H, W] layout).
+    sequence file (.npy/.npz in the gray [T, N, H, W] or the RGB [T, N, H, W, 3] layout; its
+    frames become [T * N, C, H, W], frame t of sequence n at index t * N + n).
     """
     if spec == "moving-mnist":
         return MovingMNISTFrames("train", num_digits, size)
@@ -433,6 +446,8 @@ def frame_source(spec: str, num_digits: int = 2, size: int = 64, resize: int | N
         return ArrayFrames(read_folder(p, resize))
     if p.suffix.lower() in (".npy", ".npz"):
         v = read_sequences(p)
+        if _is_rgb_sequences(v):  # [T, N, H, W, 3] -> [T * N, 3, H, W]
+            return ArrayFrames(np.ascontiguousarray(v.reshape(-1, *v.shape[2:]).transpose(0, 3, 1, 2)))
         return ArrayFrames(v.reshape(-1, 1, *v.shape[2:]))
     if p.suffix.lower() in VIDEO_EXTS:
         return ArrayFrames(read_video(p, resize))

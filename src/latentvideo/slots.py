@@ -144,7 +144,8 @@ def invert_clips(
     else:
         init = torch.zeros(len(images), z_dim, device=dev)
         init[:, layout.index] = 0.5
-    if hasattr(G, "sprites") and getattr(G, "channels", 0) == 1 and not getattr(G, "background", 0):
+    templates = hasattr(G, "sprites") and getattr(G, "channels", 0) == 1 and not getattr(G, "background", 0)
+    if templates:
         init = _best_start(G, images, init, template_positions(G, init, images, layout))
     method = "lbfgs" if frame_steps else None
     z = invert(G, images, method, init=init, steps=frame_steps, seed=seed).latents if method else init
@@ -154,7 +155,10 @@ def invert_clips(
     starts = []
     for zc, x in zip(per_clip, sets):
         zc = permute_slots(zc, layout, match_slots(G, zc, layout))
-        starts.append(_shared_start(G, zc, x, layout))
+        start = _shared_start(G, zc, x, layout)
+        if templates:  # the shared sprites placed afresh in every keyframe: which slot goes where follows appearance
+            start = _best_start(G, x, start, template_positions(G, start, x, layout))
+        starts.append(start)
     # 3. joint fit, batched over clips with the same number of keyframes
     out = [None] * len(sets)
     for n in sorted({len(k) for k in sets}):
