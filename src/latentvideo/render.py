@@ -127,22 +127,29 @@ def write_gif(path: str | os.PathLike, frames_u8: np.ndarray, fps: float = 10, s
 def write_mp4(path: str | os.PathLike, frames_u8: np.ndarray, fps: float = 10, scale: int = 4) -> None:
     """H.264 (libx264, yuv420p) through imageio-ffmpeg's ffmpeg; frames are upscaled
     (nearest) by `scale` and padded to even sizes, as yuv420p needs."""
-    import imageio_ffmpeg
-
     frames = _check_frames(frames_u8)
     _check_fps(fps)
     h, w = frames.shape[1] * scale, frames.shape[2] * scale
     pad = ((0, h % 2), (0, w % 2)) + ((0, 0),) * (frames.ndim - 3)  # to even H, W
     pix_fmt = "gray" if frames.ndim == 3 else "rgb24"
+    encode = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-movflags", "+faststart"]
+    chunks = (np.pad(_upscale(f[None], scale)[0], pad, mode="edge").tobytes() for f in frames)
+    pipe_to_ffmpeg(path, pix_fmt, (w + w % 2, h + h % 2), fps, encode, chunks)
+
+
+def pipe_to_ffmpeg(path, pix_fmt: str, size: tuple[int, int], fps: float, encode: list[str], chunks) -> None:
+    """Raw frames (bytes chunks of `pix_fmt`, `size` = (W, H)) through imageio-ffmpeg's ffmpeg with the `encode`
+    arguments into an mp4 at `path`, written atomically; ffmpeg's failure is a LatentVideoError with its log."""
+    import imageio_ffmpeg
+
     with atomic_path(path) as tmp, tempfile.TemporaryFile() as log:
         cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-hide_banner", "-nostats", "-v", "error"]
-        cmd += ["-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{w + w % 2}x{h + h % 2}", "-r", str(fps), "-i", "-"]
-        cmd += ["-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-movflags", "+faststart"]
-        cmd += ["-f", "mp4", str(tmp)]
+        cmd += ["-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{size[0]}x{size[1]}", "-r", str(fps), "-i", "-"]
+        cmd += ["-an", *encode, "-f", "mp4", str(tmp)]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
         try:
-            for f in frames:
-                proc.stdin.write(np.pad(_upscale(f[None], scale)[0], pad, mode="edge").tobytes())
+            for chunk in chunks:
+                proc.stdin.write(chunk)
             proc.stdin.close()
         except BrokenPipeError:
             pass  # ffmpeg exited early; its return code and log say why

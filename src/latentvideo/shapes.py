@@ -29,9 +29,7 @@ positions [T, N, K, 2] top-left (row, col) of each object's size x size box.
 from __future__ import annotations
 
 import functools
-import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -333,9 +331,7 @@ def write_moving_shapes(path: str | Path, ms: MovingShapes, fps: float = 10) -> 
 def write_lossless_mp4(path: str | Path, frames: np.ndarray, fps: float = 10) -> None:
     """uint8 [F, H, W, 3] -> mp4, lossless H.264 RGB (libx264rgb -qp 0, High 4:4:4): decodes to the same bytes.
     Not every player shows 4:4:4 H.264; ffmpeg and imageio (hence the training readers) do."""
-    import imageio_ffmpeg
-
-    from .fileio import atomic_path
+    from .render import pipe_to_ffmpeg
 
     frames = np.ascontiguousarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
@@ -343,22 +339,5 @@ def write_lossless_mp4(path: str | Path, frames: np.ndarray, fps: float = 10) ->
     if not fps > 0:
         raise LatentVideoError(f"fps must be positive, got {fps}")
     h, w = frames.shape[1:3]
-    with atomic_path(path) as tmp, tempfile.TemporaryFile() as log:
-        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-hide_banner", "-nostats", "-v", "error"]
-        cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-"]
-        cmd += ["-an", "-c:v", "libx264rgb", "-qp", "0", "-pix_fmt", "rgb24", "-threads", "1"]
-        cmd += ["-movflags", "+faststart", "-f", "mp4", str(tmp)]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
-        try:
-            proc.stdin.write(frames.tobytes())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass  # ffmpeg exited early; its return code and log say why
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        if proc.wait() != 0:
-            log.seek(0)
-            msg = log.read().decode(errors="replace").strip()[-500:]
-            raise LatentVideoError(f"ffmpeg failed writing {path} (exit code {proc.returncode}): {msg}")
+    encode = ["-c:v", "libx264rgb", "-qp", "0", "-pix_fmt", "rgb24", "-threads", "1", "-movflags", "+faststart"]
+    pipe_to_ffmpeg(path, "rgb24", (w, h), fps, encode, [frames.tobytes()])
