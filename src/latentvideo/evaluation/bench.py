@@ -75,6 +75,8 @@ def load_benchmark_data(cfg: BenchConfig):
         mm = moving_mnist(cfg.sequences, 20, 2, 64, split="test", seed=cfg.seed, dynamics=cfg.dynamics)
         return mm.video, mm.labels, mm.digits, mm.positions
     video, labels = read_sequences(cfg.data, with_labels=True)
+    if video.ndim != 4:
+        raise LatentVideoError(f"the benchmark scores gray digit sequences [T, N, H, W], got {list(video.shape)}")
     n = min(cfg.sequences, video.shape[1])
     return video[:, :n], None if labels is None else labels[:n], None, None
 
