@@ -211,6 +211,7 @@ def train_projector_cmd(
     width: int = typer.Option(32, help="Channels of the encoder's first conv layer (doubling per layer)."),
     hidden: int = typer.Option(256, help="Units of the hidden layer before z."),
     data: str = typer.Option("moving-mnist", help="Frames to learn to project (train split by default)."),
+    resize: int | None = typer.Option(None, help="Rescale your own images to this size (32, 64 or 128)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the projector run in --out."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto"),
@@ -231,6 +232,7 @@ def train_projector_cmd(
         width=width,
         hidden=hidden,
         seed=seed,
+        resize=resize,
     )
     path = train_projector(gan / "generator" if (gan / "generator").is_dir() else gan, out, cfg, resume, device)
     typer.echo(f"projector: {path}")
