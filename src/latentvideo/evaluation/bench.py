@@ -310,6 +310,11 @@ def run_benchmark(
 
     scorer_cache, clip_cache = {}, {}
     results = {"config": asdict(cfg), "keyframe_sets": {}, "inversion": inversion_rows}
+    results["data"] = {
+        "frames": int(T),
+        "size": int(video.shape[-1]),
+        "dynamics": cfg.dynamics if cfg.data is None else None,
+    }
     for ks in sets:
         scorer = scorer_cache.setdefault(ks, Scorer(video, labels, classifier, ks, cfg.seed))
         rows: list[Row] = []
@@ -516,10 +521,17 @@ _COLS = [
 def report_markdown(results: dict) -> str:
     cfg = results["config"]
     env = results["environment"]
+    data = results.get("data", {})
+    size = data.get("size", 64)
+    if cfg.get("data"):
+        source = f"from {cfg['data']}"
+    else:
+        motion = {"held-out": "held-out dynamics: arcs and gravity"}.get(data.get("dynamics"), "bouncing")
+        source = f"test-split digits, {motion}, seed {cfg['seed']}"
     out = [
         "# latentvideo benchmark",
         "",
-        f"{cfg['sequences']} held-out test sequences (test-split digits, seed {cfg['seed']}), 20 frames, 64x64."
+        f"{cfg['sequences']} held-out test sequences ({source}), {data.get('frames', 20)} frames, {size}x{size}."
         f" Metrics over non-keyframe frames, mean [95 % bootstrap interval over sequences]."
         f" SSIM: scikit-image. Motion: exact EMD (POT) on 16x16 pooled frames, in pixels of the 64x64 frame."
         f" Identity and Fréchet: the project's digit classifier. {env['date']}, {env['device']},"
