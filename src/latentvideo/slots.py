@@ -274,6 +274,8 @@ def pivotal_tune(G, latents: torch.Tensor, keyframes: torch.Tensor, steps: int =
         raise LatentVideoError(f"pivot steps must be an integer >= 0, got {steps!r}")
     tuned = copy.deepcopy(G).requires_grad_(False)
     params = [p for n, p in tuned.named_parameters() if n.startswith("sprite")] or list(tuned.parameters())
+    if not params or not steps:  # nothing to tune
+        return tuned.eval()
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.Adam(params, lr)

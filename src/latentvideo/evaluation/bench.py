@@ -282,22 +282,25 @@ def run_benchmark(
         methods += ["pnet"]
     cache: dict[str, dict[int, torch.Tensor]] = {}
     inversion_rows = []
-    for method in tqdm(methods, desc="invert", disable=not progress):
-        n = N if method == methods[0] else n_abl  # the other methods feed ablation rows only
-        x = frames_f[needed, :n].reshape(-1, 1, *video.shape[2:])  # [len(needed) * n, 1, H, W]
-        inv = invert(
-            pipe.generator, x.to(pipe.device), method, pipe.projector, steps=base.lbfgs_steps, z_dim=pipe.z_dim
-        )
-        z = inv.latents.cpu().reshape(len(needed), n, -1)
-        cache[method] = {k: z[i] for i, k in enumerate(needed)}
-        inversion_rows.append(
-            {
-                "method": method,
-                "images": len(x),
-                "mse_pixel": float(inv.errors.mean()),
-                "seconds_per_image": inv.seconds / len(x),
-            }
-        )
+
+    def per_frame(method: str) -> dict[int, torch.Tensor]:
+        """Keyframe index -> latents [n, z_dim], every keyframe inverted alone, once per method (on first use:
+        a generator with position coordinates may need none, its rows inverting clip by clip)."""
+        if method not in cache:
+            n = N if method == methods[0] else n_abl  # the other methods feed ablation rows only
+            x = frames_f[needed, :n].reshape(-1, 1, *video.shape[2:])  # [len(needed) * n, 1, H, W]
+            inv = invert(
+                pipe.generator, x.to(pipe.device), method, pipe.projector, steps=base.lbfgs_steps, z_dim=pipe.z_dim
+            )
+            z = inv.latents.cpu().reshape(len(needed), n, -1)
+            cache[method] = {k: z[i] for i, k in enumerate(needed)}
+            row = {"method": method, "images": len(x), "mse_pixel": float(inv.errors.mean())}
+            inversion_rows.append({**row, "seconds_per_image": inv.seconds / len(x)})
+        return cache[method]
+
+    if pipe.layout is None or _runs(cfg, "inversion"):
+        for method in tqdm(methods, desc="invert", disable=not progress):
+            per_frame(method)
 
     # reference PCA basis: latents of train frames (never test digits)
     reference = None
@@ -359,7 +362,7 @@ def run_benchmark(
             over = dict(over)
             use_ref = over.pop("_reference", False)
             opts = replace(base, **over).validated()
-            method = opts.method if opts.method in cache else methods[0]
+            method = opts.method if opts.method in methods else methods[0]
             n = N if group == "pipeline" else n_abl
             if pipe.layout is not None and opts.clip_steps:  # clip-level inversion: per keyframe set
                 key = (ks, opts.method, opts.lbfgs_steps, opts.clip_steps)
@@ -369,7 +372,7 @@ def run_benchmark(
                 latents = list(inv.latents.reshape(N, len(ks), -1)[:n])
                 inv_s = inv.seconds / N
             else:
-                latents = keyframe_latents(cache[method], ks, n)
+                latents = keyframe_latents(per_frame(method), ks, n)
                 inv_s = next(r["seconds_per_image"] for r in inversion_rows if r["method"] == method) * len(ks)
             anim = pipe.animate(latents, [times] * n, T, opts, reference if use_ref else None, keyframes=keys[:n])
             frames, timings = anim.frames, anim.timings

@@ -1,0 +1,69 @@
+"""A guard on the shipped default model: three seeded held-out clips through the default pipeline.
+
+If a change moves these numbers, it changed what users get: re-measure with `latentvideo bench` and update
+both the pins here and BENCHMARK.md. The pins were measured when the shipped model last changed
+(`python tests/test_shipped.py` prints the current values; these are of the shipped dcgan model, 2026-11-30).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from latentvideo.data import moving_mnist
+from latentvideo.evaluation import metrics
+from latentvideo.evaluation.bench import load_classifier
+from latentvideo.evaluation.classifier import predict_digits
+from latentvideo.pipeline import load_pipeline
+
+KEYS, SEED, CLIPS = (0, 9, 19), 7, 3
+# measured on the shipped model (see the module docstring); tolerances absorb float rounding across machines
+PIN = {
+    "keyframe_mse": 0.00172,  # mean reconstruction MSE/px of the 9 keyframes
+    "motion_px": 3.005,  # mean EMD of the in-between frames, px
+    "identity": 0.216,  # share of in-between frames whose digit set the classifier reads right
+    # clip 0, frame 5, row 22, columns 10..29 (uint8), across a digit
+    "pixels": [0, 0, 2, 161, 254, 249, 246, 251, 217, 220, 237, 255, 255, 254, 255, 252, 254, 254, 207, 13],
+}
+
+
+def measure() -> dict:
+    torch.manual_seed(0)
+    pipe = load_pipeline(device="cpu")
+    mm = moving_mnist(CLIPS, 20, 2, 64, split="test", seed=SEED)
+    keys = [torch.from_numpy(mm.video[list(KEYS), i][:, None]).float() / 255 for i in range(CLIPS)]
+    clips = pipe.generate_many(keys, [list(map(float, KEYS))] * CLIPS, 20)
+    frames = np.stack([(c.frames[:, 0].clamp(0, 1) * 255).round().byte().numpy() for c in clips], 1)  # [T, N, H, W]
+    others = [t for t in range(20) if t not in KEYS]
+    gen, true = frames[others], mm.video[others]
+    clf = load_classifier(None, None)
+    pred = predict_digits(clf, gen.reshape(-1, 1, 64, 64)).reshape(*gen.shape[:2], 10)
+    return {
+        "keyframe_mse": float(torch.cat([c.keyframe_errors for c in clips]).mean()),
+        "motion_px": float(np.nanmean(metrics.motion_error(gen, true))),
+        "identity": float((pred == metrics.label_sets(mm.labels)[None]).all(-1).mean()),
+        "pixels": frames[5, 0, 22, 10:30].tolist(),
+    }
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return measure()
+
+
+def test_keyframes_reconstruct_as_measured(shipped):
+    assert shipped["keyframe_mse"] == pytest.approx(PIN["keyframe_mse"], rel=0.1, abs=2e-4)
+
+
+def test_a_pixel_slice_is_as_measured(shipped):
+    assert np.abs(np.array(shipped["pixels"], float) - PIN["pixels"]).max() <= 8
+
+
+def test_motion_and_identity_are_as_measured(shipped):
+    assert shipped["motion_px"] == pytest.approx(PIN["motion_px"], abs=0.5)
+    assert shipped["identity"] == pytest.approx(PIN["identity"], abs=0.1)
+
+
+if __name__ == "__main__":
+    print(measure())
