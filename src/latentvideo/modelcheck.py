@@ -49,6 +49,8 @@ def check_model_folder(path: str | Path, expect: str | tuple[str, ...] | None = 
     cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
     config = _read_config(cfg_file)
     arch, allowed = config.get("arch"), (expect,) if isinstance(expect, str) else expect
+    if not isinstance(arch, str):
+        raise LatentVideoError(f"{cfg_file}: arch must be an architecture name, got {arch!r}")
     if allowed is not None and arch not in allowed:
         raise LatentVideoError(f"{path} holds a {arch!r}, expected a {' or '.join(map(repr, allowed))}")
     if arch not in ARCHITECTURES:

@@ -184,7 +184,7 @@ def build_model(config: dict) -> nn.Module:
     arch = config.pop("arch", None)
     config.pop("latentvideo_version", None)
     layout = config.pop("latent_layout", None)
-    if arch not in ARCHITECTURES:
+    if not isinstance(arch, str) or arch not in ARCHITECTURES:
         raise LatentVideoError(f"unknown architecture {arch!r}", hint=f"known: {', '.join(ARCHITECTURES)}")
     try:
         model = ARCHITECTURES[arch](**config)
