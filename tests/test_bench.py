@@ -124,7 +124,7 @@ def test_groups_run_only_their_rows(tmp_path):
     res = run_benchmark(cfg, pipe, load_classifier(None, model), tmp_path / "none", progress=False, options=opts)
     rows = res["keyframe_sets"]["0,9,19"]
     assert [r["name"] for r in rows if r["group"] != "baseline"] == ["pipeline (default)"]
-    assert rows[-1]["command"].endswith("--groups none")
+    assert rows[-1]["command"].endswith("--groups none --main-keyframes-only")
     # --rows: only the named rows, in every keyframe set; the default row too only when named
     named = ("motion prior off", "bounce prior, P-NET only")
     cfg = BenchConfig(sequences=2, groups=("motion", "path"), rows=named)
