@@ -15,6 +15,16 @@ import typer
 
 from ..errors import LatentVideoError
 from ..options import schema
+from .generate_io import (
+    check_clip_args,
+    check_clip_output,
+    generate_clip,
+    generate_manifest,
+    parse_floats,
+    print_generated,
+    read_keyframe_source,
+    write_generated,
+)
 
 app = typer.Typer(
     help="latentvideo: a few still images in, a short video out, through a GAN's latent space.",
@@ -287,18 +297,6 @@ _MODEL_HELP = (
 )
 
 
-def _parse_floats(text: str | None, what: str) -> list[float] | None:
-    if text is None or text == "":
-        return None
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        _fail(f"{what} must be comma-separated numbers, got {text!r}")
-    if not all(np.isfinite(values)):
-        _fail(f"{what} must be finite numbers, got {text!r}")
-    return values
-
-
 def _parse_fraction(text: str, flag: str) -> float | None:
     if text.lower() in ("off", "none"):
         return None
@@ -344,12 +342,6 @@ def flag_error(e: LatentVideoError) -> str:
     return text.replace(name, "--" + name.replace("_", "-"), 1) if name else text
 
 
-def _print_clip_report(clip, names) -> None:
-    for name, err in zip(names, clip.keyframe_errors.tolist()):
-        typer.echo(f"  keyframe {name}: reconstruction MSE/pixel {err:.5f}")
-    typer.echo("  seconds: " + "  ".join(f"{k} {v:.2f}" for k, v in clip.timings.items()))
-
-
 @app.command()
 @with_pipeline_options
 def generate(
@@ -390,77 +382,18 @@ def generate(
       latentvideo generate --manifest jobs.csv --out-dir clips/ --on-error skip
       torchrun --standalone --nproc_per_node=2 -m latentvideo.cli generate --manifest jobs.csv --out-dir clips/
     """
-    overrides = options or {}
-    from ..pipeline import MAX_FRAMES, load_pipeline, prepare_keyframes
-    from ..render import check_output_path, to_uint8, write_clip
+    from ..pipeline import load_pipeline
 
-    if not 2 <= frames <= MAX_FRAMES:
-        _fail(f"--frames must be between 2 and {MAX_FRAMES}, got {frames}")
-    if fps < 1:
-        _fail(f"--fps must be at least 1, got {fps}")
+    check_clip_args(frames, fps)
     if manifest is not None:
-        if keyframes or out is not None or from_file is not None or times is not None:
-            _fail("with --manifest, keyframes, times and outputs come from the CSV", "drop --out, --from, --times")
-        if batch_rows < 1:
-            _fail(f"--batch-rows must be at least 1, got {batch_rows}")
-        if on_error not in ("stop", "skip"):
-            _fail(f"--on-error must be stop or skip, got {on_error!r}")
-        from .batch import run_manifest
-
-        run_manifest(
-            load_pipeline(model, device),
-            manifest,
-            out_dir,
-            frames,
-            overrides,
-            fps=fps,
-            resize=resize,
-            batch_rows=batch_rows,
-            on_error=on_error,
-            echo=typer.echo,
-        )
-        return
-    if out_dir is not None:
-        _fail("--out-dir goes with --manifest", "use --out for one clip")
-    if out is None:
-        _fail("missing --out", "e.g. --out clip.gif")
-    check_output_path(out)
-    times_list = _parse_floats(times, "--times")
-    truth = None
-    if from_file is not None:
-        from ..data import read_sequences
-
-        if keyframes:
-            _fail("give keyframe images or --from, not both")
-        video = read_sequences(from_file)
-        if not 0 <= sequence < video.shape[1]:
-            _fail(f"--sequence {sequence} out of range: {from_file} holds {video.shape[1]} sequences")
-        idx_f = _parse_floats(keyframe_index, "--keyframes") or []
-        if any(v != int(v) for v in idx_f):
-            _fail(f"--keyframes must be whole frame indices, got {keyframe_index!r}")
-        idx = [int(v) for v in idx_f]
-        if any(not 0 <= i < video.shape[0] for i in idx):
-            _fail(f"--keyframes {keyframe_index} out of range: sequences have {video.shape[0]} frames")
-        images, names = video[idx, sequence], [f"t={i}" for i in idx]
-        times_list = times_list or [float(i) for i in idx]
-        truth = video[:, sequence]
-    else:
-        if not keyframes:
-            _fail("no keyframes given", "latentvideo generate a.png b.png c.png --out clip.gif")
-        images, names = [str(k) for k in keyframes], [str(k) for k in keyframes]
-    pipe = load_pipeline(model, device)
-    k = prepare_keyframes(images, pipe.channels, pipe.resolution, resize=resize)
-    if len(k) < 2:
-        _fail(f"need at least 2 keyframes, got {len(k)}")
-    clip = pipe(k, times_list, frames, **overrides)
-    clip_u8 = to_uint8(clip.frames)
-    key_cols = [int(round(t)) for t in clip.times]
-    rows, labels = None, None
-    if truth is not None and out.suffix == ".png" and len(truth) == frames:
-        rows, labels = [truth], ["generated", "truth"]
-    write_clip(out, clip_u8, fps=fps, keyframes=key_cols, rows=rows, labels=labels)
-    typer.echo(f"wrote {out}  ({frames} frames, keyframes at {', '.join(f'{t:g}' for t in clip.times)})")
-    _print_clip_report(clip, names)
+        given = bool(keyframes) or out is not None or from_file is not None or times is not None
+        return generate_manifest(manifest, out_dir, model, device, frames, options or {}, fps=fps, resize=resize,
+                                 batch_rows=batch_rows, on_error=on_error, single_clip_args=given)  # fmt: skip
+    check_clip_output(out, out_dir)
+    source = read_keyframe_source(keyframes, from_file, sequence, keyframe_index, times)
+    clip = generate_clip(load_pipeline(model, device), source, frames, resize, options or {})
+    write_generated(out, clip, frames, fps, source.truth)
+    print_generated(out, frames, clip, source.names)
 
 
 @app.command("invert")
@@ -626,7 +559,7 @@ def bench(
 
     if out.exists() and not out.is_dir():
         _fail(f"--out must be a folder, got a file: {out}")
-    keys = tuple(int(k) for k in _parse_floats(keyframes, "--keyframes"))
+    keys = tuple(int(k) for k in parse_floats(keyframes, "--keyframes"))
     n = min(sequences, 20) if quick else sequences
     if n < 2:
         _fail(f"--sequences must be at least 2, got {sequences}")
