@@ -274,6 +274,92 @@ def test_run_generation_passes_the_speed_and_projection_budget(pipe, tmp_path):
     assert not np.array_equal(fast["frames"], slow["frames"])
 
 
+class _FakeGradio:
+    """Stands in for the gradio module in `option_controls`: each component is a namespace of its arguments."""
+
+    def __getattr__(self, kind):
+        from types import SimpleNamespace
+
+        return lambda *args, **kwargs: SimpleNamespace(kind=kind, args=args, interactive=True, **kwargs)
+
+
+def _probe_value(name, k, default):
+    """A valid value other than the model's default, for any user-facing option: the command line and the
+    page must both carry it into Options. A new kind of option fails here until this test knows it."""
+    if k.kind == "choice":
+        return [c for c in k.choices if c != default][-1]
+    if k.kind == "int":
+        return max(default + 1, int(k.low))
+    if k.kind == "float":
+        return default + 0.5
+    if k.kind == "fraction":
+        return 0.5 if default != 0.5 else 0.25
+    if k.kind == "speed":
+        return 2.5 if default != 2.5 else 1.5
+    if k.kind == "bool":
+        return not default
+    raise AssertionError(f"option {name}: kind {k.kind!r} is new to this test; give it a probe value")
+
+
+def test_every_user_facing_option_has_a_flag_and_a_control_that_reach_options(
+    pipe, tiny_model, keyframe_pngs, monkeypatch, capsys
+):
+    """Each Options field the schema offers to users (not api_only) is a `generate` flag and a page control,
+    and a non-default value set through either front-end arrives in Options unchanged."""
+    from dataclasses import fields, replace
+
+    import typer
+
+    import latentvideo.pipeline
+    from latentvideo.apps import cli
+    from latentvideo.cli import main
+    from latentvideo.options import Options, schema
+
+    offered = schema(include_api_only=False)
+    assert offered and set(offered) < {f.name for f in fields(Options)}  # some fields are API-only
+    defaults = pipe.default_options()
+    probe = {n: _probe_value(n, k, getattr(defaults, n)) for n, k in offered.items()}
+    expected = replace(defaults, **probe)
+    assert all(getattr(expected, n) != getattr(defaults, n) for n in offered)
+
+    # the command line: one flag per option, and the values reach the pipeline call of `generate`
+    command = typer.main.get_command(cli.app).commands["generate"]
+    flags = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+    for name in offered:
+        assert "--" + name.replace("_", "-") in flags, f"no generate flag for option {name}"
+    for name in set(schema()) - set(offered):
+        assert "--" + name.replace("_", "-") not in flags, f"API-only option {name} has a flag"
+    args = []
+    for name, v in probe.items():
+        flag = "--" + name.replace("_", "-")
+        args += [flag if v else "--no-" + flag[2:]] if offered[name].kind == "bool" else [flag, str(v)]
+    seen = {}
+
+    class Recorder:  # the real model's shape; records the options `generate` passes, then stops
+        channels, resolution = pipe.channels, pipe.resolution
+
+        def __call__(self, keyframes, times, frames, **options):
+            seen.update(options)
+            raise LatentVideoError("recorded")
+
+    monkeypatch.setattr(latentvideo.pipeline, "load_pipeline", lambda model, device: Recorder())
+    code = main(["generate", *map(str, keyframe_pngs), "--out", "unused.npy", "--model", str(tiny_model), *args])
+    assert code == 2 and "error: recorded" in capsys.readouterr().err
+    assert pipe.options(**seen) == expected
+
+    # the page: one control per option, showing the model's default; the form's values reach the request
+    controls = web.option_controls(_FakeGradio(), pipe)
+    assert list(controls) == list(offered)
+    for name, c in controls.items():
+        shown = getattr(defaults, name)
+        shown = (shown or 0) if offered[name].kind in ("fraction", "speed") else shown  # 0: off / unknown
+        assert c.elem_id == name.replace("_", "-") and c.value == shown, name
+    names = list(offered)  # the order build_app passes the controls in
+    form = [probe[n] for n in names]  # what a visitor set
+    request = web.check_request(pipe, keyframe_pngs, None, 20, **web.control_values(form, names))
+    assert pipe.options(**request.opts) == expected
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
