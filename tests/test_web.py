@@ -39,19 +39,44 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    """A model folder like the shipped one, with untrained tiny networks (64x64 grayscale)."""
+def _save_tiny_model(root: Path, channels: int = 1, critic: bool = True, projector: bool = True) -> Path:
+    """A model folder with untrained tiny seeded networks (64x64, `channels` channels)."""
     from latentvideo.models import Critic, Generator, Projector, model_config, save_model
 
     torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("tiny-model")
-    g = dict(z_dim=8, resolution=64, channels=1, width=4)
-    c, p = dict(resolution=64, channels=1, width=4), dict(g, hidden=16)
+    g = dict(z_dim=8, resolution=64, channels=channels, width=4)
+    c, p = dict(resolution=64, channels=channels, width=4), dict(g, hidden=16)
     save_model(Generator(**g), root / "generator", model_config(Generator(**g), **g))
-    save_model(Critic(**c), root / "critic", model_config(Critic(**c), **c))
-    save_model(Projector(**p), root / "projector", model_config(Projector(**p), **p))
+    if critic:
+        save_model(Critic(**c), root / "critic", model_config(Critic(**c), **c))
+    if projector:
+        save_model(Projector(**p), root / "projector", model_config(Projector(**p), **p))
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A model folder like the shipped one, with untrained tiny networks (64x64 grayscale)."""
+    return _save_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def shipped_folder(tmp_path_factory) -> Path:
+    """Stands in for the package's pretrained/ folder: a grayscale model like the shipped one, a colour model
+    with neither P-NET nor critic (so other defaults), and a folder that is not a model."""
+    root = tmp_path_factory.mktemp("pretrained")
+    _save_tiny_model(root / "gray-64")
+    _save_tiny_model(root / "colour-64", channels=3, critic=False, projector=False)
+    (root / "notes").mkdir()
+    return root
+
+
+@pytest.fixture
+def shipped(monkeypatch, shipped_folder) -> Path:
+    import latentvideo.pipeline
+
+    monkeypatch.setattr(latentvideo.pipeline, "SHIPPED", shipped_folder)
+    return shipped_folder
 
 
 @pytest.fixture(scope="session")
@@ -280,7 +305,7 @@ class _FakeGradio:
     def __getattr__(self, kind):
         from types import SimpleNamespace
 
-        return lambda *args, **kwargs: SimpleNamespace(kind=kind, args=args, interactive=True, **kwargs)
+        return lambda *args, **kwargs: SimpleNamespace(**{"kind": kind, "args": args, "interactive": True, **kwargs})
 
 
 def _probe_value(name, k, default):
@@ -358,6 +383,81 @@ def test_every_user_facing_option_has_a_flag_and_a_control_that_reach_options(
     form = [probe[n] for n in names]  # what a visitor set
     request = web.check_request(pipe, keyframe_pngs, None, 20, **web.control_values(form, names))
     assert pipe.options(**request.opts) == expected
+
+
+# ---------------------------------------------------------------- the model picker
+
+
+def test_models_lists_the_shipped_models_and_a_started_folder(shipped, tiny_model, pipe):
+    from latentvideo.pipeline import DEFAULT_MODEL, shipped_models
+
+    assert shipped_models() == ["colour-64", "gray-64"]  # folders holding generator/
+    models = web.Models(tiny_model, "cpu")
+    assert models.names == ["colour-64", "gray-64", str(tiny_model)] and models.default == str(tiny_model)
+    for start in ("gray-64", shipped / "gray-64"):  # a shipped model, by name or by its folder: listed once
+        models = web.Models(start, "cpu")
+        assert models.names == ["colour-64", "gray-64"] and models.default == "gray-64"
+    assert web.Models().default == DEFAULT_MODEL  # no --model: the shipped default
+    started = web.Models(pipe=pipe)  # a pipeline handed over (build_app(pipe)): listed, not reloaded
+    assert started.default == web.Models.CUSTOM and started.get() is pipe and started.names[-1] == web.Models.CUSTOM
+
+
+def test_models_load_each_model_once_and_refuse_unknown_names(shipped, tiny_model, pipe, monkeypatch):
+    import threading
+
+    import latentvideo.pipeline
+
+    loads = []
+
+    def load(path, device):
+        loads.append(Path(path).name)
+        time.sleep(0.2)  # a slow load: every thread asks while it runs
+        return pipe
+
+    monkeypatch.setattr(latentvideo.pipeline, "load_pipeline", load)
+    models = web.Models(tiny_model, "cpu")
+    assert loads == []  # nothing loads until asked for
+    threads = [threading.Thread(target=models.get, args=("colour-64",)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert models.get("colour-64") is pipe and loads == ["colour-64"]
+    models.get()
+    models.get(None)
+    assert loads == ["colour-64", tiny_model.name]  # the started model, once
+    for bad in ("moving-shapes-999", str(shipped / "gray-64"), "../gray-64", 3):  # names only, never folders
+        with pytest.raises(LatentVideoError) as e:
+            models.get(bad)
+        text = web.error_markdown(e.value)
+        assert f"unknown model {bad!r}; this server offers colour-64, gray-64" in text and "\n" not in text
+    assert len(loads) == 2
+
+
+def test_each_model_gets_its_defaults_and_uploads_in_its_channels(shipped, tiny_model, keyframe_pngs, tmp_path):
+    models = web.Models(tiny_model, "cpu")
+    gray, colour = models.get("gray-64"), models.get("colour-64")
+    assert (gray.channels, colour.channels) == (1, 3)
+    assert "colour-64: 64x64 colour" == models.describe("colour-64")
+    # the controls show each model's own defaults: no P-NET -> L-BFGS, no critic -> no correction (greyed out)
+    assert web.model_defaults(models, "gray-64")["method"] == "pnet+lbfgs"
+    assert web.model_defaults(models, "colour-64")["method"] == "lbfgs"
+    assert web.model_defaults(models, "colour-64")["critic"] == "off"
+    assert web.control_state(colour, "method")["choices"] == ["lbfgs", "scipy"]
+    assert web.control_state(colour, "critic_steps")["interactive"] is False
+    assert web.control_state(gray, "critic_steps")["interactive"] is True
+    controls = web.option_controls(_FakeGradio(), colour)
+    assert controls["method"].value == "lbfgs" and controls["critic"].interactive is False
+    # gray uploads become RGB for the colour model; RGB uploads gray for the gray one
+    r = web.check_request(colour, keyframe_pngs, None, 12)
+    assert r.keyframes.shape == (3, 3, 64, 64) and torch.equal(r.keyframes[:, 0], r.keyframes[:, 2])
+    rgb = []
+    for i, c in enumerate([(255, 0, 0), (0, 0, 255)]):
+        rgb.append(tmp_path / f"rgb{i}.png")
+        Image.new("RGB", (64, 64), c).save(rgb[-1])
+    assert web.check_request(gray, rgb, None, 12).keyframes.shape == (2, 1, 64, 64)
+    result = web.run_generation(colour, keyframe_pngs, None, 12, lbfgs_steps=2, motion_prior="off", out_dir=tmp_path)
+    assert result["frames"].shape == (12, 64, 64, 3)
 
 
 @pytest.mark.parametrize(
@@ -444,6 +544,8 @@ def test_browser_upload_generate_sample_and_bad_file(tmp_path, tiny_model, keyfr
     except ImportError:
         _need("gradio is not installed (pip install -e '.[dev]')")
 
+    from latentvideo.pipeline import shipped_models
+
     model = os.environ.get("LATENTVIDEO_WEB_MODEL") or str(tiny_model)
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -503,6 +605,25 @@ def test_browser_upload_generate_sample_and_bad_file(tmp_path, tiny_model, keyfr
                 page.click("#generate")  # the same sampled keyframes again: the truth stays beside the clip
                 page.wait_for_function("document.querySelector('#status').innerText.includes('Done')")
                 assert page.locator("#truth video").count() == 1
+
+                # the model picker lists the shipped models beside --model; another one resets the settings
+                # to its defaults and renders the next request (skipped when the shipped model is --model)
+                page.click("#model input")
+                listed = [t.replace("✓", "").strip() for t in page.get_by_role("option").all_inner_texts()]
+                started = web.Models(model)  # the server's list, in-process (nothing loads)
+                assert listed == started.names and set(shipped_models()) <= set(listed), listed
+                others = [n for n in listed if n != started.default]
+                if others:
+                    page.get_by_role("option", name=others[0], exact=False).click()
+                    picked = f"document.querySelector('#status').innerText.includes('Model {others[0]}')"
+                    page.wait_for_function(picked)
+                    assert page.locator("#motion-speed input").input_value() == "0"  # 3.6 above: a default again
+                    page.click("#sample")
+                    page.wait_for_function(
+                        f"document.querySelector('#status').innerText.includes('done with {others[0]}')",
+                        timeout=180_000,
+                    )
+                    assert "keyframe 2: MSE" in _text(page, "#report")
 
                 # a text file named .png: a message on the page, and the server lives on
                 upload.set_input_files(str(_fake_png(tmp_path)))

@@ -662,7 +662,8 @@ def serve(
         "again (uploads are checked first, so a bad one is answered at once).",
     ),
 ):
-    """Serve a local web page: upload keyframes (or sample a test sequence), watch the clip.
+    """Serve a local web page: upload keyframes (or sample a test sequence), watch the clip. The page's
+    model picker offers --model and every shipped model.
 
     Needs the web extra:  pip install 'latentvideo\\[web]'.  Makes no outside calls.
 

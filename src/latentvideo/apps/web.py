@@ -5,6 +5,11 @@ held-out Moving MNIST test sequence), runs the pipeline and shows the clip, a co
 sheet, each keyframe beside its reconstruction with the reconstruction error, the
 seconds per stage and GIF / MP4 / NPY / PNG downloads.
 
+A model picker lists the shipped models and the one the server was started with (`Models`); a request
+carries the chosen name, each model is loaded on first use and kept, and picking one sets the
+controls to that model's defaults (`control_state`). Uploads are converted to the chosen model's
+channels and size.
+
 All the work is in plain functions (`check_uploads`, `load_keyframes`, `load_sample`,
 `run_generation`) that know nothing of Gradio, so they are unit-tested without a
 browser; `build_app(pipe)` only wires them to components, `launch` starts it in the background
@@ -255,6 +260,80 @@ def check_capacity(concurrency, max_queue) -> None:
         raise LatentVideoError(f"--max-queue must be between 0 and {MAX_MAX_QUEUE}, got {max_queue}")
 
 
+# ---------------------------------------------------------------- models
+
+
+class Models:
+    """The models the page offers, by name: every shipped model (`pipeline.shipped_models()`, in the picker's
+    order) and, last, the one the server was started with when that is a folder of its own (named by its path
+    as given). Each pipeline is loaded on first use, once (a second request for it waits for that load), and
+    kept. A request names a model on this list or gets a one-line `LatentVideoError`: no request ever names a
+    folder to load. `pipe`: the started model, already loaded."""
+
+    CUSTOM = "custom model"  # the name of a started model given only as a loaded pipeline
+
+    def __init__(self, start: str | Path | None = None, device: str = "auto", *, pipe=None):
+        from .. import pipeline
+
+        self.device = device
+        shipped = pipeline.shipped_models() if pipeline.SHIPPED.is_dir() else []
+        self._where: dict[str, Path | None] = {name: pipeline.SHIPPED / name for name in shipped}
+        self.default = self._started(start, pipe)
+        self._pipes = {} if pipe is None else {self.default: pipe}
+        self._lock = threading.Lock()
+
+    def _started(self, start, pipe) -> str:
+        """The started model's name, added to the list unless it is a shipped one."""
+        from .. import pipeline
+
+        if start is None and pipe is None:
+            name = pipeline.DEFAULT_MODEL  # load_pipeline(None); listed even if missing, to fail on load
+            self._where.setdefault(name, pipeline.SHIPPED / name)
+            return name
+        if start is None:
+            self._where[self.CUSTOM] = None
+            return self.CUSTOM
+        path = Path(start)
+        for name, where in self._where.items():
+            if str(start) == name and not path.exists():  # --model NAME
+                return name
+            if path.exists() and path.resolve() == where.resolve():  # the shipped folder by its path
+                return name
+        name = str(start) if str(start) not in self._where else str(path.resolve())
+        self._where[name] = path
+        return name
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._where)
+
+    def get(self, name: str | None = None):
+        """The pipeline of model `name` (default: the started model), loaded on first use."""
+        name = name or self.default
+        if not isinstance(name, str) or name not in self._where:
+            raise LatentVideoError(f"unknown model {name!r}; this server offers {', '.join(self.names)}")
+        pipe = self._pipes.get(name)
+        if pipe is None:
+            with self._lock:  # one load per model, however many requests ask at once
+                pipe = self._pipes.get(name)
+                if pipe is None:
+                    from .. import pipeline
+
+                    pipe = self._pipes[name] = pipeline.load_pipeline(self._where[name], self.device)
+        return pipe
+
+    def describe(self, name: str | None = None) -> str:
+        """One line about a model: its name, frame size and colour."""
+        pipe = self.get(name)
+        colour = "colour" if pipe.channels == 3 else "grayscale"
+        return f"{name or self.default}: {pipe.resolution}x{pipe.resolution} {colour}"
+
+
+def as_models(pipe_or_models) -> Models:
+    """A `Models` as it is, or a loaded pipeline as the started model."""
+    return pipe_or_models if isinstance(pipe_or_models, Models) else Models(pipe=pipe_or_models)
+
+
 # ---------------------------------------------------------------- sample
 
 
@@ -304,31 +383,47 @@ def control_values(values: Sequence, names: Sequence[str]) -> dict:
     return out
 
 
-def option_controls(gr, pipe) -> dict:
-    """One control per pipeline option (options.schema, API-only fields aside), labelled with its help text
-    and set to the model's default; elem_id is the option's flag name (e.g. motion-speed)."""
+def control_state(pipe, name: str) -> dict:
+    """What of option `name`'s control depends on the model: its value (the model's default, as the page shows
+    it: 0 for off or unknown), the methods offered (P-NET ones need a projector) and whether the critic's
+    controls are live (they need a critic)."""
     from ..invert import METHODS
 
-    defaults = pipe.default_options()
+    k = schema()[name]
+    value = getattr(pipe.default_options(), name)
+    state = {"value": (value or 0) if k.kind in ("float", "fraction", "speed") else value}
+    if name == "method":
+        state["choices"] = [m for m in METHODS if pipe.projector is not None or not m.startswith("pnet")]
+    if name.startswith("critic"):
+        state["interactive"] = pipe.critic is not None
+    return state
+
+
+def model_defaults(models: Models, name: str | None = None) -> dict:
+    """Option name -> the value its control shows for model `name` (loaded if need be)."""
+    pipe = models.get(name)
+    return {n: control_state(pipe, n)["value"] for n in schema(include_api_only=False)}
+
+
+def option_controls(gr, pipe) -> dict:
+    """One control per pipeline option (options.schema, API-only fields aside), labelled with its help text
+    and set to the model's default (`control_state`); elem_id is the option's flag name (e.g. motion-speed)."""
     controls = {}
     for name, k in schema(include_api_only=False).items():
-        value, elem = getattr(defaults, name), name.replace("_", "-")
+        state, elem = control_state(pipe, name), name.replace("_", "-")
         label = f"{name.replace('_', ' ')}: {k.help}"
         if name == "method":
-            choices = [m for m in METHODS if pipe.projector is not None or not m.startswith("pnet")]
-            controls[name] = gr.Dropdown(choices, value=value, label=label, elem_id=elem)
+            controls[name] = gr.Dropdown(label=label, elem_id=elem, **state)
         elif k.kind == "choice":
-            controls[name] = gr.Radio(list(k.choices), value=value, label=label, elem_id=elem)
+            controls[name] = gr.Radio(list(k.choices), label=label, elem_id=elem, **state)
         elif k.kind == "int":
-            high = k.high if k.high is not None else max(100, value)
-            controls[name] = gr.Slider(k.low, high, value=value, step=1, label=label, elem_id=elem)
+            high = k.high if k.high is not None else max(100, state["value"])
+            controls[name] = gr.Slider(k.low, high, step=1, label=label, elem_id=elem, **state)
         elif k.kind == "bool":
-            controls[name] = gr.Checkbox(value=value, label=label, elem_id=elem)
+            controls[name] = gr.Checkbox(label=label, elem_id=elem, **state)
         else:  # float, fraction (0: off), speed (0: unknown)
             zero = {"fraction": " (0: off)", "speed": " (0: unknown)"}.get(k.kind, "")
-            controls[name] = gr.Number(value=value or 0, minimum=0, label=label + zero, elem_id=elem)
-        if name.startswith("critic") and pipe.critic is None:
-            controls[name].interactive = False
+            controls[name] = gr.Number(minimum=0, label=label + zero, elem_id=elem, **state)
     return controls
 
 
@@ -493,12 +588,17 @@ def _require_gradio():
 
 
 def build_app(pipe, dirs: RequestDirs | None = None, gate: PipelineGate | None = None):
-    """The Gradio Blocks page for `pipe` (not launched). Use `launch` or `serve` to run it.
+    """The Gradio Blocks page for `pipe` (a loaded pipeline, or `Models` to pick from; not launched). Use
+    `launch` or `serve` to run it.
 
+    The model picker lists `Models.names`; a request carries the chosen name (the started model by default)
+    and uses that model's pipeline, loaded on first use; picking a model sets the controls to its defaults.
     Generate and Sample check their request first (at most CHECK_CONCURRENCY decode uploads at once),
-    then wait for a `gate` turn (default: one clip at a time, MAX_QUEUE waiting); every outcome, the
-    busy answer included, is a message in the status line, for the page and API callers alike."""
+    then wait for a `gate` turn, one line for every model (default: one clip at a time, MAX_QUEUE waiting);
+    every outcome, the busy answer and an unknown model included, is a message in the status line, for
+    the page and API callers alike."""
     gr = _require_gradio()
+    models = as_models(pipe)
     dirs = dirs or RequestDirs()
     gate = gate or PipelineGate()
     checks = threading.BoundedSemaphore(CHECK_CONCURRENCY)
@@ -520,14 +620,23 @@ def build_app(pipe, dirs: RequestDirs | None = None, gate: PipelineGate | None =
             traceback.print_exc()
         return (error_markdown(e), None, None, None, None, "", None)
 
-    def done_in(result) -> str:
+    def done_in(result, model) -> str:
         t = result["timings"]
         queued = f", {t['queue']:.1f} s of it waiting for a turn" if "queue" in t else ""
-        return f"in {t['total']:.1f} s{queued}."
+        return f"with {html.escape(model or models.default)} in {t['total']:.1f} s{queued}."
 
-    def on_upload(files):
+    def on_model(model):
+        try:
+            pipe = models.get(model)
+            updates = [gr.update(**control_state(pipe, n)) for n in names]
+            return [*updates, f"Model {html.escape(models.describe(model))}; the settings show its defaults."]
+        except Exception as e:  # noqa: BLE001
+            return [*(gr.update() for _ in names), failed(e)[0]]
+
+    def on_upload(files, model):
         try:
             with checks:
+                pipe = models.get(model)
                 paths = check_uploads(files)
                 load_keyframes(paths, pipe.channels, pipe.resolution, resize=True)  # decodes: is it an image?
             names = ", ".join(html.escape(p.name) for p in paths)
@@ -536,27 +645,29 @@ def build_app(pipe, dirs: RequestDirs | None = None, gate: PipelineGate | None =
             return failed(e)[0]
 
     def on_generate(files, times, frames, *knob_values):
-        *knob_values, resize, sample = knob_values
+        *knob_values, resize, sample, model = knob_values
         out = None
         try:
             s = control_values(knob_values, names)
             with checks:  # a bad request is answered here, without waiting for the pipeline
+                pipe = models.get(model)  # the chosen model's pipeline (an unknown name fails here)
                 request = check_request(pipe, files, times, frames, resize=resize, **s)
             same = sample and [file_digest(p) for p in request.paths] == sample["digests"]  # the sampled keyframes?
             truth = sample["truth"] if same else None
             with gate.turn() as request.queued:  # ServerBusy when the line is full
                 out = dirs.new()  # only a valid request that got its turn makes a folder
                 result = render(pipe, request, truth=truth, out_dir=out)
-            return outputs_of(result, "Done " + done_in(result))
+            return outputs_of(result, "Done " + done_in(result, model))
         except Exception as e:  # noqa: BLE001
             dirs.discard(out)  # a failed request leaves nothing behind
             return failed(e)
 
     def on_sample(*knob_values):
-        *knob_values, resize = knob_values
+        *knob_values, resize, model = knob_values
         out = None
         try:
             s = control_values(knob_values, names)
+            pipe = models.get(model)
             pipe.options(**s)  # bad settings are answered without waiting
             with gate.turn() as queued:
                 out = dirs.new()
@@ -566,7 +677,7 @@ def build_app(pipe, dirs: RequestDirs | None = None, gate: PipelineGate | None =
                 request.queued = queued
                 result = render(pipe, request, truth=sample.truth, out_dir=out)
             state = {"digests": [file_digest(p) for p in sample.paths], "truth": sample.truth}
-            status = f"Held-out test sequence (seed {sample.seed}), keyframes {times}: done " + done_in(result)
+            status = f"Held-out test sequence (seed {sample.seed}), keyframes {times}: done " + done_in(result, model)
             filled = ([str(p) for p in sample.paths], times, SAMPLE_FRAMES, state)
             return filled + outputs_of(result, status)
         except Exception as e:  # noqa: BLE001
@@ -582,6 +693,9 @@ def build_app(pipe, dirs: RequestDirs | None = None, gate: PipelineGate | None =
         sample_state = gr.State(None)
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
+                model = gr.Dropdown(  # custom values allowed, so an unknown name gets this page's own answer
+                    models.names, value=models.default, label="Model", allow_custom_value=True, elem_id="model"
+                )
                 files = gr.File(
                     label=f"Keyframes ({MIN_FILES} to {MAX_FILES} images, in time order)",
                     file_count="multiple",
@@ -598,7 +712,7 @@ def build_app(pipe, dirs: RequestDirs | None = None, gate: PipelineGate | None =
                 )
                 frames = gr.Slider(2, MAX_WEB_FRAMES, value=SAMPLE_FRAMES, step=1, label="Frames", elem_id="frames")
                 with gr.Accordion("Settings", open=True):
-                    controls = option_controls(gr, pipe)
+                    controls = option_controls(gr, models.get())
                     resize = gr.Checkbox(value=True, label="Rescale to the model's size")
             with gr.Column(scale=3, min_width=320):
                 with gr.Row():
@@ -626,11 +740,17 @@ def build_app(pipe, dirs: RequestDirs | None = None, gate: PipelineGate | None =
         # Gradio's queue only hands requests to worker threads; the waiting line for the pipeline is `gate`,
         # entered after the checks, so no concurrency limit here (launch sizes the thread pool to fit).
         files.upload(
-            on_upload, files, status, api_name="check", concurrency_id="check", concurrency_limit=CHECK_CONCURRENCY
+            on_upload,
+            [files, model],
+            status,
+            api_name="check",
+            concurrency_id="check",
+            concurrency_limit=CHECK_CONCURRENCY,
         )
+        model.change(on_model, model, [*knobs, status], api_name="defaults")
         generate_btn.click(
             on_generate,
-            [files, times, frames, *knobs, resize, sample_state],
+            [files, times, frames, *knobs, resize, sample_state, model],
             results,
             api_name="generate",
             concurrency_id="requests",
@@ -638,7 +758,7 @@ def build_app(pipe, dirs: RequestDirs | None = None, gate: PipelineGate | None =
         )
         sample_btn.click(
             on_sample,
-            [*knobs, resize],
+            [*knobs, resize, model],
             [files, times, frames, sample_state, *results],
             api_name="sample",
             concurrency_id="requests",
@@ -657,8 +777,9 @@ def launch(
     concurrency: int = CONCURRENCY,
     max_queue: int = MAX_QUEUE,
 ):
-    """Build the page for `pipe` and serve it on host:port from background threads; returns the Gradio
-    app (`app.close()` stops it). `gate` (default: PipelineGate(concurrency, max_queue)) decides turns."""
+    """Build the page for `pipe` (a loaded pipeline, or `Models`) and serve it on host:port from background
+    threads; returns the Gradio app (`app.close()` stops it). `gate` (default: PipelineGate(concurrency,
+    max_queue)) decides turns, one line for all models."""
     gr = _require_gradio()
     dirs = dirs or RequestDirs()
     gate = gate or PipelineGate(concurrency, max_queue)
@@ -697,19 +818,18 @@ def serve(
     max_queue: int = MAX_QUEUE,
 ) -> None:
     """Load the model and serve the page on http://host:port until interrupted: `concurrency` clips render
-    at once, `max_queue` requests may wait for a turn, and later ones are told the server is busy."""
+    at once, `max_queue` requests may wait for a turn, and later ones are told the server is busy. The page
+    also offers every shipped model, each loaded when first picked."""
     if not 1 <= int(port) <= 65535:
         raise LatentVideoError(f"--port must be between 1 and 65535, got {port}")
     check_capacity(concurrency, max_queue)
     _check_gradio()  # before the model loads
-    if pipe is None:
-        from ..pipeline import load_pipeline
-
-        pipe = load_pipeline(model, device)
+    models = Models(model, device, pipe=pipe)
+    models.get()  # the started model loads now: a bad --model fails before anything is served
     dirs = RequestDirs()
     # uploads and Gradio's copies of our outputs live under the same private root, removed on exit
     os.environ.setdefault("GRADIO_TEMP_DIR", str(dirs.root / "gradio"))
-    app = launch(pipe, host, port, dirs=dirs, concurrency=concurrency, max_queue=max_queue)
+    app = launch(models, host, port, dirs=dirs, concurrency=concurrency, max_queue=max_queue)
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):  # both close the server and remove the temp files
             signal.signal(sig, _interrupt)
