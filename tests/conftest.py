@@ -108,25 +108,30 @@ def tiny_model_dir(
     seed: int = 0,
     mapping_layers: int = 0,
     objects: int = 0,
+    channels: int = 1,
 ) -> Path:
     """A model folder with tiny untrained networks, seeded: a DCGAN generator (z_dim 8, width 4), or with
-    objects > 0 an objects generator with that many slots (appearance 2, sprite 12 px, width 4)."""
+    objects > 0 an objects generator with that many slots (appearance 2, sprite 12 px, width 4; in colour
+    with a background code of 2)."""
     from latentvideo.models import Critic, Generator, Projector, model_config, save_model
     from latentvideo.objects import ObjectGenerator
 
     torch.manual_seed(seed)
     if objects:
-        kw = dict(objects=objects, appearance=2, resolution=resolution, channels=1, sprite=12, width=4)
+        background = 2 if channels == 3 else 0
+        kw = dict(objects=objects, appearance=2, resolution=resolution, channels=channels, sprite=12, width=4)
+        kw = dict(kw, background=background)
         G = ObjectGenerator(**kw)
         g_cfg = model_config(G, **kw)
     else:
-        G = Generator(z_dim=8, resolution=resolution, channels=1, width=4, mapping_layers=mapping_layers)
-        g_cfg = model_config(G, z_dim=8, resolution=resolution, channels=1, width=4, mapping_layers=mapping_layers)
-    C = Critic(resolution=resolution, channels=1, width=4)
+        kw = dict(z_dim=8, resolution=resolution, channels=channels, width=4, mapping_layers=mapping_layers)
+        G = Generator(**kw)
+        g_cfg = model_config(G, **kw)
+    C = Critic(resolution=resolution, channels=channels, width=4)
     save_model(G, path / "generator", g_cfg)
-    save_model(C, path / "critic", model_config(C, resolution=resolution, channels=1, width=4))
+    save_model(C, path / "critic", model_config(C, resolution=resolution, channels=channels, width=4))
     if projector:
-        P = Projector(z_dim=G.z_dim, resolution=resolution, channels=1, width=4, hidden=16)
-        cfg = model_config(P, z_dim=G.z_dim, resolution=resolution, channels=1, width=4, hidden=16)
+        P = Projector(z_dim=G.z_dim, resolution=resolution, channels=channels, width=4, hidden=16)
+        cfg = model_config(P, z_dim=G.z_dim, resolution=resolution, channels=channels, width=4, hidden=16)
         save_model(P, path / "projector", cfg)
     return path

@@ -88,8 +88,9 @@ def test_rows_on_a_subset_score_only_the_subset():
     from latentvideo.evaluation import metrics
 
     cfg = BenchConfig(sequences=4)
-    video, labels, _, _ = bench.load_benchmark_data(cfg)
-    scorer = bench.Scorer(video, labels, load_classifier(None, None), (0, 9, 19))
+    data = bench.load_benchmark_data(cfg)
+    video = data.video
+    scorer = bench.Scorer(video, data.labels, load_classifier(None, None), (0, 9, 19))
     clips = video.copy()
     clips[:, :2] = 0  # black on the first two sequences, truth after
     values, curves = scorer(clips, 2)
@@ -134,8 +135,10 @@ def test_groups_run_only_their_rows(tmp_path):
         assert [r["name"] for r in rows if r["group"] != "baseline"] == list(named)
         assert rows[-1]["command"].endswith("--groups motion,path --rows 'motion prior off;bounce prior, P-NET only'")
     assert {"motion prior off", "line, no unwrap", "pipeline (default)", "degree 3"} <= set(bench.row_names())
-    assert not bench._runs(BenchConfig(rows=("motion prior off",)), "inversion")  # no ablation inversions to pay for
-    assert bench._runs(BenchConfig(rows=("inversion pnet",)), "inversion")
+    assert not bench.runs_group(
+        BenchConfig(rows=("motion prior off",)), "inversion"
+    )  # no ablation inversions to pay for
+    assert bench.runs_group(BenchConfig(rows=("inversion pnet",)), "inversion")
 
 
 def test_cli_quick_and_bad_flags(tmp_path, capsys):
@@ -162,7 +165,7 @@ def test_cli_quick_and_bad_flags(tmp_path, capsys):
 def test_command_names_every_protocol_flag():
     cfg = BenchConfig(sequences=200, ablation_sequences=50)
     assert (
-        bench._command(cfg, "x")
+        bench.row_command(cfg, "x")
         == "latentvideo bench --sequences 200 --seed 0 --keyframes 0,9,19 --ablation-sequences 50"
     )
 

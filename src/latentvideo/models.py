@@ -165,12 +165,31 @@ class DigitClassifier(nn.Module):
         return self.head(self.features(x))
 
 
+class ShapeClassifier(nn.Module):
+    """Shape of an object's colour mask: mask [N, 1, R, R] in [0, 1] -> logits [N, 6] (the five Moving Shapes
+    shapes, then "no object of this colour"). See evaluation/colour.py."""
+
+    def __init__(self, resolution: int = 64, width: int = 16, hidden: int = 128):
+        super().__init__()
+        self.resolution, self.channels = resolution, 1
+        self.encoder = _Encoder(resolution, 1, width)
+        self.fc = nn.Sequential(nn.Linear(self.encoder.features, hidden), nn.ReLU())
+        self.head = nn.Linear(hidden, 6)
+
+    def features(self, x):
+        return self.fc(self.encoder(x))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "dcgan-generator": Generator,
     "objects-generator": ObjectGenerator,
     "dcgan-critic": Critic,
     "conv-projector": Projector,
     "digit-classifier": DigitClassifier,
+    "shape-classifier": ShapeClassifier,
 }
 
 

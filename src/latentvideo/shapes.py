@@ -169,31 +169,46 @@ def moving_shapes(
     # compose, slot 0 at the bottom
     S = int(px.max())
     alpha = np.zeros((N, K, S, S), np.uint8)
-    video = np.empty((T, N, size, size, 3), np.uint8)
-    tt = np.arange(T)[:, None, None]
     for n in range(N):
-        canvas = np.repeat(background[n][None].astype(np.float32), T, 0)  # [T, H, W, 3]
         for k in range(int(count[n])):
             s = int(px[size_idx[n, k]])
-            a_u8 = _sprite(SHAPES[shapes[n, k]], s)
-            alpha[n, k, :s, :s] = a_u8
-            a = (a_u8.astype(np.float32) / 255)[..., None]  # [s, s, 1]; exactly 1 where opaque
-            rows = positions[:, n, k, 0][:, None] + np.arange(s)  # [T, s]
-            cols = positions[:, n, k, 1][:, None] + np.arange(s)
-            at = (tt, rows[:, :, None], cols[:, None, :])
-            canvas[at] = canvas[at] * (1 - a) + colours[n, k].astype(np.float32) * a
-        video[:, n] = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
+            alpha[n, k, :s, :s] = _sprite(SHAPES[shapes[n, k]], s)
+    sizes = np.where(mask, px[size_idx], 0).astype(np.int64)
+    video = compose_shapes(background, alpha, colours, sizes, positions)
 
     empty = ~mask
     positions[:, empty] = 0
     shapes[empty] = -1
     colours[empty] = 0
-    sizes = np.where(mask, px[size_idx], 0).astype(np.int64)
     hues = np.where(mask, hues, np.nan).astype(np.float32)
     return MovingShapes(
         video, positions, mask, shapes.astype(np.int64), colours, sizes, hues, alpha,
         background, background_ids, background_hues,
     )  # fmt: skip
+
+
+def compose_shapes(background, alpha, colours, sizes, positions) -> np.ndarray:
+    """Objects alpha-over a static background, slot 0 at the bottom: uint8 [T, N, H, W, 3].
+
+    background uint8 [N, H, W, 3]; alpha uint8 [N, K, S, S] (box at the top left); colours uint8 [N, K, 3];
+    sizes int [N, K] (0: empty slot); positions int [T, N, K, 2] top-left (row, col) of each box."""
+    positions = np.asarray(positions, np.int64)
+    T, N, K = positions.shape[:3]
+    video = np.empty((T, *np.shape(background)), np.uint8)
+    tt = np.arange(T)[:, None, None]
+    for n in range(N):
+        canvas = np.repeat(background[n][None].astype(np.float32), T, 0)  # [T, H, W, 3]
+        for k in range(K):
+            s = int(sizes[n, k])
+            if s == 0:
+                continue
+            a = (alpha[n, k, :s, :s].astype(np.float32) / 255)[..., None]  # [s, s, 1]; exactly 1 where opaque
+            rows = positions[:, n, k, 0][:, None] + np.arange(s)  # [T, s]
+            cols = positions[:, n, k, 1][:, None] + np.arange(s)
+            at = (tt, rows[:, :, None], cols[:, None, :])
+            canvas[at] = canvas[at] * (1 - a) + colours[n, k].astype(np.float32) * a
+        video[:, n] = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
+    return video
 
 
 # ---------------------------------------------------------------- colours and backgrounds

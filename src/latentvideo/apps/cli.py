@@ -251,21 +251,36 @@ def train_projector_cmd(
 @train_app.command("classifier")
 def train_classifier_cmd(
     out: Path = typer.Option(..., "--out", help="Model directory to write (e.g. runs/classifier)."),
-    steps: int = typer.Option(8000, help="Training steps (8000: about 22 min on one CPU thread)."),
-    batch_size: int = typer.Option(64),
+    data: str = typer.Option("moving-mnist", help="moving-mnist (digits) or moving-shapes (colour shapes)."),
+    steps: int = typer.Option(None, help="Training steps (digits 8000: about 22 min on one CPU thread; shapes 3000)."),
+    batch_size: int = typer.Option(None, help="Batch size (digits 64, shapes 128)."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto"),
 ):
-    """Train the digit classifier the benchmark uses for identity and Fréchet distance.
+    """Train the classifier the benchmark uses for identity (and, for digits, the Fréchet distance).
 
-    It sees only frames made from TRAIN-split digits (1 or 2 digits, 64x64, multi-label 0-9).
+    Digits: frames made from TRAIN-split digits (1 or 2 digits, 64x64, multi-label 0-9). Shapes: the colour
+    mask of each object of TRAIN-split Moving Shapes clips, named as one of five shapes or none.
 
-    Example:  latentvideo train classifier --out runs/classifier --steps 8000
+    Examples:
+      latentvideo train classifier --out runs/classifier --steps 8000
+      latentvideo train classifier --out runs/shape-classifier --data moving-shapes
     """
-    from ..evaluation.classifier import evaluate_classifier, train_classifier
     from ..models import load_model, resolve_device
 
-    path = train_classifier(out, steps=steps, batch_size=batch_size, seed=seed, device=str(resolve_device(device)))
+    dev = str(resolve_device(device))
+    if data == "moving-shapes":
+        from ..evaluation.colour import evaluate_shape_classifier, train_shape_classifier
+
+        path = train_shape_classifier(out, steps=steps or 3000, batch_size=batch_size or 128, seed=seed, device=dev)
+        acc = evaluate_shape_classifier(load_model(path))
+        typer.echo(f"shape classifier: {path}  test accuracy {acc['accuracy_objects']:.3f} per object")
+        return
+    if data != "moving-mnist":
+        _fail(f"unknown --data {data!r} for the classifier", hint="moving-mnist or moving-shapes")
+    from ..evaluation.classifier import evaluate_classifier, train_classifier
+
+    path = train_classifier(out, steps=steps or 8000, batch_size=batch_size or 64, seed=seed, device=dev)
     scores = evaluate_classifier(load_model(path))
     typer.echo(
         f"classifier: {path}  test accuracy 2 digits {scores['accuracy_2digit']:.3f}, "
@@ -476,15 +491,18 @@ def render_cmd(
 def demo(
     out: Path = typer.Option(Path("demo"), "--out", help="Output folder."),
     sequences: int = typer.Option(4, help="Held-out test sequences to animate."),
-    seed: int = typer.Option(0, help="Which test sequences (Moving MNIST seed)."),
+    seed: int = typer.Option(0, help="Which test sequences (their synthesis seed)."),
     model: Path | None = typer.Option(None, help=_MODEL_HELP),
     device: str = typer.Option("auto"),
 ):
-    """Run the shipped model on held-out test sequences: GIF + MP4 per clip and a contact sheet.
+    """Run a model on held-out test sequences: GIF + MP4 per clip and a contact sheet.
 
     Keyframes are frames 0, 9 and 19 of each sequence; the sheet shows truth, generated and crossfade rows.
+    A gray model animates Moving MNIST test digits, a colour model Moving Shapes test clips.
 
-    Example:  latentvideo demo --sequences 4 --seed 0 --out demo
+    Examples:
+      latentvideo demo --sequences 4 --seed 0 --out demo
+      latentvideo demo --model moving-shapes --out demo-shapes
     """
     from ..pipeline import load_pipeline
     from .demo import run_demo
@@ -510,7 +528,11 @@ def demo(
 @app.command()
 def bench(
     out: Path = typer.Option(Path("bench-out"), "--out", help="Folder for results.json, report.md and plots."),
-    data: Path | None = typer.Option(None, help="A [T, N, H, W] .npy/.npz (optional labels) instead of synthesis."),
+    data: str | None = typer.Option(
+        None,
+        help="moving-shapes (colour shapes over photographs; default model: the shipped moving-shapes), or a gray "
+        "[T, N, H, W] .npy/.npz (optional labels) instead of synthesised Moving MNIST.",
+    ),
     sequences: int = typer.Option(200, help="Held-out test sequences."),
     keyframes: str = typer.Option("0,9,19", help="Keyframe indices of the main task."),
     seed: int = typer.Option(0, help="Seed of the synthesised test sequences."),
@@ -521,9 +543,9 @@ def bench(
     ),
     groups: str | None = typer.Option(
         None,
-        help="Only these groups of pipeline rows, comma-separated: inversion, pca, degree, critic, path, joint, "
-        "motion, latent (interpolation in w, for a generator with a mapping network), original, or none (the "
-        "default row and the baselines always run).",
+        help="Only these groups of pipeline rows, comma-separated: inversion, pca, degree, critic, path, motion, "
+        "objects (a generator with position coordinates), original, or none (the default row and the baselines "
+        "always run).",
     ),
     rows: str | None = typer.Option(
         None,
@@ -537,7 +559,9 @@ def bench(
         True, "--extra-keyframes/--main-keyframes-only", help="Also score keyframes 0,19 and 0,4,9,14,19."
     ),
     model: Path | None = typer.Option(None, help=_MODEL_HELP),
-    classifier: Path | None = typer.Option(None, help="Digit classifier model dir (default: beside the model)."),
+    classifier: Path | None = typer.Option(
+        None, help="Identity classifier model dir (digits, or shapes for moving-shapes; default: beside the model)."
+    ),
     device: str = typer.Option("auto"),
 ):
     """Benchmark the pipeline, its ablations and the baselines on held-out test sequences.
@@ -548,10 +572,11 @@ def bench(
       latentvideo bench --quick --out bench-out
       latentvideo bench --sequences 200 --keyframes 0,9,19 --out bench-out
       latentvideo bench --sequences 200 --ablation-sequences 50 --out bench-out
-      latentvideo bench --sequences 200 --groups motion,joint --out bench-out
+      latentvideo bench --sequences 200 --groups motion,critic --out bench-out
       latentvideo bench --sequences 40 --groups none --model runs/mine --out bench-out
-      latentvideo bench --rows 'motion prior off;time warp' --out bench-out
+      latentvideo bench --rows 'motion prior off;critic off' --out bench-out
       latentvideo bench --sequences 200 --dynamics held-out --groups none --out bench-heldout
+      latentvideo bench --data moving-shapes --sequences 200 --groups none --out bench-shapes
     """
     from ..data import DYNAMICS
     from ..evaluation.bench import ROW_GROUPS, BenchConfig, load_classifier, row_names, run_benchmark
@@ -589,7 +614,7 @@ def bench(
         quick=quick,
         slow_subset=slow_subset,
         ablation_sequences=ablation_sequences,
-        data=str(data) if data else None,
+        data=data or None,
         dynamics=dynamics,
     )
     if not extra_keyframes:
@@ -598,8 +623,16 @@ def bench(
         _fail(f"--dynamics: unknown {dynamics!r}", ", ".join(DYNAMICS))
     if data is not None and dynamics != "bounce":
         _fail("--dynamics chooses synthesised motion; --data sequences keep their own")
+    if data == "moving-shapes" and model is None:
+        from ..pipeline import shipped_models
+
+        if "moving-shapes" not in shipped_models():
+            _fail("no colour model is shipped for --data moving-shapes", hint="pass --model DIR")
+        model = Path("moving-shapes")
+    elif data is not None and data != "moving-shapes" and not Path(data).is_file():
+        _fail(f"--data: no such file or data name {data!r}", hint="moving-shapes, or a .npy/.npz file")
     pipe = load_pipeline(model, device)
-    clf = load_classifier(classifier, model).to(pipe.device)
+    clf = load_classifier(classifier, model, data if data == "moving-shapes" else None).to(pipe.device)
     results = run_benchmark(cfg, pipe, clf, out)
     from ..evaluation.bench import report_markdown
 

@@ -1,5 +1,5 @@
 """Baselines for keyframe interpolation: each turns the keyframes of true clips into
-full clips of the same layout, uint8 [T, N, H, W].
+full clips of the same layout, uint8 [T, N, H, W] (gray) or [T, N, H, W, 3] (RGB).
 
 The video baselines read only the frames at `keyframes` of `video` (the rest of the
 clip is there for its shape); `piecewise_linear_oracle` also reads the true digit
@@ -29,8 +29,10 @@ def check_keyframes(keyframes, num_frames: int) -> np.ndarray:
 
 def _check_video(video) -> np.ndarray:
     video = np.asarray(video)
-    if video.dtype != np.uint8 or video.ndim != 4:
-        raise LatentVideoError(f"video must be uint8 [T, N, H, W], got {video.dtype} {list(video.shape)}")
+    if video.dtype != np.uint8 or not (video.ndim == 4 or video.ndim == 5 and video.shape[-1] == 3):
+        raise LatentVideoError(
+            f"video must be uint8 [T, N, H, W] or [T, N, H, W, 3], got {video.dtype} {list(video.shape)}"
+        )
     return video
 
 
@@ -66,8 +68,8 @@ def crossfade(video, keyframes) -> np.ndarray:
     """Linear pixel blend between the neighbouring keyframes, rounded to uint8."""
     video = _check_video(video)
     left, right, w = neighbours(keyframes, len(video))
-    w = w[:, None, None, None]  # [T, 1, 1, 1]
-    blend = (1 - w) * video[left] + w * video[right]  # [T, N, H, W]
+    w = w.reshape(-1, *[1] * (video.ndim - 1))  # [T, 1, 1, 1(, 1)]
+    blend = (1 - w) * video[left] + w * video[right]  # [T, N, H, W(, 3)]
     return np.clip(np.rint(blend), 0, 255).astype(np.uint8)
 
 
@@ -75,14 +77,15 @@ def ffmpeg_minterpolate(video, keyframes, mb_size: int = 8) -> np.ndarray:
     """ffmpeg's motion-compensated interpolation (minterpolate, mci + aobmc, bidirectional
     motion estimation, scene-change detection off) between the keyframes.
 
-    One ffmpeg process per sequence: the keyframes go in as raw gray frames whose
+    One ffmpeg process per sequence: the keyframes go in as raw gray (or RGB) frames whose
     timestamps are set to their frame indices (so uneven gaps such as 0, 9, 19 work),
     and minterpolate resamples at 1 frame per index; output frame i is time k0 + i.
     """
     import imageio_ffmpeg
 
     video = _check_video(video)
-    T, N, H, W = video.shape
+    T, N, H, W = video.shape[:4]
+    C, pix_fmt = (3, "rgb24") if video.ndim == 5 else (1, "gray")
     k = check_keyframes(keyframes, T)
     if H % mb_size or W % mb_size:
         raise LatentVideoError(f"minterpolate needs frame sizes that are multiples of mb_size={mb_size}, got {H}x{W}")
@@ -95,17 +98,17 @@ def ffmpeg_minterpolate(video, keyframes, mb_size: int = 8) -> np.ndarray:
     expr = "+".join(f"eq(N\\,{i})*{t}" for i, t in enumerate(times))
     graph = f"setpts=({expr})/TB,minterpolate=fps=1:mi_mode=mci:mc_mode=aobmc:me_mode=bidir:mb_size={mb_size}:scd=none"
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin"]
-    cmd += ["-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{W}x{H}", "-r", "1", "-i", "pipe:0"]
-    cmd += ["-vf", graph, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"]
+    cmd += ["-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{W}x{H}", "-r", "1", "-i", "pipe:0"]
+    cmd += ["-vf", graph, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]
     for i in range(N):
         frames = video[np.concatenate([k, k[-1:], k[-1:]]), i]  # [K + 2, H, W]
         proc = subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), capture_output=True)
         got = np.frombuffer(proc.stdout, np.uint8)
-        if proc.returncode != 0 or got.size < span * H * W:
+        if proc.returncode != 0 or got.size < span * H * W * C:
             raise LatentVideoError(
                 f"ffmpeg minterpolate failed (exit {proc.returncode}): {proc.stderr.decode()[-500:]}"
             )
-        out[k[0] : k[-1] + 1, i] = got[: span * H * W].reshape(span, H, W)
+        out[k[0] : k[-1] + 1, i] = got[: span * H * W * C].reshape(span, *video.shape[2:])
     return out
 
 
@@ -130,6 +133,8 @@ def bounce_sprites(video, keyframes, speed: float | None = None) -> np.ndarray:
     from ..motion import bounce_frames
 
     video = _check_video(video)
+    if video.ndim != 4:
+        raise LatentVideoError("bounce sprites cut gray digits out of a black background; got RGB clips")
     k = check_keyframes(keyframes, len(video))
     out = crossfade(video, k)
     for i in range(video.shape[1]):

@@ -1,0 +1,144 @@
+"""The benchmark's pipeline rows: each a name, a row group and the option overrides it applies to the
+default row, so that every row changes one thing (`latentvideo bench --groups`, `--rows`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .bench import BenchConfig
+
+ROW_GROUPS = ("inversion", "pca", "degree", "critic", "path", "motion", "objects", "original")
+KEEP_PRIOR = ("motion", "objects")  # row groups that keep the default motion prior (the others: the latent path)
+
+
+def pipeline_variants(
+    quick: bool, num_keyframes: int, speed: float | None = None, objects: bool = False
+) -> list[tuple[str, str, dict]]:
+    """(name, group, option overrides) of every pipeline row. The ablations are of the latent path, so
+    they run with the motion prior off (their reference: "motion prior off"). `objects`: the generator declares position
+    coordinates, so the rows of the objects group (clip fit, unwrap) apply."""
+    return [("pipeline (default)", "pipeline", {})] + [
+        (name, group, over if group in KEEP_PRIOR else {"motion_prior": "off", **over})
+        for name, group, over in (object_variants(speed) if objects else []) + _ablations(quick, num_keyframes, speed)
+    ]
+
+
+def object_variants(speed: float | None = None) -> list[tuple[str, str, dict]]:
+    """Rows for a generator with position coordinates: what the clip-level inversion and the unwrap buy,
+    and the description's plain line on this latent space (no unwrap)."""
+    rows = [
+        ("line, no unwrap", "objects", {"path": "line", "unwrap": False}),
+        ("lerp, no unwrap", "objects", {"unwrap": False}),
+        ("line (PCA + least squares), unwrapped", "objects", {"path": "line"}),
+        ("per-keyframe inversion (no clip fit)", "objects", {"clip_steps": 0}),
+        ("P-NET + clip fit (no per-keyframe L-BFGS)", "objects", {"method": "pnet"}),
+        ("pivotal tuning, 30 steps", "objects", {"pivot_steps": 30}),
+        ("pivotal tuning off", "objects", {"pivot_steps": 0}),
+    ]
+    return rows + ([("unwrap with the known speed", "objects", {"motion_speed": speed})] if speed else [])
+
+
+def _ablations(quick: bool, num_keyframes: int, speed: float | None) -> list[tuple[str, str, dict]]:
+    rows = []
+    if quick:
+        return [
+            ("motion prior off", "motion", {"motion_prior": "off"}),
+            ("inversion pnet", "inversion", {"method": "pnet"}),
+            ("line, no PCA", "pca", {"path": "line", "pca": None}),
+            ("critic off", "critic", {"critic": "off"}),
+            ("line (the original path)", "path", {"path": "line"}),
+        ]
+    rows += [
+        ("inversion pnet", "inversion", {"method": "pnet"}),
+        ("inversion lbfgs (zero init)", "inversion", {"method": "lbfgs"}),
+        ("inversion pnet+lbfgs", "inversion", {"method": "pnet+lbfgs"}),
+    ]
+    for pca in (None, 0.9, 0.99, 0.999):
+        rows.append((f"PCA {pca or 'off'} (keyframes)", "pca", {"path": "line", "pca": pca}))
+        if pca is not None:
+            rows.append((f"PCA {pca} (reference)", "pca", {"path": "line", "pca": pca, "_reference": True}))
+    for degree in (1, 2, 3):
+        if degree < num_keyframes and (degree < 3 or num_keyframes >= 5):
+            rows.append((f"degree {degree}", "degree", {"path": "line", "degree": degree}))
+    rows += [("critic off", "critic", {"critic": "off"})]
+    for space in ("pixel", "latent"):
+        for steps, size in ((5, 1e-3), (20, 1e-3), (5, 1e-2)):
+            rows.append(
+                (
+                    f"critic {space} {steps}x{size:g}",
+                    "critic",
+                    {"critic": space, "critic_steps": steps, "critic_step_size": size},
+                )
+            )
+    rows += [("line (the original path)", "path", {"path": "line"}), ("slerp", "path", {"path": "slerp"})]
+    return rows + beyond_variants(speed)
+
+
+def row_names() -> list[str]:
+    """Names of every pipeline row the benchmark can run (for `--rows`)."""
+    return list(dict.fromkeys(name for name, _, _ in _all_variants()))
+
+
+def beyond_variants(speed: float | None = None) -> list[tuple[str, str, dict]]:
+    """Rows of the bounce motion prior (motion.py), run with every keyframe set. `speed`: the digits' known
+    speed in px/frame (Moving MNIST), for a row of the bounce prior that uses it. (The joint curve fit,
+    temporal critic, time warp and interpolation in w were measured and not adopted: docs/benchmark-history.md;
+    experimental/ keeps the first and the third as functions.)"""
+    known = [("bounce prior, known speed", "motion", {"motion_prior": "bounce", "motion_speed": speed})]
+    return [
+        ("motion prior off", "motion", {"motion_prior": "off"}),
+        ("bounce prior, P-NET only", "motion", {"motion_prior": "bounce", "motion_steps": 0}),
+        *[
+            (f"bounce prior, {n} steps per frame", "motion", {"motion_prior": "bounce", "motion_steps": n})
+            for n in MOTION_STEPS
+        ],
+        *(known if speed is not None else []),
+    ]
+
+
+MOTION_STEPS = (25, 100)  # the bounce prior's cost/identity trade-off around the default's L-BFGS steps per frame
+DEGREE_3 = ("degree 3", "degree", {"motion_prior": "off", "path": "line", "degree": 3})  # 5+ keyframes only
+
+
+ORIGINAL = {
+    "motion_prior": "off",
+    "method": "scipy",
+    "pca": None,
+    "degree": 1,
+    "critic": "latent",
+    "critic_steps": 100,
+    "critic_step_size": 1e-4,
+    "path": "line",
+}
+
+
+def row_command(cfg: BenchConfig, name: str) -> str:
+    keys = ",".join(map(str, cfg.keyframes))
+    cmd = f"latentvideo bench --sequences {cfg.sequences} --seed {cfg.seed} --keyframes {keys}"
+    if cfg.ablation_sequences is not None:
+        cmd += f" --ablation-sequences {cfg.ablation_sequences}"
+    if cfg.groups is not None:
+        cmd += f" --groups {','.join(cfg.groups) or 'none'}"
+    if cfg.data is not None:
+        cmd += f" --data {cfg.data}"
+    if cfg.dynamics != "bounce":
+        cmd += f" --dynamics {cfg.dynamics}"
+    if not cfg.extra_keyframes and not cfg.quick:
+        cmd += " --main-keyframes-only"
+    if cfg.rows is not None:
+        cmd += f" --rows '{';'.join(cfg.rows)}'"
+    return cmd + (" --quick" if cfg.quick else "")
+
+
+def runs_group(cfg: BenchConfig, group: str) -> bool:
+    """Whether a row group runs: chosen by `groups`, and, with `rows`, holding one of the named rows (so
+    that naming a few rows does not pay for the ablation inversions, the reference basis or the scipy rows)."""
+    if cfg.rows is not None and group not in {g for name, g, _ in _all_variants() if name in cfg.rows}:
+        return False
+    return cfg.groups is None or group in cfg.groups
+
+
+def _all_variants() -> list[tuple[str, str, dict]]:
+    return pipeline_variants(False, 5, speed=1.0, objects=True) + [DEGREE_3]
