@@ -300,3 +300,20 @@ def test_pivotal_tuning_fits_the_sprites_to_the_keyframes_and_leaves_g_alone():
     err = lambda a: (a.frames[[0, 4, 9]] - keys).pow(2).mean()  # noqa: E731
     assert err(piv) < 0.7 * err(plain) and "pivot" in piv.timings
     torch.testing.assert_close(piv.latents, plain.latents)  # the path is the same; only the sprites differ
+
+
+def test_pivotal_tuning_in_colour_also_fits_the_background():
+    """A colour clip's static background is part of its appearance: the tuned copy changes the background net
+    too, and matches keyframes drawn over another G's background better than G does."""
+    G, other = (tiny_objects(objects=2, seed=s, channels=3, background=3) for s in (0, 5))
+    z = other.sample_latents(3, torch.Generator().manual_seed(2))
+    z[1:, : 2 * 6] = z[0, : 2 * 6]
+    z[1:, 2 * 6 :] = z[0, 2 * 6 :]  # one background for the clip
+    with torch.no_grad():
+        keys = other(z)
+    tuned = pivotal_tune(G, z, keys, steps=60, lr=1e-2)
+    assert not torch.equal(tuned.bg_fc.weight, G.bg_fc.weight) and not torch.equal(
+        tuned.sprite_fc.weight, G.sprite_fc.weight
+    )
+    with torch.no_grad():
+        assert (tuned(z) - keys).pow(2).mean() < 0.5 * (G(z) - keys).pow(2).mean()

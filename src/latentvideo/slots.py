@@ -267,13 +267,14 @@ def _joint_fit(G, starts, images, layout, steps, sigma):
 
 
 def pivotal_tune(G, latents: torch.Tensor, keyframes: torch.Tensor, steps: int = 30, lr: float = 1e-3):
-    """A copy of G whose sprite net (parameters named sprite*, or all of G's without such) is fine-tuned with Adam
+    """A copy of G whose sprite and background nets (parameters named sprite* or bg*, or all of G's without such:
+    the clip's static background is as much a keyframe's appearance as its sprites) are fine-tuned with Adam
     for `steps` so that G(latents [K, z_dim]) matches keyframes [K, C, H, W]; the latents stay fixed. Returns the
     copy, frozen; G is not modified."""
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
         raise LatentVideoError(f"pivot steps must be an integer >= 0, got {steps!r}")
     tuned = copy.deepcopy(G).requires_grad_(False)
-    params = [p for n, p in tuned.named_parameters() if n.startswith("sprite")] or list(tuned.parameters())
+    params = [p for n, p in tuned.named_parameters() if n.startswith(("sprite", "bg"))] or list(tuned.parameters())
     if not params or not steps:  # nothing to tune
         return tuned.eval()
     for p in params:
