@@ -249,6 +249,12 @@ def test_load_sample_is_a_held_out_sequence(tmp_path):
     assert s.seed == 11 and s.times == [0.0, 9.0, 19.0] and np.array_equal(s.truth, video)
     for p, t in zip(s.paths, (0, 9, 19)):
         assert np.array_equal(np.asarray(Image.open(p)), video[t])
+    from latentvideo.shapes import moving_shapes
+
+    c = web.load_sample(tmp_path / "colour", seed=11, channels=3)  # a colour model samples Moving Shapes
+    video = moving_shapes(1, 20, 64, "test", seed=11).video[:, 0]
+    assert c.truth.shape == (20, 64, 64, 3) and np.array_equal(c.truth, video)
+    assert np.array_equal(np.asarray(Image.open(c.paths[1])), video[9])
 
 
 def test_run_generation_writes_everything(pipe, keyframe_pngs, tmp_path):

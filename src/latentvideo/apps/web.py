@@ -56,6 +56,7 @@ from ..data import IMAGE_EXTS, load_image, moving_mnist, to_frames
 from ..errors import LatentVideoError
 from ..options import schema
 from ..render import contact_sheet, to_uint8, write_clip, write_png
+from ..shapes import moving_shapes
 
 MIN_FILES, MAX_FILES = 2, 8
 MAX_FILE_BYTES = 10 * 1024 * 1024  # per uploaded file
@@ -341,15 +342,18 @@ def as_models(pipe_or_models) -> Models:
 class Sample:
     paths: list[Path]  # keyframe PNGs, in time order
     times: list[float]  # their frame indices
-    truth: np.ndarray  # uint8 [T, H, W] the whole test sequence
+    truth: np.ndarray  # uint8 [T, H, W] (gray) or [T, H, W, 3] (colour): the whole test sequence
     seed: int
 
 
-def load_sample(out_dir: str | Path, seed: int | None = None) -> Sample:
-    """Keyframes 0, 9, 19 of one held-out Moving MNIST test sequence (test-split digits),
-    written as PNGs into `out_dir`."""
+def load_sample(out_dir: str | Path, seed: int | None = None, channels: int = 1) -> Sample:
+    """Keyframes 0, 9, 19 of one held-out test sequence, written as PNGs into `out_dir`: Moving MNIST
+    (test-split digits) for a gray model, Moving Shapes (test backgrounds and hues) for a colour one."""
     seed = secrets.randbelow(2**31) if seed is None else int(seed)
-    video = moving_mnist(1, SAMPLE_FRAMES, split="test", seed=seed).video[:, 0]  # [T, 64, 64]
+    if channels == 3:
+        video = moving_shapes(1, SAMPLE_FRAMES, 64, "test", seed=seed).video[:, 0]  # [T, 64, 64, 3]
+    else:
+        video = moving_mnist(1, SAMPLE_FRAMES, split="test", seed=seed).video[:, 0]  # [T, 64, 64]
     out_dir = Path(out_dir)
     paths = []
     for t in SAMPLE_KEYFRAMES:
@@ -671,7 +675,7 @@ def build_app(pipe, dirs: RequestDirs | None = None, gate: PipelineGate | None =
             pipe.options(**s)  # bad settings are answered without waiting
             with gate.turn() as queued:
                 out = dirs.new()
-                sample = load_sample(out)
+                sample = load_sample(out, channels=pipe.channels)
                 times = ",".join(f"{t:g}" for t in sample.times)
                 request = check_request(pipe, sample.paths, times, SAMPLE_FRAMES, resize=resize, **s)
                 request.queued = queued
