@@ -1,4 +1,4 @@
-"""A guard on the shipped default model: three seeded held-out clips through the default pipeline.
+"""A guard on the shipped models: three seeded held-out clips through each one's default pipeline.
 
 If a change moves these numbers, it changed what users get: re-measure with `latentvideo bench` and update
 both the pins here and BENCHMARK.md. The pins were measured when the shipped model last changed
@@ -12,10 +12,12 @@ import pytest
 import torch
 
 from latentvideo.data import moving_mnist
-from latentvideo.evaluation import metrics
+from latentvideo.evaluation import colour, metrics
 from latentvideo.evaluation.bench import load_classifier
 from latentvideo.evaluation.classifier import predict_digits
 from latentvideo.pipeline import load_pipeline
+from latentvideo.render import to_uint8
+from latentvideo.shapes import moving_shapes
 
 KEYS, SEED, CLIPS = (0, 9, 19), 7, 3
 # measured on the shipped model (see the module docstring); tolerances absorb float rounding across machines
@@ -65,5 +67,42 @@ def test_motion_and_identity_are_as_measured(shipped):
     assert shipped["identity"] == pytest.approx(PIN["identity"], abs=0.1)
 
 
+# the colour model (moving-shapes) on three Moving Shapes test clips (unseen backgrounds and hues), its defaults
+COLOUR_PIN = {
+    "keyframe_mse": None,  # mean reconstruction MSE/px of the 9 keyframes (RGB)
+    "motion_px": None,  # mean colour-mask EMD of the in-between frames' objects, px
+    # clip 0, frame 5, row 32, columns 10..29, red channel (uint8)
+    "pixels": None,
+}
+
+
+def measure_colour() -> dict:
+    torch.manual_seed(0)
+    pipe = load_pipeline("moving-shapes", device="cpu")
+    ms = moving_shapes(CLIPS, 20, 64, "test", seed=SEED)
+    x = torch.from_numpy(ms.video).float().movedim(-1, 2) / 255  # [T, N, 3, H, W]
+    clips = pipe.generate_many([x[list(KEYS), i] for i in range(CLIPS)], [list(map(float, KEYS))] * CLIPS, 20)
+    frames = np.stack([to_uint8(c.frames) for c in clips], 1)  # [T, N, H, W, 3]
+    others = [t for t in range(20) if t not in KEYS]
+    motion = colour.object_motion(frames[others], ms.video[others], ms.colours, ms.mask)
+    return {
+        "keyframe_mse": float(torch.cat([c.keyframe_errors for c in clips]).mean()),
+        "motion_px": float(motion.mean()),
+        "pixels": frames[5, 0, 32, 10:30, 0].tolist(),
+    }
+
+
+@pytest.fixture(scope="module")
+def shipped_colour():
+    return measure_colour()
+
+
+def test_colour_model_is_as_measured(shipped_colour):
+    assert shipped_colour["keyframe_mse"] == pytest.approx(COLOUR_PIN["keyframe_mse"], rel=0.1, abs=2e-4)
+    assert shipped_colour["motion_px"] == pytest.approx(COLOUR_PIN["motion_px"], abs=0.5)
+    assert np.abs(np.array(shipped_colour["pixels"], float) - COLOUR_PIN["pixels"]).max() <= 8
+
+
 if __name__ == "__main__":
     print(measure())
+    print(measure_colour())
