@@ -69,10 +69,10 @@ def test_motion_and_identity_are_as_measured(shipped):
 
 # the colour model (moving-shapes) on three Moving Shapes test clips (unseen backgrounds and hues), its defaults
 COLOUR_PIN = {
-    "keyframe_mse": None,  # mean reconstruction MSE/px of the 9 keyframes (RGB)
-    "motion_px": None,  # mean colour-mask EMD of the in-between frames' objects, px
+    "keyframe_mse": 0.01665,  # mean reconstruction MSE/px of the 9 keyframes (RGB)
+    "motion_px": 47.37,  # mean colour-mask EMD of the in-between frames' objects, px (objects often vanish: 90.5)
     # clip 0, frame 5, row 32, columns 10..29, red channel (uint8)
-    "pixels": None,
+    "pixels": [119, 121, 124, 126, 129, 131, 133, 135, 138, 141, 144, 146, 148, 150, 151, 151, 151, 150, 149, 148],
 }
 
 
@@ -99,7 +99,8 @@ def shipped_colour():
 
 def test_colour_model_is_as_measured(shipped_colour):
     assert shipped_colour["keyframe_mse"] == pytest.approx(COLOUR_PIN["keyframe_mse"], rel=0.1, abs=2e-4)
-    assert shipped_colour["motion_px"] == pytest.approx(COLOUR_PIN["motion_px"], abs=0.5)
+    # an object whose colour mask empties scores the canvas diagonal, so allow one such flip among the 51 frames
+    assert shipped_colour["motion_px"] == pytest.approx(COLOUR_PIN["motion_px"], abs=3.0)
     assert np.abs(np.array(shipped_colour["pixels"], float) - COLOUR_PIN["pixels"]).max() <= 8
 
 
