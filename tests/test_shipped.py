@@ -68,15 +68,24 @@ def test_motion_and_identity_are_as_measured(shipped):
 
 
 # the colour model (moving-shapes) on three Moving Shapes test clips (unseen backgrounds and hues), its defaults
-COLOUR_PIN = {
-    "keyframe_mse": 0.01665,  # mean reconstruction MSE/px of the 9 keyframes (RGB)
-    "motion_px": 47.37,  # mean colour-mask EMD of the in-between frames' objects, px (objects often vanish: 90.5)
+COLOUR_PIN = {  # measured with 2 threads (measure_colour sets them: the colour path's float sums depend on it)
+    "keyframe_mse": 0.01917,  # mean reconstruction MSE/px of the 9 keyframes (RGB)
+    "motion_px": 56.94,  # mean colour-mask EMD of the in-between frames' objects, px (objects often vanish: 90.5)
     # clip 0, frame 5, row 32, columns 10..29, red channel (uint8)
-    "pixels": [119, 121, 124, 126, 129, 131, 133, 135, 138, 141, 144, 146, 148, 150, 151, 151, 151, 150, 149, 148],
+    "pixels": [124, 125, 126, 127, 128, 129, 101, 123, 88, 81, 78, 77, 78, 80, 81, 81, 82, 82, 83, 83],
 }
 
 
 def measure_colour() -> dict:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        return _measure_colour()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure_colour() -> dict:
     torch.manual_seed(0)
     pipe = load_pipeline("moving-shapes", device="cpu")
     ms = moving_shapes(CLIPS, 20, 64, "test", seed=SEED)
