@@ -146,7 +146,7 @@ class Server:
             out = client.predict(files, "", frames, api_name="/generate")
             status = out[0]
             ok = {
-                "valid": status.startswith("Done in") and out[1] is not None,
+                "valid": status.startswith("Done with ") and out[1] is not None,
                 "corrupt": status.startswith("**Error:**") and "cannot read image notes.png" in status,
                 "flaky": status.startswith("**Unexpected error:** RuntimeError") and out[1] is None,
             }[kind]
