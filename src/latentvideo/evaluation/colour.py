@@ -30,6 +30,7 @@ from ..models import ShapeClassifier, model_config, resolve_device, save_model
 from ..shapes import SHAPES, MovingShapes, compose_shapes, moving_shapes
 from . import metrics
 from .baselines import neighbours
+from .scoring import summarise
 
 MASK_RADIUS = 0.4  # RGB distance (channels in [0, 1]) where a pixel stops counting as the object's colour
 NONE = len(SHAPES)  # class index of "no object of this colour"
@@ -236,11 +237,7 @@ class ShapesScorer:
             "motion": object_motion(gen, true, colours, present),
             "identity": object_identity(self.classifier, gen, colours, self.truth.shapes[:n], present),
         }
-        values = {k: list(metrics.bootstrap_ci(np.nanmean(v, 0), seed=self.seed)) for k, v in per.items()}
-        values["flicker"] = list(metrics.bootstrap_ci(metrics.flicker(np.moveaxis(clips[:, :n], -1, -3)).mean(-1)))
-        curves = {}
-        for k, v in per.items():
-            curve = np.full(clips.shape[0], np.nan)
-            curve[self.others] = np.nanmean(v, 1)
-            curves[k] = curve.tolist()
+        values, curves = summarise(per, self.others, clips.shape[0], self.seed)
+        flicker = metrics.flicker(np.moveaxis(clips[:, :n], -1, -3)).mean(-1)  # [n], channels averaged
+        values["flicker"] = list(metrics.bootstrap_ci(flicker, seed=self.seed))
         return values, curves

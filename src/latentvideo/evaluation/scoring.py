@@ -38,13 +38,20 @@ class Scorer:
         }
         pred = predict_digits(self.classifier, gen.reshape(-1, 1, *gen.shape[2:])).reshape(*gen.shape[:2], 10)
         per["identity"] = (pred == self.sets[None, :n]).all(-1).astype(np.float64)
-        values = {k: list(metrics.bootstrap_ci(np.nanmean(v, 0), seed=self.seed)) for k, v in per.items()}
+        values, curves = summarise(per, self.others, clips.shape[0], self.seed)
         values["flicker"] = list(metrics.bootstrap_ci(metrics.flicker(clips[:, :n]), seed=self.seed))
         feats = classifier_features(self.classifier, gen.reshape(-1, 1, *gen.shape[2:]))
         values["frechet"] = [metrics.frechet_from_stats(*metrics.feature_stats(feats), *self.ref_stats)] * 3
-        curves = {}
-        for k, v in per.items():
-            curve = np.full(clips.shape[0], np.nan)
-            curve[self.others] = np.nanmean(v, 1)
-            curves[k] = curve.tolist()
         return values, curves
+
+
+def summarise(per: dict, others, num_frames: int, seed: int = 0) -> tuple[dict, dict]:
+    """Per-frame metrics {name: [T', n]} over the non-keyframes `others` -> each one's mean [low, high] (95 %
+    bootstrap over the n sequences) and its curve over all num_frames frames (nan at keyframes)."""
+    values = {k: list(metrics.bootstrap_ci(np.nanmean(v, 0), seed=seed)) for k, v in per.items()}
+    curves = {}
+    for k, v in per.items():
+        curve = np.full(num_frames, np.nan)
+        curve[others] = np.nanmean(v, 1)
+        curves[k] = curve.tolist()
+    return values, curves
