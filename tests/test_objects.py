@@ -16,7 +16,14 @@ from latentvideo.evaluation.recovery import position_errors
 from latentvideo.models import load_model, model_config, save_model
 from latentvideo.objects import LatentLayout, ObjectGenerator, fold
 from latentvideo.pipeline import Pipeline
-from latentvideo.slots import invert_clips, match_slots, permute_slots, pivotal_tune, slot_matched_error
+from latentvideo.slots import (
+    invert_clips,
+    match_slots,
+    permute_slots,
+    pivotal_tune,
+    slot_matched_error,
+    template_positions,
+)
 from latentvideo.unwrap import unwrap_positions
 
 
@@ -83,6 +90,46 @@ def test_rgb_with_background_composes_alpha_over():
     free = G.sprite + G.sprite // 4  # sprite size plus the largest centring shift
     assert torch.equal(x[..., free:, :], bg[..., free:, :]) and torch.equal(x[..., free:], bg[..., free:])
     assert (x[..., :8, :8] - bg[..., :8, :8]).abs().max() > 1e-3
+
+
+def test_tint_is_the_objects_colour_and_edge_clears_the_box_border():
+    """With tint, the last 3 appearance coordinates t set the colour to Phi(t) * shade: changing them recolours
+    the sprite and leaves its alpha; with edge, alpha is 0 on the sprite box's outer row and column."""
+    G = tiny_objects(objects=1, channels=3, background=2, tint=True, edge=2)
+    a = torch.randn(2, 4)
+    a[1, :-3] = a[0, :-3]  # same shape code, another colour
+    with torch.no_grad():
+        s = G.sprites(a)  # [2, 4, S, S]
+        shade = G.sprites(torch.cat([a[:1, :-3], torch.full((1, 3), 10.0)], 1))[0, :3]  # Phi(10) = 1: the shade
+    torch.testing.assert_close(s[0, 3], s[1, 3])  # alpha follows the shape code only
+    phi = 0.5 * (1 + torch.erf(a[:, -3:] / 2**0.5))
+    torch.testing.assert_close(s[:, :3], phi[:, :, None, None] * shade[None], atol=1e-6, rtol=0)
+    assert torch.equal(shade[0], shade[1]) and torch.equal(shade[1], shade[2])  # a gray shade
+    border = torch.ones(G.sprite, G.sprite, dtype=torch.bool)
+    border[1:-1, 1:-1] = False
+    assert s[:, 3][:, border].abs().max() == 0 and s[:, 3, 2:-2, 2:-2].min() > 0
+    with pytest.raises(LatentVideoError, match="tint"):
+        tiny_objects(tint=True)  # gray
+    with pytest.raises(LatentVideoError, match="edge"):
+        tiny_objects(channels=3, edge=4)  # more than a quarter of the 12 px sprite
+
+
+def test_colour_template_starts_find_each_object_over_its_backdrop():
+    """RGB, alpha-over: from a start with every slot at the canvas centre, the template starts put each slot
+    within a px of where G drew it (G's own sprites and backdrop, known latents)."""
+    G = tiny_objects(objects=2, channels=3, background=2, tint=True, edge=1, seed=1)
+    lay = G.latent_layout
+    gen = torch.Generator().manual_seed(2)
+    truth = G.sample_latents(4, gen)
+    px = torch.tensor([[2.0, 3.0], [15.0, 14.0]]) + torch.randint(0, 4, (4, 2, 2), generator=gen)  # apart
+    truth[:, lay.index] = px / lay.fold_range
+    with torch.no_grad():
+        images = G(truth)
+    start = truth.clone()
+    start[:, lay.index] = 0.5
+    found = template_positions(G, start, images, lay)
+    err = position_errors(lay, found, truth)  # [4, 2] px, slots matched
+    assert err.max() <= 1.0, err
 
 
 def test_model_folder_round_trip_keeps_the_layout(tmp_path):

@@ -7,7 +7,11 @@ A latent z holds K object slots and an optional background code:
                                                     b   in R^B ~ N(0, I)   background (B may be 0)
 
 A small conv net draws each slot's appearance as a sprite (intensity for gray; colour plus alpha
-for RGB). The sprite's ink centre of mass is placed at `fold(u_k) * fold_range` px (plus the sprite's
+for RGB). With `tint` (RGB), the last 3 coordinates of each appearance code are the object's colour,
+an explicit latent coordinate like position: the sprite net draws a gray shade and an alpha mask from
+the rest of the code, and the colour is Phi(t) * shade (Phi the normal CDF, so t ~ N(0, 1) gives colours
+uniform on the RGB cube, including hues the training footage never showed). `edge` fades the alpha to 0
+over the sprite box's outer px, so a sprite cannot leave marks at its box's border. The sprite's ink centre of mass is placed at `fold(u_k) * fold_range` px (plus the sprite's
 half size), by a differentiable sub-pixel translation (`affine_grid` + `grid_sample`). `fold` is a
 triangle wave onto [0, 1], so a straight line in u renders as a path that bounces off the walls, and
 position *is* an explicit latent coordinate. Slots combine with max (gray, as Moving MNIST is made)
@@ -127,6 +131,8 @@ class ObjectGenerator(nn.Module):
         sprite: int = 28,
         width: int = 32,
         background: int = 0,
+        tint: bool = False,
+        edge: int = 0,
     ):
         super().__init__()
         for name, v, low in (("objects", objects, 1), ("appearance", appearance, 1), ("width", width, 1)):
@@ -142,7 +148,12 @@ class ObjectGenerator(nn.Module):
             raise LatentVideoError(f"resolution must be 32, 64 or 128, got {resolution!r}")
         if not _is_int(sprite) or sprite % 4 or not 8 <= sprite < resolution:
             raise LatentVideoError(f"sprite must be a multiple of 4 in [8, {resolution}), got {sprite!r}")
+        if not isinstance(tint, bool) or (tint and channels != 3) or (tint and appearance < 4):
+            raise LatentVideoError(f"tint needs RGB and an appearance code of at least 4, got tint={tint!r}")
+        if not _is_int(edge) or not 0 <= edge <= sprite // 4:
+            raise LatentVideoError(f"edge must be an integer in [0, {sprite // 4}] px, got {edge!r}")
         self.objects, self.appearance, self.background = objects, appearance, background
+        self.tint, self.edge = tint, edge
         self.resolution, self.channels, self.sprite = resolution, channels, sprite
         self.z_dim = objects * (appearance + 2) + background
         self.latent_layout = LatentLayout(
@@ -151,10 +162,13 @@ class ObjectGenerator(nn.Module):
             tuple((k * (appearance + 2), k * (appearance + 2) + appearance) for k in range(objects)),
         )
         self.c0 = width * 4
-        self.sprite_fc = nn.Linear(appearance, self.c0 * (sprite // 4) ** 2)
+        self.sprite_fc = nn.Linear(appearance - 3 * tint, self.c0 * (sprite // 4) ** 2)
         self.sprite_body = _upconv_stack(self.c0, [width * 2, width])
-        # gray: one intensity channel (also its own alpha); RGB: colour + alpha
-        self.sprite_out = nn.Conv2d(width, 1 if channels == 1 else 4, 3, 1, 1)
+        # gray: one intensity channel (also its own alpha); RGB: colour + alpha; tint: shade + alpha
+        self.sprite_out = nn.Conv2d(width, 1 if channels == 1 else 2 if tint else 4, 3, 1, 1)
+        i = torch.arange(sprite, dtype=torch.float32)
+        ramp = (torch.minimum(i, sprite - 1 - i) / max(edge, 1)).clamp(max=1.0) if edge else torch.ones(sprite)
+        self.register_buffer("window", ramp[:, None] * ramp[None, :], persistent=False)  # [S, S]
         if background:
             n_up = int(math.log2(resolution)) - 2  # 4x4 -> R
             self.bg_fc = nn.Linear(background, self.c0 * 16)
@@ -187,8 +201,13 @@ class ObjectGenerator(nn.Module):
     def sprites(self, appearance: torch.Tensor) -> torch.Tensor:
         """appearance [M, A] -> sprites [M, 1 or 4, S, S] in [0, 1] (RGB: colour, then alpha)."""
         s = self.sprite // 4
-        x = F.leaky_relu(self.sprite_fc(appearance), 0.2).view(-1, self.c0, s, s)
-        return torch.sigmoid(self.sprite_out(self.sprite_body(PixelNorm()(x))))
+        code = appearance[:, :-3] if self.tint else appearance
+        x = F.leaky_relu(self.sprite_fc(code), 0.2).view(-1, self.c0, s, s)
+        out = torch.sigmoid(self.sprite_out(self.sprite_body(PixelNorm()(x))))  # [M, 1, 2 or 4 channels, S, S]
+        if self.tint:
+            colour = 0.5 * (1 + torch.erf(appearance[:, -3:] / math.sqrt(2)))  # [M, 3] Phi(t)
+            out = torch.cat([colour[:, :, None, None] * out[:, :1], out[:, 1:]], 1)
+        return torch.cat([out[:, :-1], out[:, -1:] * self.window], 1) if self.edge else out
 
     def place(self, sprites: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Sprites [M, c, S, S] with positions u [M, 2] -> layers [M, c, R, R]: the sprite's ink centre of

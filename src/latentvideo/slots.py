@@ -144,7 +144,9 @@ def invert_clips(
     else:
         init = torch.zeros(len(images), z_dim, device=dev)
         init[:, layout.index] = 0.5
-    templates = hasattr(G, "sprites") and getattr(G, "channels", 0) == 1 and not getattr(G, "background", 0)
+    gray = getattr(G, "channels", 0) == 1 and not getattr(G, "background", 0)  # max-composed on black
+    alpha_over = getattr(G, "channels", 0) == 3 and hasattr(G, "backdrop") and hasattr(G, "split")  # RGBA over a backdrop
+    templates = hasattr(G, "sprites") and (gray or alpha_over)
     if templates:
         init = _best_start(G, images, init, template_positions(G, init, images, layout))
     method = "lbfgs" if frame_steps else None
@@ -175,38 +177,62 @@ def invert_clips(
 
 
 def template_positions(G, z: torch.Tensor, images: torch.Tensor, layout: LatentLayout) -> torch.Tensor:
-    """z [N, z_dim] with every slot's position set where G's own sprite for that slot best matches the image
-    (gray, max-composed generators): greedy template matching, the slot with the strongest match first, its
-    sprite then subtracted. Cross-correlation over all positions gives a start whose sprite overlaps its
+    """z [N, z_dim] with every slot's position set where G's own sprite for that slot best explains the image:
+    greedy template matching over all positions, the slot with the strongest match first, then the next on
+    what is left. Gray max-composed generators: correlation of the sprite with the residual ink. RGB
+    generators with a backdrop (alpha-over): the drop in squared error when the sprite is pasted over the
+    current canvas (G's backdrop for z, then the slots placed so far). A start whose sprite overlaps its
     target, where L-BFGS from a wrong place would see no gradient."""
-    N, K = len(z), len(layout.positions)
-    S = G.sprite
+    N, K, S = len(z), len(layout.positions), G.sprite
     with torch.no_grad():
-        sprites = torch.stack([G.sprites(z[:, slice(*r)])[:, -1] for r in layout.appearance], 1)  # [N, K, S, S]
+        sprites = torch.stack([G.sprites(z[:, slice(*r)]) for r in layout.appearance], 1)  # [N, K, c, S, S]
+        colour = sprites.shape[2] == 4
         coords = torch.arange(S, dtype=z.dtype, device=z.device)
-        mass = sprites.sum((2, 3)) + 1e-3  # [N, K]
-        com = torch.stack([(sprites.sum(3) * coords).sum(2), (sprites.sum(2) * coords).sum(2)], -1) / mass[..., None]
+        mass = sprites[:, :, -1].sum((2, 3)) + 1e-3  # [N, K]
+        ink = sprites[:, :, -1]
+        com = torch.stack([(ink.sum(3) * coords).sum(2), (ink.sum(2) * coords).sum(2)], -1) / mass[..., None]
         shift = (com - (S - 1) / 2).clamp(-S / 4, S / 4)  # [N, K, 2], as ObjectGenerator.place
-        residual, out, todo = images[:, :1].clone(), z.clone(), torch.ones(N, K, dtype=torch.bool, device=z.device)
+        state = G.backdrop(G.split(z)[2]) if colour else images[:, :1].clone()  # canvas (RGB) or residual ink
+        out, todo = z.clone(), torch.ones(N, K, dtype=torch.bool, device=z.device)
         rows = torch.arange(N, device=z.device)
         for _ in range(K):
-            score = F.conv2d(residual.transpose(0, 1), sprites.reshape(N * K, 1, S, S), groups=N)  # [1, N*K, P, P]
-            score = score.view(N, K, -1) - 0.5 * sprites.pow(2).sum((2, 3))[..., None]
-            score = score.masked_fill(~todo[..., None], -float("inf"))
-            best, where = score.flatten(1).max(1)  # [N]: the strongest remaining match per image
+            score = _paste_gain(images, state, sprites) if colour else _ink_match(state, sprites[:, :, 0])
+            score = score.masked_fill(~todo[..., None], -float("inf"))  # [N, K, P*P]
+            where = score.flatten(1).argmax(1)  # [N]: the strongest remaining match per image
             k, pos = where // score.shape[2], where % score.shape[2]
             P = int(round(score.shape[2] ** 0.5))
             top_left = torch.stack([pos // P, pos % P], 1).to(z.dtype)  # [N, 2] px
-            u = (top_left + shift[rows, k]) / layout.fold_range
-            idx = layout.index.to(z.device)[k]  # [N, 2]
-            out[rows[:, None], idx] = u
+            out[rows[:, None], layout.index.to(z.device)[k]] = (top_left + shift[rows, k]) / layout.fold_range
             todo[rows, k] = False
-            placed = torch.zeros_like(residual)
             for i in range(N):
-                r0, c0 = int(top_left[i, 0]), int(top_left[i, 1])
-                placed[i, 0, r0 : r0 + S, c0 : c0 + S] = sprites[i, k[i]]
-            residual = (residual - placed).clamp_min(0)
+                at = (i, slice(None), slice(int(top_left[i, 0]), int(top_left[i, 0]) + S))
+                at = (*at, slice(int(top_left[i, 1]), int(top_left[i, 1]) + S))
+                sp = sprites[i, k[i]]
+                if colour:  # alpha-over onto the canvas
+                    state[at] = sp[3:] * sp[:3] + (1 - sp[3:]) * state[at]
+                else:  # the ink this slot explains is removed
+                    state[at] = (state[at] - sp).clamp_min(0)
     return out
+
+
+def _ink_match(residual: torch.Tensor, sprites: torch.Tensor) -> torch.Tensor:
+    """Residual ink [N, 1, R, R], gray sprites [N, K, S, S] -> [N, K, P*P]: the drop in squared error
+    when a sprite is added at each top-left position, <r, s> - |s|^2 / 2."""
+    N, K, S, _ = sprites.shape
+    score = F.conv2d(residual.transpose(0, 1), sprites.reshape(N * K, 1, S, S), groups=N)  # [1, N*K, P, P]
+    return score.view(N, K, -1) - 0.5 * sprites.pow(2).sum((2, 3))[..., None]
+
+
+def _paste_gain(images: torch.Tensor, canvas: torch.Tensor, sprites: torch.Tensor) -> torch.Tensor:
+    """Images and canvas [N, 3, R, R], RGBA sprites [N, K, 4, S, S] -> [N, K, P*P]: per top-left position
+    the alpha-weighted drop in squared error, sum_p a_p (|x_p - canvas_p|^2 - |x_p - s_p|^2), by correlation."""
+    N, K, _, S, _ = sprites.shape
+    rgb, a = sprites[:, :, :3], sprites[:, :, 3:]  # [N, K, 3 | 1, S, S]
+    corr = lambda x, w: F.conv2d(x.reshape(1, -1, *x.shape[2:]), w.flatten(0, 1), groups=N)  # noqa: E731
+    err_now = corr((images - canvas).pow(2).sum(1, keepdim=True), a)  # [1, N*K, P, P]
+    err_new = corr(images.pow(2).sum(1, keepdim=True), a) - 2 * corr(images, a * rgb)
+    err_new = err_new + (a * rgb.pow(2)).sum((2, 3, 4)).flatten()[None, :, None, None]
+    return (err_now - err_new).view(N, K, -1)
 
 
 def _best_start(G, images: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

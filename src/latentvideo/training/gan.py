@@ -74,6 +74,8 @@ def build_generator(config: GANConfig, resolution: int, channels: int):
     if config.arch == "objects":
         kw = dict(objects=config.objects, appearance=config.appearance, resolution=resolution, channels=channels)
         kw.update(sprite=config.sprite, width=config.width, background=config.background)
+        if channels == 3:  # colour: an explicit colour coordinate per object, alpha fading at the box edge
+            kw.update(tint=True, edge=max(1, config.sprite // 12))
         return ObjectGenerator(**kw), kw
     kw = dict(z_dim=config.z_dim, resolution=resolution, channels=channels)
     if config.mapping_layers:  # only then: configs without a mapping network stay as they were
