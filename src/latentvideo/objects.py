@@ -11,10 +11,12 @@ for RGB). With `tint` (RGB), the last 3 coordinates of each appearance code are 
 an explicit latent coordinate like position: the sprite net draws a gray shade and an alpha mask from
 the rest of the code, and the colour is Phi(t) * shade (Phi the normal CDF, so t ~ N(0, 1) gives colours
 uniform on the RGB cube, including hues the training footage never showed). `edge` fades the alpha to 0
-over the sprite box's outer px, so a sprite cannot leave marks at its box's border. The sprite's ink centre of mass is placed at `fold(u_k) * fold_range` px (plus the sprite's
-half size), by a differentiable sub-pixel translation (`affine_grid` + `grid_sample`). `fold` is a
-triangle wave onto [0, 1], so a straight line in u renders as a path that bounces off the walls, and
-position *is* an explicit latent coordinate. Slots combine with max (gray, as Moving MNIST is made)
+over the sprite box's outer px, so a sprite cannot leave marks at its box's border.
+
+The sprite's ink centre of mass is placed at `fold(u_k) * fold_range` px (plus the sprite's half size),
+by a differentiable sub-pixel translation (`affine_grid` + `grid_sample`). `fold` is a triangle wave
+onto [0, 1], so a straight line in u renders as a path that bounces off the walls, and position *is*
+an explicit latent coordinate. Slots combine with max (gray, as Moving MNIST is made)
 or alpha-over onto the background (RGB).
 
 `LatentLayout` says which latent coordinates are positions and the fold range in px. It is written to
@@ -203,7 +205,7 @@ class ObjectGenerator(nn.Module):
         s = self.sprite // 4
         code = appearance[:, :-3] if self.tint else appearance
         x = F.leaky_relu(self.sprite_fc(code), 0.2).view(-1, self.c0, s, s)
-        out = torch.sigmoid(self.sprite_out(self.sprite_body(PixelNorm()(x))))  # [M, 1, 2 or 4 channels, S, S]
+        out = torch.sigmoid(self.sprite_out(self.sprite_body(PixelNorm()(x))))  # [M, 1 | 2 | 4, S, S]
         if self.tint:
             colour = 0.5 * (1 + torch.erf(appearance[:, -3:] / math.sqrt(2)))  # [M, 3] Phi(t)
             out = torch.cat([colour[:, :, None, None] * out[:, :1], out[:, 1:]], 1)
