@@ -23,7 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
-from latentvideo.apps import web
+from latentvideo.apps import web, web_models, web_requests
 from latentvideo.errors import LatentVideoError
 
 pytestmark = pytest.mark.web
@@ -110,21 +110,21 @@ def _fake_png(folder: Path) -> Path:
 
 
 def test_check_uploads_counts_types_and_sizes(tmp_path, keyframe_pngs):
-    assert web.check_uploads(keyframe_pngs) == keyframe_pngs
+    assert web_requests.check_uploads(keyframe_pngs) == keyframe_pngs
     for files in ([], None, keyframe_pngs[:1], keyframe_pngs * 3):
         with pytest.raises(LatentVideoError, match="at (least 2|most 8)"):
-            web.check_uploads(files)
+            web_requests.check_uploads(files)
     txt = tmp_path / "notes.txt"
     txt.write_text("hello")
     with pytest.raises(LatentVideoError, match="notes.txt is not an image"):
-        web.check_uploads([keyframe_pngs[0], txt])
+        web_requests.check_uploads([keyframe_pngs[0], txt])
     big = tmp_path / "big.png"
     with open(big, "wb") as f:
-        f.truncate(web.MAX_FILE_BYTES + 1)  # sparse: costs no disk
+        f.truncate(web_requests.MAX_FILE_BYTES + 1)  # sparse: costs no disk
     with pytest.raises(LatentVideoError, match=r"big.png is 10.0 MB; the limit is 10 MB"):
-        web.check_uploads([keyframe_pngs[0], big])
+        web_requests.check_uploads([keyframe_pngs[0], big])
     with pytest.raises(LatentVideoError, match="gone.png did not arrive"):
-        web.check_uploads([keyframe_pngs[0], tmp_path / "gone.png"])
+        web_requests.check_uploads([keyframe_pngs[0], tmp_path / "gone.png"])
 
 
 def test_upload_path_accepts_gradio_file_values(keyframe_pngs):
@@ -133,31 +133,35 @@ def test_upload_path_accepts_gradio_file_values(keyframe_pngs):
     class Wrapped:  # gradio 3/4 tempfile wrappers have .name, FileData has .path
         name = str(p)
 
-    assert {web.upload_path(v) for v in (str(p), p, {"path": str(p)}, Wrapped())} == {p}
+    assert {web_requests.upload_path(v) for v in (str(p), p, {"path": str(p)}, Wrapped())} == {p}
     with pytest.raises(LatentVideoError):
-        web.upload_path(42)
+        web_requests.upload_path(42)
 
 
 def test_load_keyframes_names_the_file_not_its_temp_path(tmp_path, keyframe_pngs):
-    k = web.load_keyframes(keyframe_pngs, channels=1, resolution=64)
+    k = web_requests.load_keyframes(keyframe_pngs, channels=1, resolution=64)
     assert k.shape == (3, 1, 64, 64) and k.dtype == torch.float32 and 0 <= k.min() and k.max() <= 1
     with pytest.raises(LatentVideoError) as e:
-        web.load_keyframes([keyframe_pngs[0], _fake_png(tmp_path)], 1, 64)
+        web_requests.load_keyframes([keyframe_pngs[0], _fake_png(tmp_path)], 1, 64)
     assert "notes.png" in str(e.value) and str(tmp_path) not in str(e.value)
     small = tmp_path / "small.png"
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(small)
     with pytest.raises(LatentVideoError, match="Rescale"):
-        web.load_keyframes([keyframe_pngs[0], small], 1, 64, resize=False)
-    assert web.load_keyframes([keyframe_pngs[0], small], 1, 64, resize=True).shape == (2, 1, 64, 64)
+        web_requests.load_keyframes([keyframe_pngs[0], small], 1, 64, resize=False)
+    assert web_requests.load_keyframes([keyframe_pngs[0], small], 1, 64, resize=True).shape == (2, 1, 64, 64)
 
 
 def test_parse_times():
-    assert web.parse_times("") is None and web.parse_times(None) is None and web.parse_times("  ") is None
-    assert web.parse_times("0, 9,19") == [0.0, 9.0, 19.0]
-    assert web.parse_times("0;4.5") == [0.0, 4.5]
+    assert (
+        web_requests.parse_times("") is None
+        and web_requests.parse_times(None) is None
+        and web_requests.parse_times("  ") is None
+    )
+    assert web_requests.parse_times("0, 9,19") == [0.0, 9.0, 19.0]
+    assert web_requests.parse_times("0;4.5") == [0.0, 4.5]
     for bad in ("a,b", "0,nan", "1,inf"):
         with pytest.raises(LatentVideoError, match="keyframe times"):
-            web.parse_times(bad)
+            web_requests.parse_times(bad)
 
 
 def test_error_markdown_escapes_and_shows_hint():
@@ -167,7 +171,7 @@ def test_error_markdown_escapes_and_shows_hint():
 
 
 def test_request_dirs_are_fresh_and_old_ones_pruned(tmp_path):
-    dirs = web.RequestDirs(keep_seconds=60, root=tmp_path)
+    dirs = web_requests.RequestDirs(keep_seconds=60, root=tmp_path)
     a, b = dirs.new(), dirs.new()
     assert a != b and a.parent == b.parent == dirs.root and dirs.root.parent == tmp_path
     os.utime(a, (time.time() - 120, time.time() - 120))
@@ -176,7 +180,7 @@ def test_request_dirs_are_fresh_and_old_ones_pruned(tmp_path):
 
 
 def test_request_dirs_discard_and_leave_other_entries_alone(tmp_path):
-    dirs = web.RequestDirs(keep_seconds=60, root=tmp_path)
+    dirs = web_requests.RequestDirs(keep_seconds=60, root=tmp_path)
     other = dirs.root / "gradio"  # Gradio's temp folder may live beside the request folders
     other.mkdir()
     old = time.time() - 120
@@ -194,7 +198,7 @@ def test_request_dirs_discard_and_leave_other_entries_alone(tmp_path):
 def test_pipeline_gate_takes_turns_in_order_and_says_busy():
     import threading
 
-    gate = web.PipelineGate(concurrency=1, max_queue=2)
+    gate = web_requests.PipelineGate(concurrency=1, max_queue=2)
     order = []
 
     def visit(i):
@@ -209,19 +213,19 @@ def test_pipeline_gate_takes_turns_in_order_and_says_busy():
             threads[-1].start()
             while gate.waiting < i + 1:  # in line one after the other: first come, first served
                 time.sleep(0.01)
-        with pytest.raises(web.ServerBusy, match="busy .*try again"):
+        with pytest.raises(web_requests.ServerBusy, match="busy .*try again"):
             with gate.turn():
                 pass
-        assert web.error_markdown(web.ServerBusy("the server is busy")).startswith("**Busy:**")
+        assert web.error_markdown(web_requests.ServerBusy("the server is busy")).startswith("**Busy:**")
     for t in threads:
         t.join(timeout=10)
     assert order == [0, 1] and gate.running == gate.waiting == 0
     with gate.turn():  # free again
         pass
     with pytest.raises(LatentVideoError, match="--concurrency must be between 1"):
-        web.PipelineGate(concurrency=0)
+        web_requests.PipelineGate(concurrency=0)
     with pytest.raises(LatentVideoError, match="--max-queue must be between 0"):
-        web.PipelineGate(max_queue=-1)
+        web_requests.PipelineGate(max_queue=-1)
 
 
 def test_check_request_answers_mistakes_without_rendering(pipe, keyframe_pngs, tmp_path):
@@ -244,14 +248,14 @@ def test_check_request_answers_mistakes_without_rendering(pipe, keyframe_pngs, t
 def test_load_sample_is_a_held_out_sequence(tmp_path):
     from latentvideo.data import moving_mnist
 
-    s = web.load_sample(tmp_path, seed=11)
+    s = web_models.load_sample(tmp_path, seed=11)
     video = moving_mnist(1, 20, split="test", seed=11).video[:, 0]
     assert s.seed == 11 and s.times == [0.0, 9.0, 19.0] and np.array_equal(s.truth, video)
     for p, t in zip(s.paths, (0, 9, 19)):
         assert np.array_equal(np.asarray(Image.open(p)), video[t])
     from latentvideo.shapes import moving_shapes
 
-    c = web.load_sample(tmp_path / "colour", seed=11, channels=3)  # a colour model samples Moving Shapes
+    c = web_models.load_sample(tmp_path / "colour", seed=11, channels=3)  # a colour model samples Moving Shapes
     video = moving_shapes(1, 20, 64, "test", seed=11).video[:, 0]
     assert c.truth.shape == (20, 64, 64, 3) and np.array_equal(c.truth, video)
     assert np.array_equal(np.asarray(Image.open(c.paths[1])), video[9])
@@ -272,7 +276,7 @@ def test_run_generation_writes_everything(pipe, keyframe_pngs, tmp_path):
 
 
 def test_run_generation_with_truth_shows_it_beside(pipe, tmp_path):
-    s = web.load_sample(tmp_path / "in", seed=2)
+    s = web_models.load_sample(tmp_path / "in", seed=2)
     r = web.run_generation(pipe, s.paths, s.times, 20, pca=None, truth=s.truth, out_dir=tmp_path / "out")
     assert r["truth_video"].is_file()
     alone = web.run_generation(pipe, s.paths, s.times, 20, pca=None, out_dir=tmp_path / "alone")
@@ -282,7 +286,7 @@ def test_run_generation_with_truth_shows_it_beside(pipe, tmp_path):
 def test_run_generation_with_the_motion_prior(pipe, tmp_path):
     from latentvideo.motion import fit_bounce
 
-    s = web.load_sample(tmp_path / "in", seed=2)
+    s = web_models.load_sample(tmp_path / "in", seed=2)
     r = web.run_generation(pipe, s.paths, s.times, 20, motion_prior="bounce", out_dir=tmp_path / "out")
     keys = s.truth[[int(t) for t in s.times]] / 255.0  # [3, 64, 64]
     assert (r["clip"].motion is not None) == (fit_bounce(keys, s.times) is not None)
@@ -291,14 +295,14 @@ def test_run_generation_with_the_motion_prior(pipe, tmp_path):
 
 def test_run_generation_passes_the_speed_and_projection_budget(pipe, tmp_path):
     names = ["pca", "degree", "motion_speed", "motion_steps", "method", "unwrap"]
-    assert web.control_values([0, 2, 0, 7, "", False], names) == {
+    assert web_models.control_values([0, 2, 0, 7, "", False], names) == {
         "pca": None,  # 0 on the page: PCA off
         "degree": 2,
         "motion_speed": None,  # 0 on the page: unknown
         "motion_steps": 7,
         "unwrap": False,
     }  # an empty control keeps the model's default
-    s = web.load_sample(tmp_path / "in", seed=0)  # digits apart: the bounce prior applies
+    s = web_models.load_sample(tmp_path / "in", seed=0)  # digits apart: the bounce prior applies
     slow = web.run_generation(pipe, s.paths, s.times, 20, motion_steps=3, out_dir=tmp_path / "slow")
     fast = web.run_generation(pipe, s.paths, s.times, 20, motion_speed=3.6, motion_steps=0, out_dir=tmp_path / "fast")
     assert slow["clip"].motion is not None and fast["clip"].motion is not None
@@ -379,7 +383,7 @@ def test_every_user_facing_option_has_a_flag_and_a_control_that_reach_options(
     assert pipe.options(**seen) == expected
 
     # the page: one control per option, showing the model's default; the form's values reach the request
-    controls = web.option_controls(_FakeGradio(), pipe)
+    controls = web_models.option_controls(_FakeGradio(), pipe)
     assert list(controls) == list(offered)
     for name, c in controls.items():
         shown = getattr(defaults, name)
@@ -387,7 +391,7 @@ def test_every_user_facing_option_has_a_flag_and_a_control_that_reach_options(
         assert c.elem_id == name.replace("_", "-") and c.value == shown, name
     names = list(offered)  # the order build_app passes the controls in
     form = [probe[n] for n in names]  # what a visitor set
-    request = web.check_request(pipe, keyframe_pngs, None, 20, **web.control_values(form, names))
+    request = web.check_request(pipe, keyframe_pngs, None, 20, **web_models.control_values(form, names))
     assert pipe.options(**request.opts) == expected
 
 
@@ -398,14 +402,18 @@ def test_models_lists_the_shipped_models_and_a_started_folder(shipped, tiny_mode
     from latentvideo.pipeline import DEFAULT_MODEL, shipped_models
 
     assert shipped_models() == ["colour-64", "gray-64"]  # folders holding generator/
-    models = web.Models(tiny_model, "cpu")
+    models = web_models.Models(tiny_model, "cpu")
     assert models.names == ["colour-64", "gray-64", str(tiny_model)] and models.default == str(tiny_model)
     for start in ("gray-64", shipped / "gray-64"):  # a shipped model, by name or by its folder: listed once
-        models = web.Models(start, "cpu")
+        models = web_models.Models(start, "cpu")
         assert models.names == ["colour-64", "gray-64"] and models.default == "gray-64"
-    assert web.Models().default == DEFAULT_MODEL  # no --model: the shipped default
-    started = web.Models(pipe=pipe)  # a pipeline handed over (build_app(pipe)): listed, not reloaded
-    assert started.default == web.Models.CUSTOM and started.get() is pipe and started.names[-1] == web.Models.CUSTOM
+    assert web_models.Models().default == DEFAULT_MODEL  # no --model: the shipped default
+    started = web_models.Models(pipe=pipe)  # a pipeline handed over (build_app(pipe)): listed, not reloaded
+    assert (
+        started.default == web_models.Models.CUSTOM
+        and started.get() is pipe
+        and started.names[-1] == web_models.Models.CUSTOM
+    )
 
 
 def test_models_load_each_model_once_and_refuse_unknown_names(shipped, tiny_model, pipe, monkeypatch):
@@ -421,7 +429,7 @@ def test_models_load_each_model_once_and_refuse_unknown_names(shipped, tiny_mode
         return pipe
 
     monkeypatch.setattr(latentvideo.pipeline, "load_pipeline", load)
-    models = web.Models(tiny_model, "cpu")
+    models = web_models.Models(tiny_model, "cpu")
     assert loads == []  # nothing loads until asked for
     threads = [threading.Thread(target=models.get, args=("colour-64",)) for _ in range(4)]
     for t in threads:
@@ -441,18 +449,18 @@ def test_models_load_each_model_once_and_refuse_unknown_names(shipped, tiny_mode
 
 
 def test_each_model_gets_its_defaults_and_uploads_in_its_channels(shipped, tiny_model, keyframe_pngs, tmp_path):
-    models = web.Models(tiny_model, "cpu")
+    models = web_models.Models(tiny_model, "cpu")
     gray, colour = models.get("gray-64"), models.get("colour-64")
     assert (gray.channels, colour.channels) == (1, 3)
     assert "colour-64: 64x64 colour" == models.describe("colour-64")
     # the controls show each model's own defaults: no P-NET -> L-BFGS, no critic -> no correction (greyed out)
-    assert web.model_defaults(models, "gray-64")["method"] == "pnet+lbfgs"
-    assert web.model_defaults(models, "colour-64")["method"] == "lbfgs"
-    assert web.model_defaults(models, "colour-64")["critic"] == "off"
-    assert web.control_state(colour, "method")["choices"] == ["lbfgs", "scipy"]
-    assert web.control_state(colour, "critic_steps")["interactive"] is False
-    assert web.control_state(gray, "critic_steps")["interactive"] is True
-    controls = web.option_controls(_FakeGradio(), colour)
+    assert web_models.model_defaults(models, "gray-64")["method"] == "pnet+lbfgs"
+    assert web_models.model_defaults(models, "colour-64")["method"] == "lbfgs"
+    assert web_models.model_defaults(models, "colour-64")["critic"] == "off"
+    assert web_models.control_state(colour, "method")["choices"] == ["lbfgs", "scipy"]
+    assert web_models.control_state(colour, "critic_steps")["interactive"] is False
+    assert web_models.control_state(gray, "critic_steps")["interactive"] is True
+    controls = web_models.option_controls(_FakeGradio(), colour)
     assert controls["method"].value == "lbfgs" and controls["critic"].interactive is False
     # gray uploads become RGB for the colour model; RGB uploads gray for the gray one
     r = web.check_request(colour, keyframe_pngs, None, 12)
@@ -616,7 +624,7 @@ def test_browser_upload_generate_sample_and_bad_file(tmp_path, tiny_model, keyfr
                 # to its defaults and renders the next request (skipped when the shipped model is --model)
                 page.click("#model input")
                 listed = [t.replace("✓", "").strip() for t in page.get_by_role("option").all_inner_texts()]
-                started = web.Models(model)  # the server's list, in-process (nothing loads)
+                started = web_models.Models(model)  # the server's list, in-process (nothing loads)
                 assert listed == started.names and set(shipped_models()) <= set(listed), listed
                 others = [n for n in listed if n != started.default]
                 if others:

@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from conftest import tiny_model_dir
-from latentvideo.apps import web
+from latentvideo.apps import web, web_requests
 
 pytestmark = pytest.mark.web
 
@@ -120,8 +120,8 @@ class Result:
 class Server:
     url: str
     app: object
-    dirs: web.RequestDirs
-    gate: web.PipelineGate
+    dirs: web_requests.RequestDirs
+    gate: web_requests.PipelineGate
     files: dict = field(default_factory=dict)  # kind -> the local files a request of that kind uploads
 
     def client(self):
@@ -184,7 +184,7 @@ def uploads(tmp_path_factory) -> dict:
     corrupt.write_text("this is a text file, renamed")
     big = folder / "big.png"
     with open(big, "wb") as f:
-        f.truncate(web.MAX_FILE_BYTES + 1)
+        f.truncate(web_requests.MAX_FILE_BYTES + 1)
     return {"valid": valid, "flaky": valid, "corrupt": [valid[0], corrupt], "oversize": [big]}
 
 
@@ -201,9 +201,9 @@ def serving(tmp_path_factory, uploads):
         for k, v in {**web.OFFLINE_ENV, "GRADIO_TEMP_DIR": str(tmp / "gradio")}.items():
             mp.setenv(k, v)
 
-        def start(concurrency: int = 1, max_queue: int = web.MAX_QUEUE) -> Server:
-            dirs = web.RequestDirs(root=tmp)
-            gate = web.PipelineGate(concurrency, max_queue)
+        def start(concurrency: int = 1, max_queue: int = web_requests.MAX_QUEUE) -> Server:
+            dirs = web_requests.RequestDirs(root=tmp)
+            gate = web_requests.PipelineGate(concurrency, max_queue)
             port = _free_port()
             app = web.launch(pipe, HOST, port, dirs=dirs, gate=gate)
             started.append(app)
@@ -250,7 +250,7 @@ def _run_clients(server: Server, clients: int, rounds: int, plan) -> list[Result
 )
 def test_mixed_load(serving, clients, rounds, bad_p95_limit):
     """Clients x rounds requests interleaving valid keyframes, a corrupt upload and an oversize upload."""
-    server = serving(concurrency=1, max_queue=max(web.MAX_QUEUE, clients))
+    server = serving(concurrency=1, max_queue=max(web_requests.MAX_QUEUE, clients))
     client = server.client()
     try:
         assert server.request(client, "valid").ok  # warm-up: the first clip pays one-off costs

@@ -145,7 +145,7 @@ def invert_clips(
         init = torch.zeros(len(images), z_dim, device=dev)
         init[:, layout.index] = 0.5
     gray = getattr(G, "channels", 0) == 1 and not getattr(G, "background", 0)  # max-composed on black
-    alpha_over = getattr(G, "channels", 0) == 3 and hasattr(G, "backdrop") and hasattr(G, "split")  # RGBA over a backdrop
+    alpha_over = getattr(G, "channels", 0) == 3 and hasattr(G, "backdrop") and hasattr(G, "split")  # RGBA, backdrop
     templates = hasattr(G, "sprites") and (gray or alpha_over)
     if templates:
         init = _best_start(G, images, init, template_positions(G, init, images, layout))

@@ -10,10 +10,11 @@ carries the chosen name, each model is loaded on first use and kept, and picking
 controls to that model's defaults (`control_state`). Uploads are converted to the chosen model's
 channels and size.
 
-All the work is in plain functions (`check_uploads`, `load_keyframes`, `load_sample`,
-`run_generation`) that know nothing of Gradio, so they are unit-tested without a
-browser; `build_app(pipe)` only wires them to components, `launch` starts it in the background
-and `serve` runs it until interrupted.
+All the work is in plain functions that know nothing of Gradio, so they are unit-tested without a
+browser: `check_request`, `run_generation` and `render` here, the request plumbing (`check_uploads`,
+`load_keyframes`, `RequestDirs`, `PipelineGate`) in web_requests.py, and the model picker and the option
+controls (`Models`, `control_state`, `load_sample`) in web_models.py. `build_app(pipe)` only wires them to
+components, `launch` starts it in the background and `serve` runs it until interrupted.
 
 Requests: uploads are checked (count, type, size, decoding, times and settings) before a request
 waits for the pipeline, so a bad upload is answered at once even while clips render. Only then does
@@ -32,42 +33,45 @@ MCP server, and the theme uses system fonts (nothing from a font CDN).
 
 from __future__ import annotations
 
-import atexit
-import hashlib
 import html
 import importlib.util
 import os
-import secrets
-import shutil
 import signal
 import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..data import IMAGE_EXTS, load_image, moving_mnist, to_frames
+from ..data import IMAGE_EXTS, to_frames
 from ..errors import LatentVideoError
 from ..options import schema
 from ..render import contact_sheet, to_uint8, write_clip, write_png
-from ..shapes import moving_shapes
+from .web_models import SAMPLE_FRAMES, Models, as_models, control_state, control_values, load_sample, option_controls
+from .web_requests import (
+    CONCURRENCY,
+    KEEP_SECONDS,
+    MAX_FILE_BYTES,
+    MAX_FILES,
+    MAX_QUEUE,
+    MIN_FILES,
+    PipelineGate,
+    RequestDirs,
+    ServerBusy,
+    check_capacity,
+    check_uploads,
+    file_digest,
+    load_keyframes,
+    parse_times,
+)
 
-MIN_FILES, MAX_FILES = 2, 8
-MAX_FILE_BYTES = 10 * 1024 * 1024  # per uploaded file
 MAX_WEB_FRAMES = 240  # the CLI allows more; a page request should stay short
-SAMPLE_KEYFRAMES = (0, 9, 19)
-SAMPLE_FRAMES = 20
-KEEP_SECONDS = 3600  # request folders older than this are removed
 FPS = 10
-CONCURRENCY = 1  # clips rendered at once (serve --concurrency)
-MAX_QUEUE = 16  # requests waiting for a turn before visitors are told the server is busy (serve --max-queue)
-MAX_CONCURRENCY, MAX_MAX_QUEUE = 32, 256  # each waiting request holds a server thread
 CHECK_CONCURRENCY = 4  # uploads decoded at once (each request: at most 8 images of at most 16 Mpx)
 
 # Environment that keeps Gradio (and huggingface_hub under it) from calling out.
@@ -82,353 +86,7 @@ SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
 MONO_FONTS = ["ui-monospace", "monospace"]
 
 
-# ---------------------------------------------------------------- uploads
-
-
-def upload_path(f) -> Path:
-    """A Gradio file value (a path string, or an object with .path / .name, or a dict) -> Path."""
-    if isinstance(f, (str, os.PathLike)):
-        return Path(f)
-    if isinstance(f, dict) and f.get("path"):
-        return Path(f["path"])
-    for attr in ("path", "name"):
-        value = getattr(f, attr, None)
-        if isinstance(value, str) and value:
-            return Path(value)
-    raise LatentVideoError(f"cannot read the uploaded file {f!r}")
-
-
-def check_uploads(files, max_files: int = MAX_FILES, max_bytes: int = MAX_FILE_BYTES) -> list[Path]:
-    """Count, extension and size of the uploaded keyframes; their content is checked when decoded."""
-    paths = [upload_path(f) for f in (files or [])]
-    if len(paths) < MIN_FILES:
-        raise LatentVideoError(
-            f"upload at least {MIN_FILES} keyframe images, got {len(paths)}", hint="or press 'Sample a test sequence'"
-        )
-    if len(paths) > max_files:
-        raise LatentVideoError(f"upload at most {max_files} keyframe images, got {len(paths)}")
-    for p in paths:
-        if p.suffix.lower() not in IMAGE_EXTS:
-            raise LatentVideoError(f"{p.name} is not an image", hint=f"upload {', '.join(IMAGE_EXTS)} files")
-        if not p.is_file():
-            raise LatentVideoError(f"{p.name} did not arrive; upload it again")
-        size = p.stat().st_size
-        if size > max_bytes:
-            raise LatentVideoError(f"{p.name} is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:g} MB per file")
-    return paths
-
-
-def load_keyframes(paths: Sequence[Path], channels: int, resolution: int, resize: bool = True) -> torch.Tensor:
-    """Decode uploaded images -> float [K, C, H, W] in [0, 1]. Errors name the file, not its temp path."""
-    images = []
-    for p in paths:
-        try:
-            images.append(load_image(p))
-        except LatentVideoError as e:
-            raise LatentVideoError(
-                e.message.replace(str(p), p.name), hint=f"upload still images ({', '.join(IMAGE_EXTS)})"
-            ) from None
-    try:
-        frames = to_frames(images, channels, resolution, resize=resize, names=[p.name for p in paths])
-    except LatentVideoError as e:
-        raise LatentVideoError(e.message, hint="tick 'Rescale to the model's size'") from None
-    return torch.from_numpy(frames).float() / 255
-
-
-def file_digest(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def parse_times(text: str | None) -> list[float] | None:
-    """'0, 9, 19' -> [0.0, 9.0, 19.0]; empty -> None (evenly spaced)."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    try:
-        values = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
-    except ValueError:
-        raise LatentVideoError(f"keyframe times must be comma-separated numbers, got {text!r}") from None
-    if not values or not np.isfinite(values).all():
-        raise LatentVideoError(f"keyframe times must be finite numbers, got {text!r}")
-    return values
-
-
-# ---------------------------------------------------------------- request folders
-
-
-class RequestDirs:
-    """One fresh folder per request (named req-*) under a private root in the system temp dir
-    (where Gradio may serve files from); request folders older than `keep_seconds` are pruned
-    whenever a new one is made, a failed request's folder is removed at once (`discard`), and
-    the root is removed when the process exits. Other entries of the root (Gradio's own temp
-    folder) are left alone."""
-
-    PREFIX = "req-"
-
-    def __init__(self, keep_seconds: float = KEEP_SECONDS, root: str | Path | None = None):
-        self.root = Path(tempfile.mkdtemp(prefix="latentvideo-web-", dir=root))
-        self.keep_seconds = keep_seconds
-        atexit.register(shutil.rmtree, self.root, True)
-
-    def new(self) -> Path:
-        self.prune()
-        return Path(tempfile.mkdtemp(prefix=self.PREFIX, dir=self.root))
-
-    def prune(self) -> None:
-        now = time.time()
-        for d in self.root.glob(self.PREFIX + "*"):
-            try:
-                if now - d.stat().st_mtime > self.keep_seconds:
-                    shutil.rmtree(d, ignore_errors=True)
-            except OSError:
-                pass
-
-    def discard(self, path: str | Path | None) -> None:
-        """Remove one request's folder (a failed request leaves nothing behind)."""
-        if path is not None:
-            shutil.rmtree(path, ignore_errors=True)
-
-    def folders(self) -> list[Path]:
-        return sorted(self.root.glob(self.PREFIX + "*"))
-
-
-# ---------------------------------------------------------------- taking turns
-
-
-class ServerBusy(LatentVideoError):
-    """Too many requests are already waiting for the pipeline: come back later."""
-
-
-class PipelineGate:
-    """Turns at the pipeline, first come, first served: at most `concurrency` requests hold a turn at
-    once and at most `max_queue` wait for one; a request past that gets `ServerBusy` at once instead of
-    an unbounded wait. Thread-safe (Gradio runs each request in a worker thread).
-
-        with gate.turn():  # blocks until it is this request's turn, or raises ServerBusy
-            render()
-    """
-
-    def __init__(self, concurrency: int = CONCURRENCY, max_queue: int = MAX_QUEUE):
-        check_capacity(concurrency, max_queue)
-        self.concurrency, self.max_queue = int(concurrency), int(max_queue)
-        self._cond = threading.Condition()
-        self._issued = 0  # tickets handed out; ticket t starts once t < _done + concurrency
-        self._done = 0  # tickets finished (or given up)
-
-    @property
-    def running(self) -> int:
-        with self._cond:
-            return min(self._issued - self._done, self.concurrency)
-
-    @property
-    def waiting(self) -> int:
-        with self._cond:
-            return max(0, self._issued - self._done - self.concurrency)
-
-    @contextmanager
-    def turn(self) -> Iterator[float]:
-        """Wait for a turn (yields the seconds waited); ServerBusy if `max_queue` requests already wait."""
-        t0 = time.perf_counter()
-        with self._cond:
-            waiting = self._issued - self._done - self.concurrency
-            if waiting >= self.max_queue:
-                raise ServerBusy(
-                    f"the server is busy ({self.concurrency} rendering, {max(waiting, 0)} waiting, "
-                    "the most it queues); try again in a minute"
-                )
-            ticket = self._issued
-            self._issued += 1
-            try:
-                while ticket >= self._done + self.concurrency:
-                    self._cond.wait()
-            except BaseException:
-                self._done += 1  # gave up its place: count it as served
-                self._cond.notify_all()
-                raise
-        try:
-            yield time.perf_counter() - t0
-        finally:
-            with self._cond:
-                self._done += 1
-                self._cond.notify_all()
-
-
-def check_capacity(concurrency, max_queue) -> None:
-    """serve --concurrency / --max-queue, checked before the model loads."""
-    if not 1 <= int(concurrency) <= MAX_CONCURRENCY:
-        raise LatentVideoError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}, got {concurrency}")
-    if not 0 <= int(max_queue) <= MAX_MAX_QUEUE:
-        raise LatentVideoError(f"--max-queue must be between 0 and {MAX_MAX_QUEUE}, got {max_queue}")
-
-
-# ---------------------------------------------------------------- models
-
-
-class Models:
-    """The models the page offers, by name: every shipped model (`pipeline.shipped_models()`, in the picker's
-    order) and, last, the one the server was started with when that is a folder of its own (named by its path
-    as given). Each pipeline is loaded on first use, once (a second request for it waits for that load), and
-    kept. A request names a model on this list or gets a one-line `LatentVideoError`: no request ever names a
-    folder to load. `pipe`: the started model, already loaded."""
-
-    CUSTOM = "custom model"  # the name of a started model given only as a loaded pipeline
-
-    def __init__(self, start: str | Path | None = None, device: str = "auto", *, pipe=None):
-        from .. import pipeline
-
-        self.device = device
-        shipped = pipeline.shipped_models() if pipeline.SHIPPED.is_dir() else []
-        self._where: dict[str, Path | None] = {name: pipeline.SHIPPED / name for name in shipped}
-        self.default = self._started(start, pipe)
-        self._pipes = {} if pipe is None else {self.default: pipe}
-        self._lock = threading.Lock()
-
-    def _started(self, start, pipe) -> str:
-        """The started model's name, added to the list unless it is a shipped one."""
-        from .. import pipeline
-
-        if start is None and pipe is None:
-            name = pipeline.DEFAULT_MODEL  # load_pipeline(None); listed even if missing, to fail on load
-            self._where.setdefault(name, pipeline.SHIPPED / name)
-            return name
-        if start is None:
-            self._where[self.CUSTOM] = None
-            return self.CUSTOM
-        path = Path(start)
-        for name, where in self._where.items():
-            if str(start) == name and not path.exists():  # --model NAME
-                return name
-            if path.exists() and path.resolve() == where.resolve():  # the shipped folder by its path
-                return name
-        name = str(start) if str(start) not in self._where else str(path.resolve())
-        self._where[name] = path
-        return name
-
-    @property
-    def names(self) -> list[str]:
-        return list(self._where)
-
-    def get(self, name: str | None = None):
-        """The pipeline of model `name` (default: the started model), loaded on first use."""
-        name = name or self.default
-        if not isinstance(name, str) or name not in self._where:
-            raise LatentVideoError(f"unknown model {name!r}; this server offers {', '.join(self.names)}")
-        pipe = self._pipes.get(name)
-        if pipe is None:
-            with self._lock:  # one load per model, however many requests ask at once
-                pipe = self._pipes.get(name)
-                if pipe is None:
-                    from .. import pipeline
-
-                    pipe = self._pipes[name] = pipeline.load_pipeline(self._where[name], self.device)
-        return pipe
-
-    def describe(self, name: str | None = None) -> str:
-        """One line about a model: its name, frame size and colour."""
-        pipe = self.get(name)
-        colour = "colour" if pipe.channels == 3 else "grayscale"
-        return f"{name or self.default}: {pipe.resolution}x{pipe.resolution} {colour}"
-
-
-def as_models(pipe_or_models) -> Models:
-    """A `Models` as it is, or a loaded pipeline as the started model."""
-    return pipe_or_models if isinstance(pipe_or_models, Models) else Models(pipe=pipe_or_models)
-
-
-# ---------------------------------------------------------------- sample
-
-
-@dataclass
-class Sample:
-    paths: list[Path]  # keyframe PNGs, in time order
-    times: list[float]  # their frame indices
-    truth: np.ndarray  # uint8 [T, H, W] (gray) or [T, H, W, 3] (colour): the whole test sequence
-    seed: int
-
-
-def load_sample(out_dir: str | Path, seed: int | None = None, channels: int = 1) -> Sample:
-    """Keyframes 0, 9, 19 of one held-out test sequence, written as PNGs into `out_dir`: Moving MNIST
-    (test-split digits) for a gray model, Moving Shapes (test backgrounds and hues) for a colour one."""
-    seed = secrets.randbelow(2**31) if seed is None else int(seed)
-    if channels == 3:
-        video = moving_shapes(1, SAMPLE_FRAMES, 64, "test", seed=seed).video[:, 0]  # [T, 64, 64, 3]
-    else:
-        video = moving_mnist(1, SAMPLE_FRAMES, split="test", seed=seed).video[:, 0]  # [T, 64, 64]
-    out_dir = Path(out_dir)
-    paths = []
-    for t in SAMPLE_KEYFRAMES:
-        p = out_dir / f"test-t{t:02d}.png"
-        write_png(p, video[t])
-        paths.append(p)
-    return Sample(paths, [float(t) for t in SAMPLE_KEYFRAMES], video, seed)
-
-
 # ---------------------------------------------------------------- generation
-
-
-def control_values(values: Sequence, names: Sequence[str]) -> dict:
-    """The page's control values (in `names` order, options.schema fields) -> Options overrides: 0 means
-    off for a fraction (PCA) and unknown for a speed; empty controls keep the model's default."""
-    out = {}
-    for name, v in zip(names, values):
-        k = schema()[name]
-        if v is None or v == "":
-            continue
-        if k.kind in ("fraction", "speed"):
-            out[name] = float(v) if float(v) > 0 else None
-        elif k.kind == "int":
-            out[name] = int(v)
-        elif k.kind == "float":
-            out[name] = float(v)
-        elif k.kind == "bool":
-            out[name] = bool(v)
-        else:
-            out[name] = str(v)
-    return out
-
-
-def control_state(pipe, name: str) -> dict:
-    """What of option `name`'s control depends on the model: its value (the model's default, as the page shows
-    it: 0 for off or unknown), the methods offered (P-NET ones need a projector) and whether the critic's
-    controls are live (they need a critic)."""
-    from ..invert import METHODS
-
-    k = schema()[name]
-    value = getattr(pipe.default_options(), name)
-    state = {"value": (value or 0) if k.kind in ("float", "fraction", "speed") else value}
-    if name == "method":
-        state["choices"] = [m for m in METHODS if pipe.projector is not None or not m.startswith("pnet")]
-    if name.startswith("critic"):
-        state["interactive"] = pipe.critic is not None
-    return state
-
-
-def model_defaults(models: Models, name: str | None = None) -> dict:
-    """Option name -> the value its control shows for model `name` (loaded if need be)."""
-    pipe = models.get(name)
-    return {n: control_state(pipe, n)["value"] for n in schema(include_api_only=False)}
-
-
-def option_controls(gr, pipe) -> dict:
-    """One control per pipeline option (options.schema, API-only fields aside), labelled with its help text
-    and set to the model's default (`control_state`); elem_id is the option's flag name (e.g. motion-speed)."""
-    controls = {}
-    for name, k in schema(include_api_only=False).items():
-        state, elem = control_state(pipe, name), name.replace("_", "-")
-        label = f"{name.replace('_', ' ')}: {k.help}"
-        if name == "method":
-            controls[name] = gr.Dropdown(label=label, elem_id=elem, **state)
-        elif k.kind == "choice":
-            controls[name] = gr.Radio(list(k.choices), label=label, elem_id=elem, **state)
-        elif k.kind == "int":
-            high = k.high if k.high is not None else max(100, state["value"])
-            controls[name] = gr.Slider(k.low, high, step=1, label=label, elem_id=elem, **state)
-        elif k.kind == "bool":
-            controls[name] = gr.Checkbox(label=label, elem_id=elem, **state)
-        else:  # float, fraction (0: off), speed (0: unknown)
-            zero = {"fraction": " (0: off)", "speed": " (0: unknown)"}.get(k.kind, "")
-            controls[name] = gr.Number(minimum=0, label=label + zero, elem_id=elem, **state)
-    return controls
 
 
 def _truth_frames(truth: np.ndarray, channels: int, resolution: int) -> np.ndarray:
