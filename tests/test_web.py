@@ -23,7 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
-from latentvideo.apps import web, web_models, web_requests
+from latentvideo.apps import web, web_generate, web_models, web_requests
 from latentvideo.errors import LatentVideoError
 
 pytestmark = pytest.mark.web
@@ -165,9 +165,9 @@ def test_parse_times():
 
 
 def test_error_markdown_escapes_and_shows_hint():
-    text = web.error_markdown(LatentVideoError("bad <b>x</b>", hint="do y"))
+    text = web_generate.error_markdown(LatentVideoError("bad <b>x</b>", hint="do y"))
     assert text.startswith("**Error:** bad &lt;b&gt;") and "Hint: do y" in text
-    assert web.error_markdown(ValueError("boom")).startswith("**Unexpected error:** ValueError: boom")
+    assert web_generate.error_markdown(ValueError("boom")).startswith("**Unexpected error:** ValueError: boom")
 
 
 def test_request_dirs_are_fresh_and_old_ones_pruned(tmp_path):
@@ -216,7 +216,7 @@ def test_pipeline_gate_takes_turns_in_order_and_says_busy():
         with pytest.raises(web_requests.ServerBusy, match="busy .*try again"):
             with gate.turn():
                 pass
-        assert web.error_markdown(web_requests.ServerBusy("the server is busy")).startswith("**Busy:**")
+        assert web_generate.error_markdown(web_requests.ServerBusy("the server is busy")).startswith("**Busy:**")
     for t in threads:
         t.join(timeout=10)
     assert order == [0, 1] and gate.running == gate.waiting == 0
@@ -229,7 +229,7 @@ def test_pipeline_gate_takes_turns_in_order_and_says_busy():
 
 
 def test_check_request_answers_mistakes_without_rendering(pipe, keyframe_pngs, tmp_path):
-    r = web.check_request(pipe, keyframe_pngs, "0,5,11", 12)
+    r = web_generate.check_request(pipe, keyframe_pngs, "0,5,11", 12)
     assert r.keyframes.shape == (3, 1, 64, 64) and r.times == [0.0, 5.0, 11.0] and r.frames == 12
     for kwargs, message in [
         (dict(times="0,5"), "2 keyframe times for 3 keyframes"),  # checked against the keyframes up front
@@ -237,9 +237,9 @@ def test_check_request_answers_mistakes_without_rendering(pipe, keyframe_pngs, t
         (dict(frames="many"), "whole number"),
     ]:
         with pytest.raises(LatentVideoError, match=message):
-            web.check_request(pipe, keyframe_pngs, **kwargs)
+            web_generate.check_request(pipe, keyframe_pngs, **kwargs)
     with pytest.raises(LatentVideoError, match="cannot read image notes.png"):
-        web.check_request(pipe, [keyframe_pngs[0], _fake_png(tmp_path)])
+        web_generate.check_request(pipe, [keyframe_pngs[0], _fake_png(tmp_path)])
 
 
 # ---------------------------------------------------------------- sample and generation
@@ -262,7 +262,9 @@ def test_load_sample_is_a_held_out_sequence(tmp_path):
 
 
 def test_run_generation_writes_everything(pipe, keyframe_pngs, tmp_path):
-    r = web.run_generation(pipe, [str(p) for p in keyframe_pngs], "0,5,11", 12, out_dir=tmp_path, critic_steps=1)
+    r = web_generate.run_generation(
+        pipe, [str(p) for p in keyframe_pngs], "0,5,11", 12, out_dir=tmp_path, critic_steps=1
+    )
     assert r["frames"].shape == (12, 64, 64) and r["frames"].dtype == np.uint8
     assert [p.name for p in r["downloads"]] == ["clip.gif", "clip.mp4", "clip.npy", "contact_sheet.png"]
     assert all(p.is_file() and p.stat().st_size > 0 and p.parent == tmp_path for p in r["downloads"])
@@ -277,9 +279,9 @@ def test_run_generation_writes_everything(pipe, keyframe_pngs, tmp_path):
 
 def test_run_generation_with_truth_shows_it_beside(pipe, tmp_path):
     s = web_models.load_sample(tmp_path / "in", seed=2)
-    r = web.run_generation(pipe, s.paths, s.times, 20, pca=None, truth=s.truth, out_dir=tmp_path / "out")
+    r = web_generate.run_generation(pipe, s.paths, s.times, 20, pca=None, truth=s.truth, out_dir=tmp_path / "out")
     assert r["truth_video"].is_file()
-    alone = web.run_generation(pipe, s.paths, s.times, 20, pca=None, out_dir=tmp_path / "alone")
+    alone = web_generate.run_generation(pipe, s.paths, s.times, 20, pca=None, out_dir=tmp_path / "alone")
     assert Image.open(r["sheet"]).height > Image.open(alone["sheet"]).height  # a second row: truth
 
 
@@ -287,7 +289,7 @@ def test_run_generation_with_the_motion_prior(pipe, tmp_path):
     from latentvideo.motion import fit_bounce
 
     s = web_models.load_sample(tmp_path / "in", seed=2)
-    r = web.run_generation(pipe, s.paths, s.times, 20, motion_prior="bounce", out_dir=tmp_path / "out")
+    r = web_generate.run_generation(pipe, s.paths, s.times, 20, motion_prior="bounce", out_dir=tmp_path / "out")
     keys = s.truth[[int(t) for t in s.times]] / 255.0  # [3, 64, 64]
     assert (r["clip"].motion is not None) == (fit_bounce(keys, s.times) is not None)
     assert r["frames"].shape[0] == 20 and r["video"].is_file()
@@ -303,8 +305,10 @@ def test_run_generation_passes_the_speed_and_projection_budget(pipe, tmp_path):
         "unwrap": False,
     }  # an empty control keeps the model's default
     s = web_models.load_sample(tmp_path / "in", seed=0)  # digits apart: the bounce prior applies
-    slow = web.run_generation(pipe, s.paths, s.times, 20, motion_steps=3, out_dir=tmp_path / "slow")
-    fast = web.run_generation(pipe, s.paths, s.times, 20, motion_speed=3.6, motion_steps=0, out_dir=tmp_path / "fast")
+    slow = web_generate.run_generation(pipe, s.paths, s.times, 20, motion_steps=3, out_dir=tmp_path / "slow")
+    fast = web_generate.run_generation(
+        pipe, s.paths, s.times, 20, motion_speed=3.6, motion_steps=0, out_dir=tmp_path / "fast"
+    )
     assert slow["clip"].motion is not None and fast["clip"].motion is not None
     assert not np.array_equal(fast["frames"], slow["frames"])
 
@@ -391,7 +395,7 @@ def test_every_user_facing_option_has_a_flag_and_a_control_that_reach_options(
         assert c.elem_id == name.replace("_", "-") and c.value == shown, name
     names = list(offered)  # the order build_app passes the controls in
     form = [probe[n] for n in names]  # what a visitor set
-    request = web.check_request(pipe, keyframe_pngs, None, 20, **web_models.control_values(form, names))
+    request = web_generate.check_request(pipe, keyframe_pngs, None, 20, **web_models.control_values(form, names))
     assert pipe.options(**request.opts) == expected
 
 
@@ -443,7 +447,7 @@ def test_models_load_each_model_once_and_refuse_unknown_names(shipped, tiny_mode
     for bad in ("moving-shapes-999", str(shipped / "gray-64"), "../gray-64", 3):  # names only, never folders
         with pytest.raises(LatentVideoError) as e:
             models.get(bad)
-        text = web.error_markdown(e.value)
+        text = web_generate.error_markdown(e.value)
         assert f"unknown model {bad!r}; this server offers colour-64, gray-64" in text and "\n" not in text
     assert len(loads) == 2
 
@@ -463,14 +467,16 @@ def test_each_model_gets_its_defaults_and_uploads_in_its_channels(shipped, tiny_
     controls = web_models.option_controls(_FakeGradio(), colour)
     assert controls["method"].value == "lbfgs" and controls["critic"].interactive is False
     # gray uploads become RGB for the colour model; RGB uploads gray for the gray one
-    r = web.check_request(colour, keyframe_pngs, None, 12)
+    r = web_generate.check_request(colour, keyframe_pngs, None, 12)
     assert r.keyframes.shape == (3, 3, 64, 64) and torch.equal(r.keyframes[:, 0], r.keyframes[:, 2])
     rgb = []
     for i, c in enumerate([(255, 0, 0), (0, 0, 255)]):
         rgb.append(tmp_path / f"rgb{i}.png")
         Image.new("RGB", (64, 64), c).save(rgb[-1])
-    assert web.check_request(gray, rgb, None, 12).keyframes.shape == (2, 1, 64, 64)
-    result = web.run_generation(colour, keyframe_pngs, None, 12, lbfgs_steps=2, motion_prior="off", out_dir=tmp_path)
+    assert web_generate.check_request(gray, rgb, None, 12).keyframes.shape == (2, 1, 64, 64)
+    result = web_generate.run_generation(
+        colour, keyframe_pngs, None, 12, lbfgs_steps=2, motion_prior="off", out_dir=tmp_path
+    )
     assert result["frames"].shape == (12, 64, 64, 3)
 
 
@@ -478,7 +484,7 @@ def test_each_model_gets_its_defaults_and_uploads_in_its_channels(shipped, tiny_
     "kwargs, message",
     [
         (dict(frames=1), "between 2 and"),
-        (dict(frames=web.MAX_WEB_FRAMES + 1), "between 2 and"),
+        (dict(frames=web_generate.MAX_WEB_FRAMES + 1), "between 2 and"),
         (dict(degree=3, path="line"), "degree 3 needs more than 3 keyframes"),
         (dict(path="spline"), "unknown path"),
         (dict(pca=1.5), "pca"),
@@ -493,7 +499,7 @@ def test_each_model_gets_its_defaults_and_uploads_in_its_channels(shipped, tiny_
 )
 def test_run_generation_rejects_bad_settings(pipe, keyframe_pngs, tmp_path, kwargs, message):
     with pytest.raises(LatentVideoError, match=message):
-        web.run_generation(pipe, keyframe_pngs, **{"out_dir": tmp_path, **kwargs})
+        web_generate.run_generation(pipe, keyframe_pngs, **{"out_dir": tmp_path, **kwargs})
     assert not any(tmp_path.iterdir())  # failed before writing anything
 
 
