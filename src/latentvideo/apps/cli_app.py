@@ -1,14 +1,32 @@
 """The `latentvideo` command's typer app and its `train` and `dataset` groups, with what every command
-shares: the --debug flag and `_fail`. Commands register themselves on these apps: cli_train.py the
-`dataset` and `train` commands, cli.py the rest (and the entry point, `main`)."""
+shares: the --debug flag, `_fail` and the --model help. Commands register themselves on these apps:
+cli_train.py the `dataset` and `train` commands, cli_eval.py `demo`, `bench` and `ppl`, cli.py the rest
+(and the entry point, `main`)."""
 
 from __future__ import annotations
 
 import typer
+from typer.core import TyperGroup
 
 from ..errors import LatentVideoError
 
+# the order `latentvideo --help` lists the commands in, whichever module registers them
+COMMANDS = ("export", "generate", "invert", "render", "demo", "bench", "ppl", "serve", "train", "dataset")
+
+MODEL_HELP = (
+    "A shipped model by name (moving-mnist-64, the default), or a model folder with generator/ and critic/ "
+    "(a training run works)."
+)
+
+
+class _Commands(TyperGroup):
+    def list_commands(self, ctx) -> list[str]:
+        rank = {name: i for i, name in enumerate(COMMANDS)}
+        return sorted(self.commands, key=lambda name: rank.get(name, len(rank)))
+
+
 app = typer.Typer(
+    cls=_Commands,
     help="latentvideo: a few still images in, a short video out, through a GAN's latent space.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
