@@ -50,6 +50,45 @@ def train_batch(rng: np.random.Generator, images, labels, batch_size: int, size:
     return frames, targets
 
 
+def fit(
+    model,
+    batch,
+    loss_fn,
+    steps: int,
+    lr: float,
+    out_dir: Path,
+    config: dict,
+    *,
+    desc: str,
+    progress: bool,
+    save_every: int | None = None,
+) -> None:
+    """The classifiers' training loop: Adam with cosine decay of `lr` to 0 by the last step, on `batch()`'s
+    (inputs, targets) until `steps`; the mean loss of every 50 steps goes to `out_dir/stats.jsonl`, and the
+    model is saved in `out_dir` every `save_every` steps (if given) and at the end."""
+    dev = next(model.parameters()).device
+    opt = torch.optim.Adam(model.parameters(), lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    stats = out_dir / "stats.jsonl"
+    stats.unlink(missing_ok=True)
+    t0, running = time.perf_counter(), []
+    for step in tqdm(range(1, steps + 1), disable=not progress, desc=desc, unit="step"):
+        x, y = batch()
+        loss = loss_fn(model(x.to(dev)), y.to(dev))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        running.append(loss.item())
+        if step % 50 == 0 or step == steps:
+            row = {"step": step, "loss": float(np.mean(running)), "seconds": time.perf_counter() - t0}
+            with open(stats, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            running = []
+        if step == steps or (save_every and step % save_every == 0):
+            save_model(model, out_dir, config)
+
+
 def train_classifier(
     out_dir: str | Path,
     steps: int = 8000,
@@ -76,28 +115,24 @@ def train_classifier(
     torch.manual_seed(seed)
     model = DigitClassifier(size, 1, width, hidden).to(dev)
     config = model_config(model, resolution=size, channels=1, width=width, hidden=hidden)
-    opt = torch.optim.Adam(model.parameters(), lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)  # decays lr to 0 by the last step
-    stats = out_dir / "stats.jsonl"
-    stats.unlink(missing_ok=True)
-    t0, running = time.perf_counter(), []
-    for step in tqdm(range(1, steps + 1), disable=not progress, desc="train classifier", unit="step"):
+
+    def batch():
         frames, targets = train_batch(rng, images, labels, batch_size, size)
-        x = torch.from_numpy(frames).to(dev).float() / 255  # [B, 1, H, W]
-        y = torch.from_numpy(targets).to(dev).float()  # [B, 10]
-        loss = F.binary_cross_entropy_with_logits(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        running.append(loss.item())
-        if step % 50 == 0 or step == steps:
-            row = {"step": step, "loss": float(np.mean(running)), "seconds": time.perf_counter() - t0}
-            with open(stats, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            running = []
-        if step % save_every == 0 or step == steps:
-            save_model(model, out_dir, config)
+        return torch.from_numpy(frames).float() / 255, torch.from_numpy(targets).float()  # [B, 1, H, W], [B, 10]
+
+    loss = F.binary_cross_entropy_with_logits
+    fit(
+        model,
+        batch,
+        loss,
+        steps,
+        lr,
+        out_dir,
+        config,
+        desc="train classifier",
+        progress=progress,
+        save_every=save_every,
+    )
     return out_dir
 
 

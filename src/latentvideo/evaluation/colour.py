@@ -16,20 +16,18 @@ MSE and SSIM are taken on RGB (SSIM per channel, averaged, as scikit-image's `ch
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ..errors import LatentVideoError
-from ..models import ShapeClassifier, model_config, resolve_device, save_model
+from ..models import ShapeClassifier, model_config, resolve_device
 from ..shapes import SHAPES, MovingShapes, compose_shapes, moving_shapes
 from . import metrics
 from .baselines import neighbours
+from .classifier import fit
 from .scoring import summarise
 
 MASK_RADIUS = 0.4  # RGB distance (channels in [0, 1]) where a pixel stops counting as the object's colour
@@ -148,25 +146,12 @@ def train_shape_classifier(
     torch.manual_seed(seed)
     model = ShapeClassifier(64, width).to(dev)
     config = model_config(model, resolution=64, width=width)
-    opt = torch.optim.Adam(model.parameters(), lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    stats = out_dir / "stats.jsonl"
-    stats.unlink(missing_ok=True)
-    t0, running = time.perf_counter(), []
-    for step in tqdm(range(1, steps + 1), disable=not progress, desc="train shape classifier", unit="step"):
+
+    def batch():
         x, y = sample_masks(rng, clips, batch_size)
-        loss = F.cross_entropy(model(torch.from_numpy(x).to(dev)), torch.from_numpy(y).to(dev))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        running.append(loss.item())
-        if step % 50 == 0 or step == steps:
-            with open(stats, "a") as f:
-                row = {"step": step, "loss": float(np.mean(running)), "seconds": time.perf_counter() - t0}
-                f.write(json.dumps(row) + "\n")
-            running = []
-    save_model(model.cpu(), out_dir, config)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+    fit(model, batch, F.cross_entropy, steps, lr, out_dir, config, desc="train shape classifier", progress=progress)
     return out_dir
 
 
