@@ -132,6 +132,32 @@ def test_colour_template_starts_find_each_object_over_its_backdrop():
     assert err.max() <= 1.0, err
 
 
+def test_tinted_template_starts_fit_each_objects_colour():
+    """Colour is a latent coordinate: from a start with every slot at the canvas centre AND the wrong colours,
+    the template starts put each slot within a px of its object and give it the object's colour (to 0.02)."""
+    G = tiny_objects(objects=2, channels=3, background=2, tint=True, edge=1, seed=1)
+    lay = G.latent_layout
+    gen = torch.Generator().manual_seed(2)
+    truth = G.sample_latents(4, gen)
+    px = torch.tensor([[2.0, 3.0], [15.0, 14.0]]) + torch.randint(0, 4, (4, 2, 2), generator=gen)  # apart
+    truth[:, lay.index] = px / lay.fold_range
+    with torch.no_grad():
+        images = G(truth)
+    start = truth.clone()
+    start[:, lay.index] = 0.5
+    tint = [torch.arange(b - 3, b) for _, b in lay.appearance]  # each slot's colour coordinates
+    for idx in tint:
+        start[:, idx] = torch.randn(4, 3, generator=gen) * 2
+    found = template_positions(G, start, images, lay)
+    assert position_errors(lay, found, truth).max() <= 1.0
+    phi = lambda t: 0.5 * (1 + torch.erf(t / 2**0.5))  # noqa: E731
+    for i in range(4):
+        for k, idx in enumerate(tint):  # the found slot nearest each true object has its colour
+            near = (lay.pixels(found)[i] - lay.pixels(truth)[i, k]).norm(dim=1).argmin()
+            assert torch.allclose(phi(found[i, tint[near]]), phi(truth[i, idx]), atol=0.02), (i, k)
+    assert not torch.allclose(phi(start[:, tint[0]]), phi(truth[:, tint[0]]), atol=0.1)  # it had to find them
+
+
 def test_model_folder_round_trip_keeps_the_layout(tmp_path):
     G = tiny_objects()
     cfg = model_config(G, objects=2, appearance=4, resolution=32, sprite=12, width=4)

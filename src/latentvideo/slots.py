@@ -16,6 +16,7 @@ sprites are the keyframes' own objects while the positions still come from the l
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass
 
@@ -181,11 +182,18 @@ def template_positions(G, z: torch.Tensor, images: torch.Tensor, layout: LatentL
     greedy template matching over all positions, the slot with the strongest match first, then the next on
     what is left. Gray max-composed generators: correlation of the sprite with the residual ink. RGB
     generators with a backdrop (alpha-over): the drop in squared error when the sprite is pasted over the
-    current canvas (G's backdrop for z, then the slots placed so far). A start whose sprite overlaps its
+    current canvas (G's backdrop for z, then the slots placed so far). Generators whose colour is a latent
+    coordinate (`tint`): each slot's colour is fitted too, in closed form at every position, so a slot finds its
+    object whatever colour the start gave it, and leaves with that colour. A start whose sprite overlaps its
     target, where L-BFGS from a wrong place would see no gradient."""
     N, K, S = len(z), len(layout.positions), G.sprite
+    tint = bool(getattr(G, "tint", False))
     with torch.no_grad():
-        sprites = torch.stack([G.sprites(z[:, slice(*r)]) for r in layout.appearance], 1)  # [N, K, c, S, S]
+        codes = [z[:, slice(*r)].clone() for r in layout.appearance]
+        if tint:  # colour 1: the sprite's shade and alpha alone; the colour is fitted below
+            for c in codes:
+                c[:, -3:] = _WHITE
+        sprites = torch.stack([G.sprites(c) for c in codes], 1)  # [N, K, c, S, S]
         colour = sprites.shape[2] == 4
         coords = torch.arange(S, dtype=z.dtype, device=z.device)
         mass = sprites[:, :, -1].sum((2, 3)) + 1e-3  # [N, K]
@@ -196,7 +204,10 @@ def template_positions(G, z: torch.Tensor, images: torch.Tensor, layout: LatentL
         out, todo = z.clone(), torch.ones(N, K, dtype=torch.bool, device=z.device)
         rows = torch.arange(N, device=z.device)
         for _ in range(K):
-            score = _paste_gain(images, state, sprites) if colour else _ink_match(state, sprites[:, :, 0])
+            if tint:
+                score, fit = _tinted_paste_gain(images, state, sprites)  # [N, K, P*P], [N, K, P*P, 3]
+            else:
+                score = _paste_gain(images, state, sprites) if colour else _ink_match(state, sprites[:, :, 0])
             score = score.masked_fill(~todo[..., None], -float("inf"))  # [N, K, P*P]
             where = score.flatten(1).argmax(1)  # [N]: the strongest remaining match per image
             k, pos = where // score.shape[2], where % score.shape[2]
@@ -208,6 +219,10 @@ def template_positions(G, z: torch.Tensor, images: torch.Tensor, layout: LatentL
                 at = (i, slice(None), slice(int(top_left[i, 0]), int(top_left[i, 0]) + S))
                 at = (*at, slice(int(top_left[i, 1]), int(top_left[i, 1]) + S))
                 sp = sprites[i, k[i]]
+                if tint:  # the fitted colour becomes the slot's colour coordinates, Phi^-1(c)
+                    c = fit[i, k[i], pos[i]]  # [3]
+                    out[i, layout.appearance[k[i]][1] - 3 : layout.appearance[k[i]][1]] = _probit(c)
+                    sp = torch.cat([c[:, None, None] * sp[:1], sp[3:]])
                 if colour:  # alpha-over onto the canvas
                     state[at] = sp[3:] * sp[:3] + (1 - sp[3:]) * state[at]
                 else:  # the ink this slot explains is removed
@@ -233,6 +248,32 @@ def _paste_gain(images: torch.Tensor, canvas: torch.Tensor, sprites: torch.Tenso
     err_new = corr(images.pow(2).sum(1, keepdim=True), a) - 2 * corr(images, a * rgb)
     err_new = err_new + (a * rgb.pow(2)).sum((2, 3, 4)).flatten()[None, :, None, None]
     return (err_now - err_new).view(N, K, -1)
+
+
+_WHITE = 8.0  # a colour coordinate t with Phi(t) = 1 in float32
+
+
+def _probit(c: torch.Tensor) -> torch.Tensor:
+    """Colours in [0, 1] -> the tint coordinates t with Phi(t) = c (kept off 0 and 1)."""
+    return math.sqrt(2) * torch.erfinv(2 * c.clamp(1e-3, 1 - 1e-3) - 1)
+
+
+def _tinted_paste_gain(images: torch.Tensor, canvas: torch.Tensor, sprites: torch.Tensor):
+    """`_paste_gain` for sprites whose colour is free: shade-and-alpha sprites [N, K, 4, S, S] (colour 1)
+    -> (gain [N, K, P*P], colour [N, K, P*P, 3]). At each position the colour c in [0, 1]^3 that best pastes
+    c * shade with the sprite's alpha over the canvas, least squares per channel, and its drop in error:
+    with d = x - canvas, w = alpha * shade, the error inside the box falls by
+    2 c.(<d, w> + <canvas, alpha w>) - |c|^2 |w|^2 - 2 <<d, canvas>, alpha> - <|canvas|^2, alpha^2>."""
+    N, K, _, S, _ = sprites.shape
+    a = sprites[:, :, 3:]  # [N, K, 1, S, S]
+    w = a * sprites[:, :, :1]
+    corr = lambda x, f: F.conv2d(x.reshape(1, -1, *x.shape[2:]), f.flatten(0, 1), groups=N).view(N, K, -1)  # noqa: E731
+    d = images - canvas  # [N, 3, R, R]
+    num = torch.stack([corr(d[:, ch : ch + 1], w) + corr(canvas[:, ch : ch + 1], a * w) for ch in range(3)], -1)
+    den = w.pow(2).sum((2, 3, 4))[..., None, None] + 1e-6  # [N, K, 1, 1]
+    c = (num / den).clamp(0, 1)  # [N, K, P*P, 3]
+    cost = 2 * corr((d * canvas).sum(1, keepdim=True), a) + corr(canvas.pow(2).sum(1, keepdim=True), a.pow(2))
+    return 2 * (c * num).sum(-1) - c.pow(2).sum(-1) * den[..., 0] - cost, c
 
 
 def _best_start(G, images: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
