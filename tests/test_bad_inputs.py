@@ -303,6 +303,12 @@ BAD = [
     ("train-unknown-dataset", lambda c: _train(c, "cifar"), "unknown dataset"),
     ("train-npy-wrong-dtype", lambda c: _train(c, c.latents(np.zeros((2, 2, 32, 32), np.float32), "f.npy")), "uint8"),
     ("train-mixed-image-sizes", lambda c: _train(c, _mixed_folder(c)), "mixed sizes"),
+    # a file ffmpeg cannot decode: its whole log rides on the exception, and only one line may reach the user
+    (
+        "train-undecodable-video",
+        lambda c: _train(c, str(_file(c, "clip.mp4", b"not a video" * 64))),
+        "cannot read video",
+    ),
     ("dataset-bad-extension", lambda c: ["dataset", "moving-mnist", "--out", str(c.work / "x.txt")], "extension"),
 ]
 

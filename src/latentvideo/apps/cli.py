@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from ..errors import LatentVideoError
+from ..errors import LatentVideoError, reason
 from ..options import schema
 from . import cli_eval, cli_train  # noqa: F401 - register the demo/bench/ppl, dataset and train commands
 from .cli_app import MODEL_HELP, _fail, app
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         if debug:
             raise
-        typer.echo(f"error: unexpected {type(e).__name__}: {e} (run with --debug for the traceback)", err=True)
+        typer.echo(f"error: unexpected {reason(e)} (run with --debug for the traceback)", err=True)
         return 1
     return 0
 
