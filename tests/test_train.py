@@ -150,6 +150,21 @@ def test_resume_is_bit_exact(tmp_path, tiny_config):
         assert (ra["wdist"], ra["gp"], ra["loss_g"]) == (rb["wdist"], rb["gp"], rb["loss_g"])
 
 
+def test_a_time_budget_stops_with_a_checkpoint_and_resumes(tmp_path, tiny_config):
+    """--minutes: once the budget is spent, the run stops at the next check (every TIME_CHECK_EVERY steps)
+    with a checkpoint, its planned steps unchanged, and resuming finishes it."""
+    from latentvideo.training.gan import TIME_CHECK_EVERY
+
+    run = train_gan(tmp_path / "r", tiny_config(steps=25, checkpoint_every=100), minutes=1e-9, **CPU)
+    assert _stats(run)[-1]["step"] == TIME_CHECK_EVERY  # the first check: out of time
+    assert (run / "samples" / f"step_{TIME_CHECK_EVERY:07d}.png").is_file()  # its checkpoint
+    assert json.loads((run / "config.json").read_text())["steps"] == 25
+    train_gan(run, resume=True, **CPU)
+    assert _stats(run)[-1]["step"] == 25
+    with pytest.raises(LatentVideoError, match="minutes"):
+        train_gan(tmp_path / "bad", tiny_config(), minutes=0, **CPU)
+
+
 def test_resume_is_not_a_fresh_start(tmp_path, tiny_config):
     """Guards the test above: a run restarted without its state ends elsewhere."""
     cfg = tiny_config(steps=6, checkpoint_every=3)
@@ -335,6 +350,8 @@ def _not_a_run(tmp_path: Path) -> list[str]:
         _not_a_run,
         lambda p: _not_a_run(p) + ["--steps", "5"],
         lambda p: ["--resume", str(p / "never_created")],
+        lambda p: ["--minutes", "0"],
+        lambda p: ["--minutes", "nan"],
         lambda p: [],  # neither --out nor --resume
     ],
 )

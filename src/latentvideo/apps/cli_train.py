@@ -112,12 +112,16 @@ def train_gan_cmd(
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto (CUDA if present), cpu, cuda, cuda:N."),
     stop_after: int | None = typer.Option(None, help="Stop (with a checkpoint) after this total step; resume later."),
+    minutes: float | None = typer.Option(
+        None, help="Stop (with a checkpoint) after this many minutes of training; resume later."
+    ),
 ):
     """Train the frame GAN with WGAN-GP, checkpointing atomically; resumable.
 
     Examples:
       latentvideo train gan --out runs/mm64 --steps 20000
       latentvideo train gan --resume runs/mm64
+      latentvideo train gan --resume runs/mm64 --minutes 60
       latentvideo train gan --out runs/mine --data frames/ --resize 64
       latentvideo train gan --out runs/smooth --pl-weight 2 --mapping-layers 4
       latentvideo train gan --out runs/objects --arch objects --objects 2 --batch-size 32
@@ -127,6 +131,8 @@ def train_gan_cmd(
 
     if (out is None) == (resume is None):
         _fail("give exactly one of --out (new run) or --resume (existing run)")
+    if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+        _fail(f"--minutes must be a positive number, got {minutes}")
     smoothing = {"pl_weight": pl_weight, "pl_every": pl_every, "mapping_layers": mapping_layers}
     smoothing = {k: v for k, v in smoothing.items() if v is not None}
     if pl_weight is not None and not (math.isfinite(pl_weight) and pl_weight >= 0):
@@ -142,7 +148,7 @@ def train_gan_cmd(
             if not cfg_file.is_file():
                 _fail(f"not a training run (no config.json): {resume}")
             cfg = GANConfig(**{**json.loads(cfg_file.read_text()), "steps": steps})
-        run = train_gan(resume, cfg, resume=True, device=device, stop_after=stop_after)
+        run = train_gan(resume, cfg, resume=True, device=device, stop_after=stop_after, minutes=minutes)
     else:
         cfg = GANConfig(
             data=data,
@@ -165,7 +171,7 @@ def train_gan_cmd(
             background=background,
             **smoothing,
         )
-        run = train_gan(out, cfg, device=device, stop_after=stop_after)
+        run = train_gan(out, cfg, device=device, stop_after=stop_after, minutes=minutes)
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(f"run: {run}  (generator/, critic/, samples/, stats.jsonl)")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -207,6 +208,9 @@ def _checkpoint_owner(path: Path) -> str | None:
         return None
 
 
+TIME_CHECK_EVERY = 10  # generator steps between checks of the `minutes` budget
+
+
 def train_gan(
     run_dir: str | Path,
     config: GANConfig | None = None,
@@ -214,13 +218,18 @@ def train_gan(
     device: str = "auto",
     stop_after: int | None = None,
     progress: bool = True,
+    minutes: float | None = None,
 ) -> Path:
     """Train (or resume) a WGAN-GP run in `run_dir`. Returns the run directory.
 
-    `stop_after` ends the call after that many generator steps in total, writing a
-    checkpoint, without changing the run's planned `steps` (used by tests and
-    for time-boxed sessions).
+    `stop_after` ends the call after that many generator steps in total, and `minutes` once that much
+    wall-clock time has passed in this call (checked every `TIME_CHECK_EVERY` steps, agreed by every
+    torchrun rank); either writes a checkpoint and leaves the run's planned `steps` as they are, so
+    `resume=True` continues it (tests, time-boxed sessions, a lent GPU).
     """
+    if minutes is not None and not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
+        raise LatentVideoError(f"minutes must be a positive number, got {minutes!r}")
+    t_call = time.perf_counter()
     run_dir = Path(run_dir)
     # torchrun --max-restarts: restarted workers re-run `train gan --out RUN_DIR`. Once the first attempt has
     # written config.json they continue the run like --resume (from the last complete checkpoint, or from
@@ -390,6 +399,10 @@ def train_gan(
                 bar.set_postfix(wdist=f"{row['wdist']:.3f}", gp=f"{row['gp']:.3f}", fps=f"{fps:.0f}")
                 with open(run_dir / "stats.jsonl", "a") as f:
                     f.write(json.dumps(row) + "\n")
+            if minutes is not None and step % TIME_CHECK_EVERY == 0 and step < end:
+                late = torch.tensor([float(time.perf_counter() - t_call > 60 * minutes)], device=dev)
+                if dist.mean(late).item() > 0:  # any rank out of time: all stop at this step
+                    end = step
             if step % config.checkpoint_every == 0 or step == end:
                 checkpoint()
             if fault and step == fault_at:
