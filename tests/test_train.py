@@ -155,7 +155,7 @@ def test_a_time_budget_stops_with_a_checkpoint_and_resumes(tmp_path, tiny_config
     with a checkpoint, its planned steps unchanged, and resuming finishes it."""
     from latentvideo.training.gan import TIME_CHECK_EVERY
 
-    run = train_gan(tmp_path / "r", tiny_config(steps=25, checkpoint_every=100), minutes=1e-9, **CPU)
+    run = train_gan(tmp_path / "r", tiny_config(steps=25, checkpoint_every=100, log_every=50), minutes=1e-9, **CPU)
     assert _stats(run)[-1]["step"] == TIME_CHECK_EVERY  # the first check: out of time
     assert (run / "samples" / f"step_{TIME_CHECK_EVERY:07d}.png").is_file()  # its checkpoint
     assert json.loads((run / "config.json").read_text())["steps"] == 25

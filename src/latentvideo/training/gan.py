@@ -385,6 +385,10 @@ def train_gan(
                         pe.lerp_(p, 1 - beta)
             step += 1
             bar.update(1)
+            if minutes is not None and step % TIME_CHECK_EVERY == 0 and step < end:
+                late = torch.tensor([float(time.perf_counter() - t_call > 60 * minutes)], device=dev)
+                if dist.mean(late).item() > 0:  # any rank out of time: all stop at this step
+                    end = step
             if main and (step % config.log_every == 0 or step == end):
                 fps = frames_seen / (time.perf_counter() - t0)
                 row = {
@@ -399,10 +403,6 @@ def train_gan(
                 bar.set_postfix(wdist=f"{row['wdist']:.3f}", gp=f"{row['gp']:.3f}", fps=f"{fps:.0f}")
                 with open(run_dir / "stats.jsonl", "a") as f:
                     f.write(json.dumps(row) + "\n")
-            if minutes is not None and step % TIME_CHECK_EVERY == 0 and step < end:
-                late = torch.tensor([float(time.perf_counter() - t_call > 60 * minutes)], device=dev)
-                if dist.mean(late).item() > 0:  # any rank out of time: all stop at this step
-                    end = step
             if step % config.checkpoint_every == 0 or step == end:
                 checkpoint()
             if fault and step == fault_at:
