@@ -132,10 +132,24 @@ def test_colour_template_starts_find_each_object_over_its_backdrop():
     assert err.max() <= 1.0, err
 
 
+def test_tinted_sprites_start_nearly_transparent():
+    """A fresh tint G's sprites are faint everywhere (alpha about sigmoid(ALPHA_START)), so training grows objects
+    as opaque shapes rather than cutting shape-shaped holes into opaque boxes; the plain RGB G starts half-opaque."""
+    from latentvideo.objects import ALPHA_START
+
+    a = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    tinted = tiny_objects(channels=3, tint=True).sprites(a)[:, -1]  # [64, S, S] alpha
+    plain = tiny_objects(channels=3).sprites(a)[:, -1]
+    expected = torch.sigmoid(torch.tensor(ALPHA_START))
+    assert tinted.max() < 0.5 and abs(tinted.mean() - expected) < 0.05
+    assert plain.mean() > 0.3
+
+
 def test_tinted_template_starts_fit_each_objects_colour():
     """Colour is a latent coordinate: from a start with every slot at the canvas centre AND the wrong colours,
     the template starts put each slot within a px of its object and give it the object's colour (to 0.02)."""
     G = tiny_objects(objects=2, channels=3, background=2, tint=True, edge=1, seed=1)
+    torch.nn.init.zeros_(G.sprite_out.bias[-1:])  # half-opaque sprites, as a trained G's objects are (not faint)
     lay = G.latent_layout
     gen = torch.Generator().manual_seed(2)
     truth = G.sample_latents(4, gen)

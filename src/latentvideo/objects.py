@@ -39,6 +39,9 @@ MAX_OBJECTS = 8  # slots per generator
 FIELDS = ("positions", "fold_range", "appearance")  # of a config.json latent_layout
 
 
+ALPHA_START = -2.0  # tint: the alpha logit every sprite pixel starts from
+
+
 def fold(u: torch.Tensor) -> torch.Tensor:
     """Triangle wave of period 2 onto [0, 1]: fold(u) = u on [0, 1], reflected at 0 and 1."""
     return 1 - ((u % 2) - 1).abs()
@@ -168,6 +171,8 @@ class ObjectGenerator(nn.Module):
         self.sprite_body = _upconv_stack(self.c0, [width * 2, width])
         # gray: one intensity channel (also its own alpha); RGB: colour + alpha; tint: shade + alpha
         self.sprite_out = nn.Conv2d(width, 1 if channels == 1 else 2 if tint else 4, 3, 1, 1)
+        if tint:  # alpha starts nearly transparent (0.12): objects grow as opaque shapes, not as holes in a box
+            nn.init.constant_(self.sprite_out.bias[-1:], ALPHA_START)
         i = torch.arange(sprite, dtype=torch.float32)
         ramp = (torch.minimum(i, sprite - 1 - i) / max(edge, 1)).clamp(max=1.0) if edge else torch.ones(sprite)
         self.register_buffer("window", ramp[:, None] * ramp[None, :], persistent=False)  # [S, S]
