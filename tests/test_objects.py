@@ -236,39 +236,6 @@ def test_training_an_objects_gan_resumes_bit_exactly(tmp_path, tiny_config):
         assert torch.equal(pa, pb), name
 
 
-def test_alpha_spread_ranks_a_centred_shape_below_a_box_and_a_box_with_a_hole():
-    G = tiny_objects(channels=3, tint=True)  # sprite 12
-    yy, xx = torch.meshgrid(torch.arange(12.0), torch.arange(12.0), indexing="ij")
-    disc = (yy - 5.5) ** 2 + (xx - 5.5) ** 2 < 16
-
-    def sprite(alpha):
-        return torch.cat([torch.ones(1, 3, 12, 12), alpha.float()[None, None]], 1)
-
-    box = torch.zeros(12, 12)
-    box[1:11, 1:11] = 1
-    shape, hole = sprite(disc), sprite(box * ~disc)
-    assert G.alpha_spread(shape) < 0.5 * G.alpha_spread(hole) < 0.5 * G.alpha_spread(sprite(box))
-    z = G.sample_latents(3, torch.Generator().manual_seed(0))
-    frames, spread = G(z, spread=True)  # the same frames, and the spread of the sprites that drew them
-    a = G.split(z)[0]
-    assert torch.equal(frames, G(z)) and torch.allclose(spread, G.alpha_spread(G.sprites(a.flatten(0, 1))))
-
-
-def test_colour_objects_training_applies_and_logs_the_spread_prior(tmp_path, rgb_folder, tiny_config):
-    from latentvideo.training.gan import train_gan
-
-    cfg = tiny_config(data=str(rgb_folder), arch="objects", objects=1, appearance=4, sprite=12, steps=2)
-    run = train_gan(tmp_path / "a", cfg, progress=False)
-    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
-    assert all(0 < r["alpha_spread"] < 1 for r in rows)
-    off = train_gan(tmp_path / "b", tiny_config(**{**cfg.__dict__, "alpha_spread": 0.0}), progress=False)
-    Ga, Gb = load_model(run / "generator"), load_model(off / "generator")
-    assert not torch.equal(Ga.sprite_out.weight, Gb.sprite_out.weight)  # the prior moved the sprite net
-    assert "alpha_spread" not in (off / "stats.jsonl").read_text()
-    with pytest.raises(LatentVideoError, match="alpha_spread"):
-        train_gan(tmp_path / "c", tiny_config(**{**cfg.__dict__, "alpha_spread": -1.0}), progress=False)
-
-
 # ------------------------------------------------------------------ slots
 
 

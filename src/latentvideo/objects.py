@@ -248,28 +248,15 @@ class ObjectGenerator(nn.Module):
         placed = self.place(self.sprites(a.reshape(N * K, -1)), u.reshape(N * K, 2))
         return placed.view(N, K, *placed.shape[1:])
 
-    def alpha_spread(self, sprites: torch.Tensor) -> torch.Tensor:
-        """Sprites [M, 4, S, S] -> the mean of alpha x (distance from the box centre / half the box)^2: low for a
-        shape drawn in the middle of its box, high for an opaque box (or a box with a shape-shaped hole)."""
-        S = self.sprite
-        d = (torch.arange(S, dtype=sprites.dtype, device=sprites.device) - (S - 1) / 2) / (S / 2)
-        return (sprites[:, -1] * (d[:, None] ** 2 + d[None, :] ** 2)).mean()
-
-    def forward(self, z: torch.Tensor, spread: bool = False):
-        """z [N, z_dim] -> frames [N, C, R, R]; with `spread`, also `alpha_spread` of the frames' sprites
-        (training's prior against boxes; computed in the forward pass, so DDP sees one graph)."""
-        a, u, b = self.split(z)
-        N, K = a.shape[:2]
-        sprites = self.sprites(a.reshape(N * K, -1))  # [N * K, c, S, S]
-        layers = self.place(sprites, u.reshape(N * K, 2)).view(N, K, -1, self.resolution, self.resolution)
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        layers = self.layers(z)  # [N, K, c, R, R]
         if self.channels == 1:
-            out = layers.amax(1)  # max compositing, as Moving MNIST is made
-        else:
-            out = self.backdrop(b)
-            for k in range(self.objects):  # alpha-over, slot 1 at the back
-                rgb, alpha = layers[:, k, :3], layers[:, k, 3:]
-                out = alpha * rgb + (1 - alpha) * out
-        return (out, self.alpha_spread(sprites)) if spread else out
+            return layers.amax(1)  # max compositing, as Moving MNIST is made
+        out = self.backdrop(self.split(z)[2])
+        for k in range(self.objects):  # alpha-over, slot 1 at the back
+            rgb, alpha = layers[:, k, :3], layers[:, k, 3:]
+            out = alpha * rgb + (1 - alpha) * out
+        return out
 
 
 def latent_layout(module) -> LatentLayout | None:

@@ -65,7 +65,6 @@ class GANConfig:
     appearance: int = 32  # objects: appearance code size per slot (z_dim = objects * (appearance + 2) + background)
     sprite: int = 28  # objects: sprite size in px (the free range is resolution - sprite)
     background: int = 0  # objects: background code size (0: black, as Moving MNIST)
-    alpha_spread: float = 5.0  # objects in colour: weight of G's prior against alpha far from the sprite's centre
 
 
 ARCHS = ("dcgan", "objects")
@@ -97,10 +96,6 @@ def check_gan_config(config: GANConfig) -> None:
     """One-line errors for bad settings, before any work."""
     if config.arch not in ARCHS:
         raise LatentVideoError(f"unknown arch {config.arch!r}", hint=", ".join(ARCHS))
-    if not (isinstance(config.alpha_spread, (int, float)) and math.isfinite(config.alpha_spread)):
-        raise LatentVideoError(f"alpha_spread must be a number >= 0, got {config.alpha_spread!r}")
-    if config.alpha_spread < 0:
-        raise LatentVideoError(f"alpha_spread must be a number >= 0, got {config.alpha_spread!r}")
     slot_opts = ("objects", "appearance", "sprite", "background")
     if config.arch == "objects":
         if config.mapping_layers or config.pl_weight:
@@ -315,7 +310,6 @@ def train_gan(
     local_batch = max(1, config.batch_size // dist.world)
     fixed_z = sample_latents(G, 64, torch.Generator().manual_seed(1234)).to(dev)
     end = min(config.steps, stop_after) if stop_after is not None else config.steps
-    spread_prior = bool(config.alpha_spread) and getattr(G, "tint", False)  # sprites with alpha over a background
 
     def real_batch():
         return torch.from_numpy(source.sample(data_rng, local_batch)).to(dev).float() / 255
@@ -372,11 +366,7 @@ def train_gan(
             # generator: one step against the current critic (unwrapped, frozen)
             C.requires_grad_(False)
             z = sample_latents(G, local_batch, gen).to(dev)
-            if spread_prior:  # objects grow as shapes in the middle of their boxes, not as holes cut into boxes
-                fake, spread = G_d(z, spread=True)
-                loss_g = -C(fake).mean() + config.alpha_spread * spread
-            else:
-                loss_g = -C(G_d(z)).mean()
+            loss_g = -C(G_d(z)).mean()
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
@@ -410,8 +400,6 @@ def train_gan(
                 }
                 if config.pl_weight:
                     row["pl_mean"] = pl_mean.item()
-                if spread_prior:
-                    row["alpha_spread"] = spread.item()
                 bar.set_postfix(wdist=f"{row['wdist']:.3f}", gp=f"{row['gp']:.3f}", fps=f"{fps:.0f}")
                 with open(run_dir / "stats.jsonl", "a") as f:
                     f.write(json.dumps(row) + "\n")
