@@ -132,17 +132,53 @@ def test_colour_template_starts_find_each_object_over_its_backdrop():
     assert err.max() <= 1.0, err
 
 
-def test_tinted_sprites_start_nearly_transparent():
-    """A fresh tint G's sprites are faint everywhere (alpha about sigmoid(ALPHA_START)), so training grows objects
-    as opaque shapes rather than cutting shape-shaped holes into opaque boxes; the plain RGB G starts half-opaque."""
+def test_tinted_sprites_start_faint_or_as_centred_blobs():
+    """A fresh tint G's sprites are faint everywhere (alpha about sigmoid(ALPHA_START)); with the `centre` prior
+    (what training builds for colour) they start as blobs in the middle of their boxes, so objects grow as shapes
+    rather than as shape-shaped holes cut into opaque boxes; the plain RGB G starts half-opaque everywhere."""
     from latentvideo.objects import ALPHA_START
 
     a = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
-    tinted = tiny_objects(channels=3, tint=True).sprites(a)[:, -1]  # [64, S, S] alpha
+    tinted = tiny_objects(channels=3, tint=True).sprites(a)[:, -1]  # [64, S, S] alpha, S = 12
     plain = tiny_objects(channels=3).sprites(a)[:, -1]
+    blob = tiny_objects(channels=3, tint=True, centre=3.0).sprites(a)[:, -1].mean(0)  # [S, S]
     expected = torch.sigmoid(torch.tensor(ALPHA_START))
     assert tinted.max() < 0.5 and abs(tinted.mean() - expected) < 0.05
     assert plain.mean() > 0.3
+    corners = blob[[0, 0, -1, -1], [0, -1, 0, -1]]
+    assert blob[5:7, 5:7].min() > 0.7 and corners.max() < 0.1 and blob[[0, -1]].mean() < 0.3
+    with pytest.raises(LatentVideoError, match="centre"):
+        tiny_objects(channels=1, centre=3.0)
+
+
+def test_colour_training_builds_the_centre_prior_into_the_model_folder(tmp_path, rgb_folder, tiny_config):
+    from latentvideo.training.gan import CENTRE_PRIOR, train_gan
+
+    cfg = tiny_config(data=str(rgb_folder), arch="objects", objects=1, appearance=4, sprite=12, steps=1)
+    run = train_gan(tmp_path / "a", cfg, progress=False)
+    saved = json.loads((run / "generator" / "config.json").read_text())
+    assert saved["tint"] is True and saved["centre"] == CENTRE_PRIOR
+    G = load_model(run / "generator")
+    assert G.centre == CENTRE_PRIOR and torch.equal(
+        G.alpha_prior,
+        ObjectGenerator(
+            **{
+                k: saved[k]
+                for k in (
+                    "objects",
+                    "appearance",
+                    "resolution",
+                    "channels",
+                    "sprite",
+                    "width",
+                    "background",
+                    "tint",
+                    "edge",
+                    "centre",
+                )
+            }
+        ).alpha_prior,
+    )
 
 
 def test_tinted_template_starts_fit_each_objects_colour():

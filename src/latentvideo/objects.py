@@ -138,6 +138,7 @@ class ObjectGenerator(nn.Module):
         background: int = 0,
         tint: bool = False,
         edge: int = 0,
+        centre: float = 0.0,
     ):
         super().__init__()
         for name, v, low in (("objects", objects, 1), ("appearance", appearance, 1), ("width", width, 1)):
@@ -158,7 +159,14 @@ class ObjectGenerator(nn.Module):
         if not _is_int(edge) or not 0 <= edge <= sprite // 4:
             raise LatentVideoError(f"edge must be an integer in [0, {sprite // 4}] px, got {edge!r}")
         self.objects, self.appearance, self.background = objects, appearance, background
-        self.tint, self.edge = tint, edge
+        if (
+            not isinstance(centre, (int, float))
+            or isinstance(centre, bool)
+            or not 0 <= centre <= 10
+            or (centre and channels != 3)
+        ):
+            raise LatentVideoError(f"centre must be a number in [0, 10] for RGB sprites, got {centre!r}")
+        self.tint, self.edge, self.centre = tint, edge, float(centre)
         self.resolution, self.channels, self.sprite = resolution, channels, sprite
         self.z_dim = objects * (appearance + 2) + background
         self.latent_layout = LatentLayout(
@@ -171,11 +179,17 @@ class ObjectGenerator(nn.Module):
         self.sprite_body = _upconv_stack(self.c0, [width * 2, width])
         # gray: one intensity channel (also its own alpha); RGB: colour + alpha; tint: shade + alpha
         self.sprite_out = nn.Conv2d(width, 1 if channels == 1 else 2 if tint else 4, 3, 1, 1)
-        if tint:  # alpha starts nearly transparent (0.12): objects grow as opaque shapes, not as holes in a box
+        if tint and not centre:  # alpha starts nearly transparent (0.12)
             nn.init.constant_(self.sprite_out.bias[-1:], ALPHA_START)
         i = torch.arange(sprite, dtype=torch.float32)
         ramp = (torch.minimum(i, sprite - 1 - i) / max(edge, 1)).clamp(max=1.0) if edge else torch.ones(sprite)
         self.register_buffer("window", ramp[:, None] * ramp[None, :], persistent=False)  # [S, S]
+        # `centre`: a fixed prior added to the alpha logit, centre x (1/2 - d^2) with d the distance from the box
+        # centre over half the box: a fresh sprite is a centred blob (alpha 0.82 in the middle, 0.5 at d = 0.71,
+        # 0.18 mid-edge), so objects grow as shapes in their boxes (without it, RGB runs cut shape-shaped holes
+        # into opaque boxes); the sprite net can override it anywhere
+        d = (i - (sprite - 1) / 2) / (sprite / 2)
+        self.register_buffer("alpha_prior", centre * (0.5 - d[:, None] ** 2 - d[None, :] ** 2), persistent=False)
         if background:
             n_up = int(math.log2(resolution)) - 2  # 4x4 -> R
             self.bg_fc = nn.Linear(background, self.c0 * 16)
@@ -210,7 +224,10 @@ class ObjectGenerator(nn.Module):
         s = self.sprite // 4
         code = appearance[:, :-3] if self.tint else appearance
         x = F.leaky_relu(self.sprite_fc(code), 0.2).view(-1, self.c0, s, s)
-        out = torch.sigmoid(self.sprite_out(self.sprite_body(PixelNorm()(x))))  # [M, 1 | 2 | 4, S, S]
+        out = self.sprite_out(self.sprite_body(PixelNorm()(x)))  # [M, 1 | 2 | 4, S, S] logits
+        if self.centre:
+            out = torch.cat([out[:, :-1], out[:, -1:] + self.alpha_prior], 1)
+        out = torch.sigmoid(out)
         if self.tint:
             colour = 0.5 * (1 + torch.erf(appearance[:, -3:] / math.sqrt(2)))  # [M, 3] Phi(t)
             out = torch.cat([colour[:, :, None, None] * out[:, :1], out[:, 1:]], 1)

@@ -68,6 +68,7 @@ class GANConfig:
 
 
 ARCHS = ("dcgan", "objects")
+CENTRE_PRIOR = 3.0  # objects in colour: the alpha logit's centred prior (objects.ObjectGenerator `centre`)
 
 
 def build_generator(config: GANConfig, resolution: int, channels: int):
@@ -76,7 +77,7 @@ def build_generator(config: GANConfig, resolution: int, channels: int):
         kw = dict(objects=config.objects, appearance=config.appearance, resolution=resolution, channels=channels)
         kw.update(sprite=config.sprite, width=config.width, background=config.background)
         if channels == 3:  # colour: an explicit colour coordinate per object, alpha fading at the box edge
-            kw.update(tint=True, edge=max(1, config.sprite // 12))
+            kw.update(tint=True, edge=max(1, config.sprite // 12), centre=CENTRE_PRIOR)
         return ObjectGenerator(**kw), kw
     kw = dict(z_dim=config.z_dim, resolution=resolution, channels=channels)
     if config.mapping_layers:  # only then: configs without a mapping network stay as they were
