@@ -81,7 +81,10 @@ def test_torchrun_restart_after_a_killed_worker_matches_an_uninterrupted_run(tmp
     err = results["elastic"]
     assert re.search(r"failed \(exitcode: 1\) local_rank: 1", err), err[-3000:]  # the worker really died
     assert re.search(r"torchrun restart \d: continuing elastic from step 3\n", err), err[-3000:]
-    assert "torchrun restart" not in results["reference"]
+    # the reference trains uninterrupted: no restart continued it before its last step (once in CI a worker failed
+    # on its way out after step 8, and torchrun's restart then had nothing left to train)
+    restarts = re.findall(r"torchrun restart \d: continuing reference from step (\d+)", results["reference"])
+    assert all(int(s) == 8 for s in restarts), results["reference"][-3000:]
     run, ref = tmp_path / "elastic", tmp_path / "reference"
     assert load_checkpoint(run / CKPT, {}, {})[1]["step"] == 8
     _same_run(run, ref)
