@@ -114,10 +114,13 @@ def test_tint_is_the_objects_colour_and_edge_clears_the_box_border():
         tiny_objects(channels=3, edge=4)  # more than a quarter of the 12 px sprite
 
 
-def test_colour_template_starts_find_each_object_over_its_backdrop():
-    """RGB, alpha-over: from a start with every slot at the canvas centre, the template starts put each slot
-    within a px of where G drew it (G's own sprites and backdrop, known latents)."""
+def colour_scene(opaque: bool = False):
+    """A tiny tint G with a backdrop, 4 latents whose 2 objects lie apart at known px, the images G draws of them,
+    and a start with every slot at the canvas centre: (G, layout, generator, truth, images, start). `opaque`:
+    half-opaque sprites, as a trained G's objects are (a fresh tint G's are faint)."""
     G = tiny_objects(objects=2, channels=3, background=2, tint=True, edge=1, seed=1)
+    if opaque:
+        torch.nn.init.zeros_(G.sprite_out.bias[-1:])
     lay = G.latent_layout
     gen = torch.Generator().manual_seed(2)
     truth = G.sample_latents(4, gen)
@@ -127,6 +130,13 @@ def test_colour_template_starts_find_each_object_over_its_backdrop():
         images = G(truth)
     start = truth.clone()
     start[:, lay.index] = 0.5
+    return G, lay, gen, truth, images, start
+
+
+def test_colour_template_starts_find_each_object_over_its_backdrop():
+    """RGB, alpha-over: from a start with every slot at the canvas centre, the template starts put each slot
+    within a px of where G drew it (G's own sprites and backdrop, known latents)."""
+    G, lay, _, truth, images, start = colour_scene()
     found = template_positions(G, start, images, lay)
     err = position_errors(lay, found, truth)  # [4, 2] px, slots matched
     assert err.max() <= 1.0, err
@@ -184,17 +194,7 @@ def test_colour_training_builds_the_centre_prior_into_the_model_folder(tmp_path,
 def test_tinted_template_starts_fit_each_objects_colour():
     """Colour is a latent coordinate: from a start with every slot at the canvas centre AND the wrong colours,
     the template starts put each slot within a px of its object and give it the object's colour (to 0.02)."""
-    G = tiny_objects(objects=2, channels=3, background=2, tint=True, edge=1, seed=1)
-    torch.nn.init.zeros_(G.sprite_out.bias[-1:])  # half-opaque sprites, as a trained G's objects are (not faint)
-    lay = G.latent_layout
-    gen = torch.Generator().manual_seed(2)
-    truth = G.sample_latents(4, gen)
-    px = torch.tensor([[2.0, 3.0], [15.0, 14.0]]) + torch.randint(0, 4, (4, 2, 2), generator=gen)  # apart
-    truth[:, lay.index] = px / lay.fold_range
-    with torch.no_grad():
-        images = G(truth)
-    start = truth.clone()
-    start[:, lay.index] = 0.5
+    G, lay, gen, truth, images, start = colour_scene(opaque=True)
     tint = [torch.arange(b - 3, b) for _, b in lay.appearance]  # each slot's colour coordinates
     for idx in tint:
         start[:, idx] = torch.randn(4, 3, generator=gen) * 2
