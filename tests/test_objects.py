@@ -17,6 +17,7 @@ from latentvideo.models import load_model, model_config, save_model
 from latentvideo.objects import LatentLayout, ObjectGenerator, fold
 from latentvideo.pipeline import Pipeline
 from latentvideo.slots import (
+    centre_on_ink,
     invert_clips,
     match_slots,
     permute_slots,
@@ -322,6 +323,28 @@ def test_clip_inversion_recovers_positions_of_g_samples_within_half_a_pixel():
     # one appearance per slot for the clip
     app = torch.cat([z[:, slice(*r)] for r in lay.appearance], 1)
     assert torch.equal(app[0], app[1]) and torch.equal(app[0], app[2])
+
+
+def test_centre_steps_move_each_object_to_its_inks_centre_when_g_draws_another_shape():
+    """Two hand-drawn shapes that G cannot draw (an L and a bar), slots starting 2 px off, one of them on another
+    mirror image under fold: every slot ends at its shape's ink centre, on the mirror image it started on."""
+    G = tiny_objects(objects=2, seed=5)
+    lay, S = G.latent_layout, G.sprite
+    x = torch.zeros(1, 1, 32, 32)
+    x[0, 0, 4:11, 4:6] = 1.0  # an L
+    x[0, 0, 9:11, 6:10] = 0.7
+    x[0, 0, 21:23, 18:28] = 0.9  # a bar
+    truth = torch.stack([ink_centre(x[0, 0, :16, :16]), ink_centre(x[0, 0, 16:, 16:]) + 16])  # [2, 2] px
+    start_px = truth + torch.tensor([[2.0, -2.0], [-2.0, 1.5]])
+    z = latent(G, torch.randn(2, 4), start_px - (S - 1) / 2)
+    z[0, lay.positions[1][1]] += 2.0  # slot 2's column: the same rendered place, one period on
+    out = centre_on_ink(G, z, x, lay, steps=5)
+    px = fold(out[:, lay.index])[0] * lay.fold_range + (S - 1) / 2
+    assert (px - truth).abs().max() < 0.3, (px, truth)
+    assert (out - z).abs().max() < 3 / lay.fold_range  # moved along the mirror image it was on
+    assert torch.equal(out[:, : lay.index.min()], z[:, : lay.index.min()])  # appearance untouched
+    with torch.no_grad():  # and the start was really off
+        assert (fold(z[:, lay.index])[0] * lay.fold_range + (S - 1) / 2 - truth).abs().max() > 1.9
 
 
 # ------------------------------------------------------------------ unwrap

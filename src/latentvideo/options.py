@@ -17,6 +17,7 @@ import numpy as np
 from .correct import PIXEL_STEP_SIZE, PIXEL_STEPS
 from .errors import LatentVideoError
 from .invert import METHODS
+from .slots import CENTRE_STEPS
 
 PATHS = ("lerp", "slerp", "line")
 CRITIC_SPACES = ("off", "pixel", "latent")
@@ -79,6 +80,13 @@ class Options:
         "per object (0: each keyframe alone).",
         "int",
         high=300,
+    )
+    centre_steps: int = knob(
+        CENTRE_STEPS,
+        "Gray generators with position coordinates: centre-of-mass steps after the clip fit, each moving every "
+        "object to the centre of the ink it explains (0: off).",
+        "int",
+        high=10,
     )
     unwrap: bool = knob(
         True, "Generators with position coordinates: unwrap positions so that the path bounces off the walls.", "bool"

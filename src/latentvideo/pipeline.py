@@ -257,7 +257,13 @@ class Pipeline:
         P = self.projector if opts.method in ("pnet", "pnet+lbfgs") else None
         steps = 0 if opts.method == "pnet" else opts.lbfgs_steps
         ci = invert_clips(
-            self.generator, keyframe_sets, P, layout=self.layout, frame_steps=steps, clip_steps=opts.clip_steps
+            self.generator,
+            keyframe_sets,
+            P,
+            layout=self.layout,
+            frame_steps=steps,
+            clip_steps=opts.clip_steps,
+            centre_steps=opts.centre_steps,
         )
         cat = torch.cat
         return Inversion(cat(ci.latents), cat(ci.reconstructions), cat(ci.errors), ci.seconds)

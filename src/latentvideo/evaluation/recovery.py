@@ -71,7 +71,15 @@ def measure_recovery(pipe: Pipeline, n: int = 64, times=(0, 9, 19), seed: int = 
     frames = invert(G, keys.flatten(0, 1), "lbfgs", init=start if start is not None else "zero", steps=opts.lbfgs_steps)
     stages["frames"] = frames.latents
     t0 = time.perf_counter()
-    clip = invert_clips(G, list(keys), P, layout=layout, frame_steps=opts.lbfgs_steps, clip_steps=opts.clip_steps)
+    clip = invert_clips(
+        G,
+        list(keys),
+        P,
+        layout=layout,
+        frame_steps=opts.lbfgs_steps,
+        clip_steps=opts.clip_steps,
+        centre_steps=opts.centre_steps,
+    )
     seconds = (time.perf_counter() - t0) / n
     stages["clip"] = torch.cat(clip.latents).to(pipe.device)
     mse = torch.cat(clip.errors).clamp_min(1e-12)
