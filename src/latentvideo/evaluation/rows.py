@@ -35,7 +35,7 @@ def object_variants(speed: float | None = None) -> list[tuple[str, str, dict]]:
         ("per-keyframe inversion (no clip fit)", "objects", {"clip_steps": 0}),
         ("P-NET + clip fit (no per-keyframe L-BFGS)", "objects", {"method": "pnet"}),
         ("centre-of-mass steps off", "objects", {"centre_steps": 0}),
-        ("pivotal tuning, 30 steps", "objects", {"pivot_steps": 30}),
+        ("pivotal tuning, 60 steps", "objects", {"pivot_steps": 60}),
         ("pivotal tuning off", "objects", {"pivot_steps": 0}),
     ]
     return rows + ([("unwrap with the known speed", "objects", {"motion_speed": speed})] if speed else [])
