@@ -32,7 +32,6 @@ from .errors import LatentVideoError
 from .invert import invert, lbfgs
 from .objects import LatentLayout, fold, latent_layout
 
-
 CENTRE_STEPS = 3  # centre-of-mass steps after the clip fit (measured: BENCHMARK.md)
 OWN_BLUR = 4.0  # px: blur of each slot's layer that decides which slot explains a pixel's ink
 
