@@ -13,11 +13,11 @@ from torch import nn
 from latentvideo.cli import main
 from latentvideo.errors import LatentVideoError
 from latentvideo.evaluation.recovery import position_errors
+from latentvideo.ink import centre_on_ink
 from latentvideo.models import load_model, model_config, save_model
 from latentvideo.objects import LatentLayout, ObjectGenerator, fold
 from latentvideo.pipeline import Pipeline
 from latentvideo.slots import (
-    centre_on_ink,
     invert_clips,
     match_slots,
     permute_slots,

@@ -190,6 +190,7 @@ def test_every_option_is_accepted(pipe):
         motion_speed=None,
         motion_steps=5,
         clip_steps=3,  # generators with a latent layout only: test_objects.py
+        associate=False,
         centre_steps=1,
         unwrap=False,
         pivot_steps=0,

@@ -81,6 +81,12 @@ class Options:
         "int",
         high=300,
     )
+    associate: bool = knob(
+        True,
+        "Gray generators with position coordinates: after the clip fit, match objects across keyframes by the "
+        "ink each slot explains, so that a slot follows one object.",
+        "bool",
+    )
     centre_steps: int = knob(
         CENTRE_STEPS,
         "Gray generators with position coordinates: centre-of-mass steps after the clip fit, each moving every "

@@ -263,6 +263,7 @@ class Pipeline:
             layout=self.layout,
             frame_steps=steps,
             clip_steps=opts.clip_steps,
+            associate=opts.associate,
             centre_steps=opts.centre_steps,
         )
         cat = torch.cat

@@ -6,9 +6,12 @@
         3. one appearance per slot for the whole clip, a position per keyframe: all keyframes
            fitted jointly by L-BFGS, first on blurred images (position gradients reach sprites
            that do not yet overlap their target), then sharp
-        4. every slot moved to the centre of mass of the ink it explains (`centre_on_ink`): G places
-           a sprite by its ink's centre of mass, so this is where the object is even when G's sprite
-           is not quite the keyframe's object (the sharp fit then aligns strokes, not objects)
+        4. gray generators (ink.py): slots matched across keyframes again, by the keyframes' own ink
+           (`associate_slots`: the joint fit can leave a slot on one object in one keyframe and on the
+           other in the next, when G's sprites do not tell the objects apart), then every slot moved to
+           the centre of mass of the ink it explains (`centre_on_ink`): G places a sprite by its ink's
+           centre of mass, so this is where the object is even when G's sprite is not quite the
+           keyframe's object (the sharp fit then aligns strokes, not objects)
 
 A digit's identity then cannot drift between keyframes: the path between them only moves it.
 `slot_matched_error` is P-NET's supervised loss on G's own samples (slot order does not matter).
@@ -29,11 +32,9 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from .errors import LatentVideoError
+from .ink import CENTRE_STEPS, associate_slots, blur, centre_on_ink
 from .invert import invert, lbfgs
 from .objects import LatentLayout, fold, latent_layout
-
-CENTRE_STEPS = 3  # centre-of-mass steps after the clip fit (measured: BENCHMARK.md)
-OWN_BLUR = 4.0  # px: blur of each slot's layer that decides which slot explains a pixel's ink
 
 
 @dataclass
@@ -105,19 +106,6 @@ def match_slots(G, latents: torch.Tensor, layout: LatentLayout) -> np.ndarray:
     return perm
 
 
-def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of [N, C, H, W] (sigma in px; 0 returns the images)."""
-    if sigma <= 0:
-        return images
-    r = int(3 * sigma + 0.5)
-    x = torch.arange(-r, r + 1, dtype=images.dtype, device=images.device)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    k = k / k.sum()
-    C = images.shape[1]
-    out = F.conv2d(F.pad(images, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(C, 1, 1, 1), groups=C)
-    return F.conv2d(F.pad(out, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).repeat(C, 1, 1, 1), groups=C)
-
-
 def invert_clips(
     G,
     keyframe_sets: list[torch.Tensor],
@@ -127,14 +115,15 @@ def invert_clips(
     frame_steps: int = 50,
     clip_steps: int = 60,
     coarse_sigma: float = 2.0,
+    associate: bool = True,
     centre_steps: int = CENTRE_STEPS,
     seed: int = 0,
 ) -> ClipInversion:
     """Clip-level inversion of keyframe sets [K_i, C, H, W] (each a clip) through a generator with slots.
 
     frame_steps: L-BFGS iterations per keyframe alone (stage 1); clip_steps: joint iterations (stage 3),
-    the first third of them on images blurred with `coarse_sigma` px; centre_steps: centre-of-mass steps
-    (stage 4, gray generators). Without a projector stage 1 starts from zeros with positions at the canvas
+    the first third of them on images blurred with `coarse_sigma` px; associate and centre_steps: stage 4
+    (gray generators). Without a projector stage 1 starts from zeros with positions at the canvas
     centre."""
     layout = layout or latent_layout(G)
     if layout is None:
@@ -179,45 +168,15 @@ def invert_clips(
         )
         for i, zc in zip(ids, fitted):
             out[i] = zc
-    if gray and hasattr(G, "layers") and centre_steps:  # 4.
-        out = list(centre_on_ink(G, torch.cat(out), images, layout, centre_steps).split([len(k) for k in sets]))
+    if gray and hasattr(G, "layers"):  # 4.
+        z, counts = torch.cat(out), [len(k) for k in sets]
+        if associate:
+            z = associate_slots(G, z, images, layout, counts)[0]
+        out = list(centre_on_ink(G, z, images, layout, centre_steps).split(counts))
     with torch.no_grad():
         recons = [G(zc) for zc in out]
     errors = [(r - x).pow(2).flatten(1).mean(1).cpu() for r, x in zip(recons, sets)]
     return ClipInversion([zc.cpu() for zc in out], [r.cpu() for r in recons], errors, time.perf_counter() - t0)
-
-
-def centre_on_ink(G, z: torch.Tensor, images: torch.Tensor, layout: LatentLayout, steps: int = CENTRE_STEPS):
-    """z [N, z_dim] with every slot moved so that the ink it explains in the image and in G's rendering have the
-    same centre of mass, `steps` times. Gray generators composed on black (G.layers: each slot's placed sprite).
-    A pixel's ink is shared among the slots in proportion to their layers blurred by OWN_BLUR px, so ink that
-    G's sprite misses (a stroke it draws elsewhere) still counts for the nearest object. An exact fit is left as
-    it is; where G's sprite is not the keyframe's object, the slot moves to the object's centre rather than to
-    where the strokes align best. Each new position is the mirror image under fold nearest the old one; a slot
-    that explains almost no ink keeps its position."""
-    z = z.clone()
-    coords = torch.arange(images.shape[-1], dtype=z.dtype, device=z.device)
-    idx = layout.index.to(z.device)  # [K, 2]
-
-    def centre(w):  # [N, K, R, R] -> ([N, K, 2] px, [N, K] mass)
-        m = w.sum((2, 3))
-        return torch.stack([(w.sum(3) * coords).sum(2), (w.sum(2) * coords).sum(2)], -1) / (m[..., None] + 1e-6), m
-
-    with torch.no_grad():
-        for _ in range(steps):
-            layers = G.layers(z)[:, :, 0]  # [N, K, R, R]
-            own = blur(layers, OWN_BLUR) + 1e-6
-            share = own / own.sum(1, keepdim=True)  # [N, K, R, R]
-            want, mass = centre(images[:, :1] * share)  # the ink each slot explains in the image ...
-            have, drawn = centre(layers.amax(1, keepdim=True) * share)  # ... and in G's rendering
-            u = z[:, idx]  # [N, K, 2]
-            target = (fold(u) + (want - have) / layout.fold_range).clamp(0, 1)
-            base = 2 * torch.floor(u / 2)
-            mirrors = torch.stack([base - target, base + target, base + 2 - target, base + 2 + target])  # [4, N, K, 2]
-            new = mirrors.gather(0, (mirrors - u).abs().argmin(0, keepdim=True))[0]  # fold(new) = target
-            keep = (mass < 0.05 * drawn)[..., None]  # [N, K, 1]
-            z[:, idx] = torch.where(keep, u, new)
-    return z
 
 
 def template_positions(G, z: torch.Tensor, images: torch.Tensor, layout: LatentLayout) -> torch.Tensor:

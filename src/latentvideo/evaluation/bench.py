@@ -252,7 +252,7 @@ def run_benchmark(
             method = opts.method if opts.method in methods else methods[0]
             n = N if group == "pipeline" else n_abl
             if pipe.layout is not None and opts.clip_steps:  # clip-level inversion: per keyframe set
-                key = (ks, opts.method, opts.lbfgs_steps, opts.clip_steps, opts.centre_steps)
+                key = (ks, opts.method, opts.lbfgs_steps, opts.clip_steps, opts.associate, opts.centre_steps)
                 if key not in clip_cache:
                     clip_cache[key] = pipe.project_clips(keys, opts)
                 inv = clip_cache[key]
@@ -282,7 +282,9 @@ def run_benchmark(
 
     if pipe.layout is not None:  # how well inversion recovers known positions, and held-out keyframe PSNR
         results["recovery"] = measure_recovery(pipe, 16 if cfg.quick else 64, tuple(cfg.keyframes), cfg.seed)
-        default = clip_cache.get((sets[0], base.method, base.lbfgs_steps, base.clip_steps, base.centre_steps))
+        default = clip_cache.get(
+            (sets[0], base.method, base.lbfgs_steps, base.clip_steps, base.associate, base.centre_steps)
+        )
         if default is not None:
             mse = default.errors.clamp_min(1e-12)
             results["recovery"]["held_out_psnr_db"] = float((10 * torch.log10(1 / mse)).median())

@@ -78,6 +78,7 @@ def measure_recovery(pipe: Pipeline, n: int = 64, times=(0, 9, 19), seed: int = 
         layout=layout,
         frame_steps=opts.lbfgs_steps,
         clip_steps=opts.clip_steps,
+        associate=opts.associate,
         centre_steps=opts.centre_steps,
     )
     seconds = (time.perf_counter() - t0) / n

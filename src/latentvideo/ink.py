@@ -1,0 +1,133 @@
+"""Where each object is, read from the keyframes' own ink (gray generators composed on black, `G.layers`).
+
+Stage 4 of the clip-level inversion (slots.invert_clips), after the joint L-BFGS fit:
+    associate_slots   which slot is which object in every keyframe: the ink a slot explains is compared across
+                      the clip's keyframes (an object keeps its look while it moves), and a keyframe whose
+                      slots clearly hold each other's objects has its positions permuted
+    centre_on_ink     every slot moved to the centre of mass of the ink it explains
+
+Both change only position coordinates. A pixel's ink is shared among the slots in proportion to their layers
+blurred by OWN_BLUR px (`owned_ink`), so ink that G's sprite misses still counts for the nearest object.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+
+from .objects import LatentLayout, fold
+
+CENTRE_STEPS = 3  # centre-of-mass steps after the clip fit (measured: BENCHMARK.md)
+OWN_BLUR = 4.0  # px: blur of each slot's layer that decides which slot explains a pixel's ink
+MATCH_SHIFT = 3  # px: the alignment searched when two keyframes' objects are compared
+SWAP_MARGIN = 0.8  # a keyframe's slots are reassigned only when that costs below this fraction of keeping them
+
+
+def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of [N, C, H, W] (sigma in px; 0 returns the images)."""
+    if sigma <= 0:
+        return images
+    r = int(3 * sigma + 0.5)
+    x = torch.arange(-r, r + 1, dtype=images.dtype, device=images.device)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    k = k / k.sum()
+    C = images.shape[1]
+    out = F.conv2d(F.pad(images, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(C, 1, 1, 1), groups=C)
+    return F.conv2d(F.pad(out, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).repeat(C, 1, 1, 1), groups=C)
+
+
+def owned_ink(G, z: torch.Tensor, images: torch.Tensor):
+    """-> (G's layers [N, K, R, R], share [N, K, R, R]): each slot's placed sprite, and the fraction of every
+    pixel's ink that the slot explains (its layer blurred by OWN_BLUR px, normalised over the slots)."""
+    with torch.no_grad():
+        layers = G.layers(z)[:, :, 0]
+    own = blur(layers, OWN_BLUR) + 1e-6
+    return layers, own / own.sum(1, keepdim=True)
+
+
+def ink_centres(w: torch.Tensor):
+    """Ink [N, K, R, R] -> (centres of mass [N, K, 2] px (row, col), mass [N, K])."""
+    coords = torch.arange(w.shape[-1], dtype=w.dtype, device=w.device)
+    m = w.sum((2, 3))
+    return torch.stack([(w.sum(3) * coords).sum(2), (w.sum(2) * coords).sum(2)], -1) / (m[..., None] + 1e-6), m
+
+
+def centre_on_ink(G, z: torch.Tensor, images: torch.Tensor, layout: LatentLayout, steps: int = CENTRE_STEPS):
+    """z [N, z_dim] with every slot moved so that the ink it explains in the image and in G's rendering have the
+    same centre of mass, `steps` times. An exact fit is left as it is; where G's sprite is not the keyframe's
+    object, the slot moves to the object's centre rather than to where the strokes align best. Each new position
+    is the mirror image under fold nearest the old one; a slot that explains almost no ink keeps its position."""
+    z = z.clone()
+    idx = layout.index.to(z.device)  # [K, 2]
+    for _ in range(steps):
+        layers, share = owned_ink(G, z, images)
+        want, mass = ink_centres(images[:, :1] * share)  # the ink each slot explains in the image ...
+        have, drawn = ink_centres(layers.amax(1, keepdim=True) * share)  # ... and in G's rendering
+        u = z[:, idx]  # [N, K, 2]
+        target = (fold(u) + (want - have) / layout.fold_range).clamp(0, 1)
+        base = 2 * torch.floor(u / 2)
+        mirrors = torch.stack([base - target, base + target, base + 2 - target, base + 2 + target])  # [4, N, K, 2]
+        new = mirrors.gather(0, (mirrors - u).abs().argmin(0, keepdim=True))[0]  # fold(new) = target
+        keep = (mass < 0.05 * drawn)[..., None]  # [N, K, 1]
+        z[:, idx] = torch.where(keep, u, new)
+    return z
+
+
+def object_patches(G, z: torch.Tensor, images: torch.Tensor, margin: int = MATCH_SHIFT) -> torch.Tensor:
+    """-> [N, K, P, P] with P = G.sprite + 2 margin: the ink each slot explains, cut out around its centre of
+    mass (zeros beyond the canvas). The same object in two keyframes gives the same patch, up to a shift."""
+    _, share = owned_ink(G, z, images)
+    ink = images[:, :1] * share  # [N, K, R, R]
+    centre, _ = ink_centres(ink)
+    N, K, R, _ = ink.shape
+    P = G.sprite + 2 * margin
+    pad = F.pad(ink, (P, P, P, P))
+    top = (centre.round().long() - P // 2 + P).clamp(0, R + P)  # [N, K, 2] in the padded canvas
+    rows = (top[..., 0, None] + torch.arange(P, device=z.device))[..., :, None]  # [N, K, P, 1]
+    cols = (top[..., 1, None] + torch.arange(P, device=z.device))[..., None, :]  # [N, K, 1, P]
+    n, k = torch.arange(N)[:, None, None, None], torch.arange(K)[None, :, None, None]
+    return pad[n, k, rows, cols]
+
+
+def patch_distance(a: torch.Tensor, b: torch.Tensor, margin: int = MATCH_SHIFT) -> torch.Tensor:
+    """Patches a [..., P, P] and b [..., P, P] -> [...]: the least normalised squared difference between a's
+    centre and b's window at any shift up to `margin` px, |a - b|^2 / (|a|^2 + |b|^2) (0: the same ink)."""
+    S = a.shape[-1] - 2 * margin
+    ac = a[..., margin : margin + S, margin : margin + S][..., None, None, :, :]  # [..., 1, 1, S, S]
+    bw = b.unfold(-2, S, 1).unfold(-2, S, 1)  # [..., 2m + 1, 2m + 1, S, S]
+    d = (ac - bw).pow(2).sum((-1, -2)) / (ac.pow(2).sum((-1, -2)) + bw.pow(2).sum((-1, -2)) + 1e-6)
+    return d.flatten(-2).amin(-1)
+
+
+def associate_slots(G, z: torch.Tensor, images: torch.Tensor, layout: LatentLayout, counts, margin=SWAP_MARGIN):
+    """z [N, z_dim] of clips with `counts` keyframes each (in order) -> (z, perms): in every clip, keyframe i's
+    slot positions permuted so that slot k is the same object as slot k of the keyframes before it.
+
+    The cost of calling slot l of keyframe i object k is the sum over earlier keyframes j of the patch distance
+    between object k there and slot l here; the assignment is the Hungarian method's. Keyframe i changes only
+    when the new assignment costs below `margin` times keeping its slots, so look-alike objects keep the fit's
+    choice. Appearance is shared by the clip, so only positions move. perms: per clip [n, K] (slot perm[i, k] of
+    keyframe i became slot k)."""
+    K = len(layout.positions)
+    idx = layout.index.to(z.device)
+    z = z.clone()
+    patches = object_patches(G, z, images)  # [N, K, P, P]
+    perms, start = [], 0
+    for n in counts:
+        perm = np.tile(np.arange(K), (n, 1))
+        p = patches[start : start + n]
+        if K > 1:
+            d = patch_distance(p[:, :, None, None], p[None, None])  # [n, K, n, K]
+            for i in range(1, n):
+                cost = (
+                    sum(d[j, torch.as_tensor(perm[j])][:, i] for j in range(i)).cpu().numpy()
+                )  # [K objects, K slots of keyframe i]
+                new = linear_sum_assignment(cost)[1]
+                if cost[np.arange(K), new].sum() < margin * np.trace(cost):
+                    perm[i] = new
+                    z[start + i, idx] = z[start + i, idx[torch.as_tensor(new)]]
+        perms.append(perm)
+        start += n
+    return z, perms

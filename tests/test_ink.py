@@ -1,0 +1,100 @@
+"""Slot association across a clip's keyframes by the keyframes' own ink (ink.associate_slots)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from latentvideo.ink import associate_slots, object_patches, patch_distance
+from latentvideo.objects import ObjectGenerator, fold
+
+
+def tiny_objects(seed=5) -> ObjectGenerator:
+    torch.manual_seed(seed)
+    return ObjectGenerator(objects=2, appearance=4, resolution=32, sprite=12, width=4)
+
+
+def draw(l_at, bar_at) -> torch.Tensor:
+    """A 32 x 32 keyframe [1, 32, 32] with an L whose top-left is l_at and a bar whose top-left is bar_at."""
+    x = torch.zeros(1, 32, 32)
+    r, c = l_at
+    x[0, r : r + 7, c : c + 2] = 1.0
+    x[0, r + 5 : r + 7, c + 2 : c + 6] = 0.7
+    r, c = bar_at
+    x[0, r : r + 2, c : c + 9] = 0.9
+    return x
+
+
+def slot_latents(G, px) -> torch.Tensor:
+    """One latent per keyframe, both slots with fixed appearance codes, at pixel centres px [n, K, 2]."""
+    lay = G.latent_layout
+    a = torch.randn(1, 2, 4, generator=torch.Generator().manual_seed(0)).repeat(len(px), 1, 1)
+    return G.join(a, (torch.as_tensor(px, dtype=torch.float32) - (G.sprite - 1) / 2) / lay.fold_range)
+
+
+def centres(G, z) -> np.ndarray:  # [n, K, 2] px
+    return (fold(z[:, G.latent_layout.index]) * G.latent_layout.fold_range + (G.sprite - 1) / 2).numpy()
+
+
+L_AT, BAR_AT = [(4, 4), (10, 9), (17, 15)], [(22, 18), (15, 12), (6, 6)]  # the shapes cross between keyframes
+
+
+def l_centre(at):
+    return (at[0] + 3.9, at[1] + 1.5)
+
+
+def bar_centre(at):
+    return (at[0] + 0.5, at[1] + 4.0)
+
+
+def test_associate_slots_undoes_a_keyframe_whose_slots_hold_each_others_objects():
+    G = tiny_objects()
+    x = torch.stack([draw(a, b) for a, b in zip(L_AT, BAR_AT)])  # [3, 1, 32, 32]
+    px = [[l_centre(a), bar_centre(b)] for a, b in zip(L_AT, BAR_AT)]
+    px[2] = px[2][::-1]  # keyframe 2: slot 0 sits on the bar, slot 1 on the L
+    z = slot_latents(G, px)
+    out, perms = associate_slots(G, z, x, G.latent_layout, [3])
+    np.testing.assert_array_equal(perms[0], [[0, 1], [0, 1], [1, 0]])
+    got = centres(G, out)
+    np.testing.assert_allclose(got[:, 0], [l_centre(a) for a in L_AT], atol=1e-4)  # slot 0 follows the L
+    np.testing.assert_allclose(got[:, 1], [bar_centre(b) for b in BAR_AT], atol=1e-4)
+    other = torch.ones(z.shape[1], dtype=torch.bool)
+    other[G.latent_layout.index.flatten()] = False
+    assert torch.equal(out[:, other], z[:, other])  # appearance untouched
+
+
+def test_associate_slots_keeps_a_right_assignment_and_handles_several_clips():
+    G = tiny_objects()
+    x = torch.stack([draw(a, b) for a, b in zip(L_AT, BAR_AT)])
+    right = slot_latents(G, [[l_centre(a), bar_centre(b)] for a, b in zip(L_AT, BAR_AT)])
+    swapped = right.clone()
+    swapped[1] = slot_latents(G, [[bar_centre(BAR_AT[1]), l_centre(L_AT[1])]])[0]
+    z = torch.cat([right, swapped[:2]])  # clip 1: three right keyframes; clip 2: keyframe 1 swapped
+    out, perms = associate_slots(G, z, torch.cat([x, x[:2]]), G.latent_layout, [3, 2])
+    np.testing.assert_array_equal(perms[0], [[0, 1]] * 3)
+    np.testing.assert_array_equal(perms[1], [[0, 1], [1, 0]])
+    assert torch.equal(out[:3], right)
+    np.testing.assert_allclose(centres(G, out[3:]), centres(G, right[:2]), atol=1e-4)
+
+
+def test_look_alike_objects_keep_the_fits_assignment():
+    """Two copies of the same bar: no assignment is clearly better, so nothing is permuted."""
+    G = tiny_objects()
+    x = torch.zeros(2, 1, 32, 32)
+    x[0, 0, 4:6, 3:12] = x[0, 0, 24:26, 20:29] = 0.9
+    x[1, 0, 10:12, 6:15] = x[1, 0, 18:20, 16:25] = 0.9
+    z = slot_latents(G, [[(4.5, 7), (24.5, 24)], [(18.5, 20), (10.5, 10)]])  # keyframe 1 "crossed"
+    out, perms = associate_slots(G, z, x, G.latent_layout, [2])
+    np.testing.assert_array_equal(perms[0], [[0, 1], [0, 1]])
+    assert torch.equal(out, z)
+
+
+def test_patch_distance_is_zero_for_the_same_ink_shifted_and_large_for_other_ink():
+    G = tiny_objects()
+    x = torch.stack([draw((4, 4), (22, 18)), draw((6, 5), (20, 16))])  # both shapes moved by (2, 1) and (-2, -2)
+    z = slot_latents(G, [[l_centre((4, 4)), bar_centre((22, 18))], [l_centre((6, 5)), bar_centre((20, 16))]])
+    p = object_patches(G, z, x)  # [2, 2, P, P]
+    assert p.shape == (2, 2, G.sprite + 6, G.sprite + 6)
+    d = patch_distance(p[0][:, None], p[1][None])  # [K, K]
+    assert d[0, 0] < 0.02 and d[1, 1] < 0.02, d
+    assert d[0, 1] > 0.3 and d[1, 0] > 0.3, d
