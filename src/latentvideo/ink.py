@@ -121,9 +121,8 @@ def associate_slots(G, z: torch.Tensor, images: torch.Tensor, layout: LatentLayo
         if K > 1:
             d = patch_distance(p[:, :, None, None], p[None, None])  # [n, K, n, K]
             for i in range(1, n):
-                cost = (
-                    sum(d[j, torch.as_tensor(perm[j])][:, i] for j in range(i)).cpu().numpy()
-                )  # [K objects, K slots of keyframe i]
+                # [K objects, K slots of keyframe i]
+                cost = sum(d[j, torch.as_tensor(perm[j])][:, i] for j in range(i)).cpu().numpy()
                 new = linear_sum_assignment(cost)[1]
                 if cost[np.arange(K), new].sum() < margin * np.trace(cost):
                     perm[i] = new
