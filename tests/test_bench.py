@@ -197,6 +197,7 @@ def test_objects_rows_and_held_out_dynamics(tmp_path):
     rec = res["recovery"]  # inversion on G's own samples: every stage, positions in px
     assert {"start", "frames", "clip"} <= set(rec) and rec["clips"] == 64  # 16 with --quick
     assert 0 <= rec["clip"]["median_px"] < 64 and 0 <= rec["start"]["no_overlap_share"] <= 1
+    assert rec["clip_matched"]["median_px"] >= rec["clip"]["median_px"]  # one matching per clip, not per keyframe
     assert (
         np.isfinite(rec["held_out_psnr_db"])
         and "Inversion on G's own samples" in (tmp_path / "out" / "report.md").read_text()

@@ -98,3 +98,16 @@ def test_patch_distance_is_zero_for_the_same_ink_shifted_and_large_for_other_ink
     d = patch_distance(p[0][:, None], p[1][None])  # [K, K]
     assert d[0, 0] < 0.02 and d[1, 1] < 0.02, d
     assert d[0, 1] > 0.3 and d[1, 0] > 0.3, d
+
+
+def test_position_errors_per_clip_count_a_swapped_keyframe():
+    from latentvideo.evaluation.recovery import position_errors
+
+    G = tiny_objects()
+    truth = slot_latents(G, [[(8, 8), (20, 24)], [(12, 10), (18, 20)], [(16, 12), (16, 16)]])
+    found = truth.clone()
+    found[1] = slot_latents(G, [[(18, 20), (12, 10)]])[0]  # keyframe 1 with its slots swapped
+    np.testing.assert_allclose(position_errors(G.latent_layout, found, truth), 0, atol=1e-4)
+    per_clip = position_errors(G.latent_layout, found, truth, clip_len=3)
+    np.testing.assert_allclose(per_clip[[0, 2]], 0, atol=1e-4)
+    np.testing.assert_allclose(per_clip[1], np.hypot(6, 10), atol=1e-4)
