@@ -37,7 +37,7 @@ from .options import OptionError, Options
 from .render import render
 from .slots import invert_clips, pivotal_tune
 from .trajectory import check_times, evenly_spaced_times, fit_trajectory, lerp_path, slerp_path
-from .unwrap import unwrap_positions
+from .unwrap import MAX_SPEED, unwrap_positions
 
 __all__ = ["Clip", "Options", "Pipeline", "generate", "load_pipeline", "prepare_keyframes"]
 
@@ -276,7 +276,9 @@ class Pipeline:
             return z_key
         idx = self.layout.index  # [slots, 2]
         speed = None if opts.motion_speed is None else opts.motion_speed / self.layout.fold_range
-        u = unwrap_positions(z_key[:, idx].detach().cpu().double().numpy(), times, speed=speed, degree=opts.degree)
+        fastest = MAX_SPEED if speed is None else max(MAX_SPEED, 1.25 * speed)
+        u = z_key[:, idx].detach().cpu().double().numpy()
+        u = unwrap_positions(u, times, speed=speed, max_speed=fastest, degree=opts.degree)
         z = z_key.detach().clone()
         z[:, idx] = torch.from_numpy(u.positions).to(z)
         return z
