@@ -2,7 +2,8 @@
 
     invert_clips(G, [keyframes, ...], projector)      one latent per keyframe, per clip:
         1. every keyframe alone: P-NET's guess, then batched L-BFGS (invert.invert)
-        2. slots matched across the clip's keyframes (Hungarian on sprite or code distance)
+        2. slots matched across the clip's keyframes (Hungarian on sprite or code distance; gray generators:
+           then on the keyframes' own ink, `associate_slots`)
         3. one appearance per slot for the whole clip, a position per keyframe: all keyframes
            fitted jointly by L-BFGS, first on blurred images (position gradients reach sprites
            that do not yet overlap their target), then sharp
@@ -145,6 +146,7 @@ def invert_clips(
     gray = getattr(G, "channels", 0) == 1 and not getattr(G, "background", 0)  # max-composed on black
     alpha_over = getattr(G, "channels", 0) == 3 and hasattr(G, "backdrop") and hasattr(G, "split")  # RGBA, backdrop
     templates = hasattr(G, "sprites") and (gray or alpha_over)
+    inked = gray and hasattr(G, "layers")  # stage 4, and the ink-based slot association
     if templates:
         init = _best_start(G, images, init, template_positions(G, init, images, layout))
     method = "lbfgs" if frame_steps else None
@@ -158,6 +160,8 @@ def invert_clips(
         start = _shared_start(G, zc, x, layout)
         if templates:  # the shared sprites placed afresh in every keyframe: which slot goes where follows appearance
             start = _best_start(G, x, start, template_positions(G, start, x, layout))
+        if inked and associate:  # each slot starts on one object in every keyframe, judged by their ink
+            start = associate_slots(G, start, x, layout, [len(x)])[0]
         starts.append(start)
     # 3. joint fit, batched over clips with the same number of keyframes
     out = [None] * len(sets)
@@ -168,7 +172,7 @@ def invert_clips(
         )
         for i, zc in zip(ids, fitted):
             out[i] = zc
-    if gray and hasattr(G, "layers"):  # 4.
+    if inked:  # 4.
         z, counts = torch.cat(out), [len(k) for k in sets]
         if associate:
             z = associate_slots(G, z, images, layout, counts)[0]
