@@ -124,7 +124,7 @@ def invert_clips(
 
     frame_steps: L-BFGS iterations per keyframe alone (stage 1); clip_steps: joint iterations (stage 3),
     the first third of them on images blurred with `coarse_sigma` px; associate and centre_steps: stage 4
-    (gray generators). Without a projector stage 1 starts from zeros with positions at the canvas
+    (gray generators). Without a projector stage 1 starts from zeros with the slots spread around the canvas
     centre."""
     layout = layout or latent_layout(G)
     if layout is None:
@@ -142,7 +142,9 @@ def invert_clips(
             init = projector(images)
     else:
         init = torch.zeros(len(images), z_dim, device=dev)
-        init[:, layout.index] = 0.5
+        K = len(layout.positions)  # slots around the canvas centre: identical starts would get identical gradients
+        angle = 2 * math.pi * torch.arange(K, device=dev) / K
+        init[:, layout.index] = 0.5 + (0.25 if K > 1 else 0.0) * torch.stack([angle.cos(), angle.sin()], 1)
     gray = getattr(G, "channels", 0) == 1 and not getattr(G, "background", 0)  # max-composed on black
     alpha_over = getattr(G, "channels", 0) == 3 and hasattr(G, "backdrop") and hasattr(G, "split")  # RGBA, backdrop
     templates = hasattr(G, "sprites") and (gray or alpha_over)
