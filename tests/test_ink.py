@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from latentvideo.ink import associate_slots, object_patches, patch_distance
@@ -136,3 +137,21 @@ def test_clip_inversion_keeps_each_slot_on_one_shape_where_the_fit_alone_swaps_t
 def ink_centre(img: torch.Tensor) -> np.ndarray:  # [H, W] -> (row, col)
     r, c = torch.meshgrid(torch.arange(img.shape[0]), torch.arange(img.shape[1]), indexing="ij")
     return np.array([(img * r).sum() / img.sum(), (img * c).sum() / img.sum()])
+
+
+def test_joint_assignment_lets_two_clear_keyframe_pairs_outvote_a_noisy_one():
+    """Patch distances of a clip whose keyframe 1 holds the objects in swapped slots. Keyframes 0 and 1 overlap
+    (their distances are noise, leaning the wrong way); keyframe 2 clearly matches keyframe 0 as it is and
+    keyframe 1 swapped. Keyframe by keyframe, the noise decides keyframe 1 and keyframe 2 follows it wrongly;
+    jointly, the two clear pairs win."""
+    from latentvideo.ink import _best_joint, _best_sequential, _total
+
+    d = np.zeros((3, 2, 3, 2))
+    pairs = {(0, 1): [[0.40, 0.55], [0.50, 0.50]], (0, 2): [[0.05, 0.50], [0.50, 0.05]], (1, 2): [[0.58, 0.04], [0.06, 0.50]]}
+    for (i, j), m in pairs.items():
+        d[i, :, j], d[j, :, i] = m, np.transpose(m)
+    joint = _best_joint(d)
+    np.testing.assert_array_equal(joint, [[0, 1], [1, 0], [0, 1]])
+    assert _total(d, joint[None])[0] == pytest.approx(0.55 + 0.50 + 0.05 + 0.05 + 0.06 + 0.04)
+    np.testing.assert_array_equal(_best_sequential(d), [[0, 1], [0, 1], [1, 0]])
+    assert _total(d, _best_sequential(d)[None])[0] > 1.9

@@ -12,6 +12,9 @@ blurred by OWN_BLUR px (`owned_ink`), so ink that G's sprite misses still counts
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -22,7 +25,8 @@ from .objects import LatentLayout, fold
 CENTRE_STEPS = 3  # centre-of-mass steps after the clip fit (measured: BENCHMARK.md)
 OWN_BLUR = 4.0  # px: blur of each slot's layer that decides which slot explains a pixel's ink
 MATCH_SHIFT = 3  # px: the alignment searched when two keyframes' objects are compared
-SWAP_MARGIN = 0.8  # a keyframe's slots are reassigned only when that costs below this fraction of keeping them
+SWAP_MARGIN = 0.8  # a clip's slots are reassigned only when that costs below this fraction of keeping them
+JOINT_LIMIT = 5000  # assignments tried jointly per clip (2 slots: up to 13 keyframes; 3 slots: up to 5)
 
 
 def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -102,14 +106,16 @@ def patch_distance(a: torch.Tensor, b: torch.Tensor, margin: int = MATCH_SHIFT) 
 
 
 def associate_slots(G, z: torch.Tensor, images: torch.Tensor, layout: LatentLayout, counts, margin=SWAP_MARGIN):
-    """z [N, z_dim] of clips with `counts` keyframes each (in order) -> (z, perms): in every clip, keyframe i's
-    slot positions permuted so that slot k is the same object as slot k of the keyframes before it.
+    """z [N, z_dim] of clips with `counts` keyframes each (in order) -> (z, perms): in every clip, the keyframes'
+    slot positions permuted so that slot k is the same object in every keyframe.
 
-    The cost of calling slot l of keyframe i object k is the sum over earlier keyframes j of the patch distance
-    between object k there and slot l here; the assignment is the Hungarian method's. Keyframe i changes only
-    when the new assignment costs below `margin` times keeping its slots, so look-alike objects keep the fit's
-    choice. Appearance is shared by the clip, so only positions move. perms: per clip [n, K] (slot perm[i, k] of
-    keyframe i became slot k)."""
+    Calling slot l of keyframe i and slot m of keyframe j the same object costs their patch distance. Per clip
+    the permutations (keyframe 0 fixed) with the least total cost over all pairs of keyframes win: every
+    combination where there are at most JOINT_LIMIT, else keyframe by keyframe against the ones before it
+    (Hungarian method). A pair of keyframes where the objects overlap then cannot outvote the others. The clip
+    changes only when the new assignment costs below `margin` times keeping its slots, so look-alike objects
+    keep the fit's choice. Appearance is shared by the clip, so only positions move. perms: per clip [n, K]
+    (slot perm[i, k] of keyframe i became slot k)."""
     K = len(layout.positions)
     idx = layout.index.to(z.device)
     z = z.clone()
@@ -117,16 +123,38 @@ def associate_slots(G, z: torch.Tensor, images: torch.Tensor, layout: LatentLayo
     perms, start = [], 0
     for n in counts:
         perm = np.tile(np.arange(K), (n, 1))
-        p = patches[start : start + n]
-        if K > 1:
-            d = patch_distance(p[:, :, None, None], p[None, None])  # [n, K, n, K]
-            for i in range(1, n):
-                # [K objects, K slots of keyframe i]
-                cost = sum(d[j, torch.as_tensor(perm[j])][:, i] for j in range(i)).cpu().numpy()
-                new = linear_sum_assignment(cost)[1]
-                if cost[np.arange(K), new].sum() < margin * np.trace(cost):
-                    perm[i] = new
-                    z[start + i, idx] = z[start + i, idx[torch.as_tensor(new)]]
+        if K > 1 and n > 1:
+            p = patches[start : start + n]
+            d = patch_distance(p[:, :, None, None], p[None, None]).cpu().numpy()  # [n, K, n, K]
+            joint = math.factorial(K) ** (n - 1) <= JOINT_LIMIT
+            new = _best_joint(d) if joint else _best_sequential(d)
+            if _total(d, new[None])[0] < margin * _total(d, perm[None])[0]:
+                perm = new
+                for i in range(1, n):
+                    z[start + i, idx] = z[start + i, idx[torch.as_tensor(perm[i])]]
         perms.append(perm)
         start += n
     return z, perms
+
+
+def _total(d: np.ndarray, combos: np.ndarray) -> np.ndarray:
+    """Patch distances d [n, K, n, K], permutations combos [M, n, K] -> [M] summed over keyframe pairs and objects."""
+    n = d.shape[0]
+    return sum(d[i, combos[:, i], j, combos[:, j]].sum(-1) for i in range(n) for j in range(i + 1, n))
+
+
+def _best_joint(d: np.ndarray) -> np.ndarray:
+    n, K = d.shape[:2]
+    ident = np.arange(K)
+    choices = [[ident]] + [list(itertools.permutations(range(K)))] * (n - 1)
+    combos = np.array(list(itertools.product(*choices)))  # [M, n, K]
+    return combos[np.argmin(_total(d, combos))]
+
+
+def _best_sequential(d: np.ndarray) -> np.ndarray:
+    n, K = d.shape[:2]
+    perm = np.tile(np.arange(K), (n, 1))
+    for i in range(1, n):
+        cost = sum(d[j, perm[j]][:, i] for j in range(i))  # [K objects, K slots of keyframe i]
+        perm[i] = linear_sum_assignment(cost)[1]
+    return perm
