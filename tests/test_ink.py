@@ -147,7 +147,11 @@ def test_joint_assignment_lets_two_clear_keyframe_pairs_outvote_a_noisy_one():
     from latentvideo.ink import _best_joint, _best_sequential, _total
 
     d = np.zeros((3, 2, 3, 2))
-    pairs = {(0, 1): [[0.40, 0.55], [0.50, 0.50]], (0, 2): [[0.05, 0.50], [0.50, 0.05]], (1, 2): [[0.58, 0.04], [0.06, 0.50]]}
+    pairs = {
+        (0, 1): [[0.40, 0.55], [0.50, 0.50]],
+        (0, 2): [[0.05, 0.50], [0.50, 0.05]],
+        (1, 2): [[0.58, 0.04], [0.06, 0.50]],
+    }
     for (i, j), m in pairs.items():
         d[i, :, j], d[j, :, i] = m, np.transpose(m)
     joint = _best_joint(d)
