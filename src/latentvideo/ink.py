@@ -1,10 +1,13 @@
 """Where each object is, read from the keyframes' own ink (gray generators composed on black, `G.layers`).
 
 Stage 4 of the clip-level inversion (slots.invert_clips), after the joint L-BFGS fit:
-    associate_slots   which slot is which object in every keyframe: the ink a slot explains is compared across
-                      the clip's keyframes (an object keeps its look while it moves), and a keyframe whose
-                      slots clearly hold each other's objects has its positions permuted
     centre_on_ink     every slot moved to the centre of mass of the ink it explains
+    associate_slots   which slot is which object in every keyframe: the ink a slot explains is compared across
+                      the clip's keyframes (an object keeps its look while it moves), and keyframes whose
+                      slots clearly hold each other's objects have their positions permuted
+On 30 test clips (keyframes 0, 9, 19; an early objects G, 3,000 steps) slots more than 7 px from their digit with
+one slot matching per clip fall from 9.4 % to 1.7 % (0.6 % matched keyframe by keyframe); associating before the
+centre steps only reached 7.2 %, as the centre steps can move a slot that sat between two digits onto the other.
 
 Both change only position coordinates. A pixel's ink is shared among the slots in proportion to their layers
 blurred by OWN_BLUR px (`owned_ink`), so ink that G's sprite misses still counts for the nearest object.

@@ -7,12 +7,12 @@
         3. one appearance per slot for the whole clip, a position per keyframe: all keyframes
            fitted jointly by L-BFGS, first on blurred images (position gradients reach sprites
            that do not yet overlap their target), then sharp
-        4. gray generators (ink.py): slots matched across keyframes again, by the keyframes' own ink
+        4. gray generators (ink.py): every slot moved to the centre of mass of the ink it explains
+           (`centre_on_ink`): G places a sprite by its ink's centre of mass, so this is where the object
+           is even when G's sprite is not quite the keyframe's object (the sharp fit then aligns strokes,
+           not objects); then slots matched across keyframes again, by the keyframes' own ink
            (`associate_slots`: the joint fit can leave a slot on one object in one keyframe and on the
-           other in the next, when G's sprites do not tell the objects apart), then every slot moved to
-           the centre of mass of the ink it explains (`centre_on_ink`): G places a sprite by its ink's
-           centre of mass, so this is where the object is even when G's sprite is not quite the
-           keyframe's object (the sharp fit then aligns strokes, not objects)
+           other in the next, when G's sprites do not tell the objects apart)
 
 A digit's identity then cannot drift between keyframes: the path between them only moves it.
 `slot_matched_error` is P-NET's supervised loss on G's own samples (slot order does not matter).
@@ -175,10 +175,11 @@ def invert_clips(
         for i, zc in zip(ids, fitted):
             out[i] = zc
     if inked:  # 4.
-        z, counts = torch.cat(out), [len(k) for k in sets]
-        if associate:
+        counts = [len(k) for k in sets]
+        z = centre_on_ink(G, torch.cat(out), images, layout, centre_steps)  # each slot on the object it explains
+        if associate:  # ... and the same object in every keyframe
             z = associate_slots(G, z, images, layout, counts)[0]
-        out = list(centre_on_ink(G, z, images, layout, centre_steps).split(counts))
+        out = list(z.split(counts))
     with torch.no_grad():
         recons = [G(zc) for zc in out]
     errors = [(r - x).pow(2).flatten(1).mean(1).cpu() for r, x in zip(recons, sets)]
