@@ -35,6 +35,7 @@ def object_variants(speed: float | None = None) -> list[tuple[str, str, dict]]:
         ("per-keyframe inversion (no clip fit)", "objects", {"clip_steps": 0}),
         ("P-NET + clip fit (no per-keyframe L-BFGS)", "objects", {"method": "pnet"}),
         ("25 L-BFGS steps per keyframe before the clip fit", "objects", {"lbfgs_steps": 25}),
+        ("clip fit 40 steps", "objects", {"clip_steps": 40}),
         ("slot association off", "objects", {"associate": False}),
         ("centre-of-mass steps off", "objects", {"centre_steps": 0}),
         ("pivotal tuning, 60 steps", "objects", {"pivot_steps": 60}),
