@@ -94,7 +94,7 @@ def object_patches(G, z: torch.Tensor, images: torch.Tensor, margin: int = MATCH
     top = (centre.round().long() - P // 2 + P).clamp(0, R + P)  # [N, K, 2] in the padded canvas
     rows = (top[..., 0, None] + torch.arange(P, device=z.device))[..., :, None]  # [N, K, P, 1]
     cols = (top[..., 1, None] + torch.arange(P, device=z.device))[..., None, :]  # [N, K, 1, P]
-    n, k = torch.arange(N)[:, None, None, None], torch.arange(K)[None, :, None, None]
+    n, k = torch.arange(N, device=z.device)[:, None, None, None], torch.arange(K, device=z.device)[None, :, None, None]
     return pad[n, k, rows, cols]
 
 
