@@ -162,9 +162,10 @@ def invert_clips(
         start = _shared_start(G, zc, x, layout)
         if templates:  # the shared sprites placed afresh in every keyframe: which slot goes where follows appearance
             start = _best_start(G, x, start, template_positions(G, start, x, layout))
-        if inked and associate:  # each slot starts on one object in every keyframe, judged by their ink
-            start = associate_slots(G, start, x, layout, [len(x)])[0]
         starts.append(start)
+    counts = [len(k) for k in sets]
+    if inked and associate:  # each slot starts on one object in every keyframe, judged by their ink
+        starts = list(associate_slots(G, torch.cat(starts), images, layout, counts)[0].split(counts))
     # 3. joint fit, batched over clips with the same number of keyframes
     out = [None] * len(sets)
     for n in sorted({len(k) for k in sets}):
@@ -175,7 +176,6 @@ def invert_clips(
         for i, zc in zip(ids, fitted):
             out[i] = zc
     if inked:  # 4.
-        counts = [len(k) for k in sets]
         z = centre_on_ink(G, torch.cat(out), images, layout, centre_steps)  # each slot on the object it explains
         if associate:  # ... and the same object in every keyframe
             z = associate_slots(G, z, images, layout, counts)[0]

@@ -252,7 +252,7 @@ def run_benchmark(
             method = opts.method if opts.method in methods else methods[0]
             n = N if group == "pipeline" else n_abl
             if pipe.layout is not None and opts.clip_steps:  # clip-level inversion: per keyframe set
-                key = (ks, opts.method, opts.lbfgs_steps, opts.clip_steps, opts.associate, opts.centre_steps)
+                key = _clip_key(ks, opts)
                 if key not in clip_cache:
                     clip_cache[key] = pipe.project_clips(keys, opts)
                 inv = clip_cache[key]
@@ -282,9 +282,7 @@ def run_benchmark(
 
     if pipe.layout is not None:  # how well inversion recovers known positions, and held-out keyframe PSNR
         results["recovery"] = measure_recovery(pipe, 16 if cfg.quick else 64, tuple(cfg.keyframes), cfg.seed)
-        default = clip_cache.get(
-            (sets[0], base.method, base.lbfgs_steps, base.clip_steps, base.associate, base.centre_steps)
-        )
+        default = clip_cache.get(_clip_key(sets[0], base))
         if default is not None:
             mse = default.errors.clamp_min(1e-12)
             results["recovery"]["held_out_psnr_db"] = float((10 * torch.log10(1 / mse)).median())
@@ -325,6 +323,11 @@ def train_frames(data: BenchData, n: int, seed: int) -> torch.Tensor:
 
     src = MovingMNISTFrames("train", 2, data.video.shape[-1])
     return torch.from_numpy(src.sample(rng, n)).float() / 255
+
+
+def _clip_key(ks, opts: Options) -> tuple:
+    """What a clip-level inversion of keyframe set ks depends on: rows that agree on it share one."""
+    return ks, opts.method, opts.lbfgs_steps, opts.clip_steps, opts.associate, opts.centre_steps
 
 
 def _row(results, name):
