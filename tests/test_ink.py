@@ -94,8 +94,8 @@ def test_patch_distance_is_zero_for_the_same_ink_shifted_and_large_for_other_ink
     G = tiny_objects()
     x = torch.stack([draw((4, 4), (22, 18)), draw((6, 5), (20, 16))])  # both shapes moved by (2, 1) and (-2, -2)
     z = slot_latents(G, [[l_centre((4, 4)), bar_centre((22, 18))], [l_centre((6, 5)), bar_centre((20, 16))]])
-    p = object_patches(G, z, x)  # [2, 2, P, P]
-    assert p.shape == (2, 2, G.sprite + 6, G.sprite + 6)
+    p = object_patches(G, z, x)  # [2, 2, 1, P, P]
+    assert p.shape == (2, 2, 1, G.sprite + 6, G.sprite + 6)
     d = patch_distance(p[0][:, None], p[1][None])  # [K, K]
     assert d[0, 0] < 0.02 and d[1, 1] < 0.02, d
     assert d[0, 1] > 0.3 and d[1, 0] > 0.3, d
@@ -159,3 +159,51 @@ def test_joint_assignment_lets_two_clear_keyframe_pairs_outvote_a_noisy_one():
     assert _total(d, joint[None])[0] == pytest.approx(0.55 + 0.50 + 0.05 + 0.05 + 0.06 + 0.04)
     np.testing.assert_array_equal(_best_sequential(d), [[0, 1], [0, 1], [1, 0]])
     assert _total(d, _best_sequential(d)[None])[0] > 1.9
+
+
+# ------------------------------------------------------------------ colour: objects over a backdrop
+
+
+def tiny_rgb(seed=5) -> ObjectGenerator:
+    torch.manual_seed(seed)
+    return ObjectGenerator(objects=2, appearance=4, resolution=32, sprite=12, width=4, channels=3, background=3)
+
+
+def paint(G, z, l_at, bar_at) -> torch.Tensor:
+    """G's backdrop for z [1, z_dim] with a red L and a blue bar painted over it, and noise all over (a backdrop never
+    fits a photograph exactly) -> [3, 32, 32]."""
+    with torch.no_grad():
+        x = G.backdrop(G.split(z)[2])[0].clone()
+    off = (40, 40)
+    for at, colour in ((draw(l_at, off)[0] > 0, (0.95, 0.1, 0.1)), (draw(off, bar_at)[0] > 0, (0.1, 0.2, 0.95))):
+        x[:, at] = torch.tensor(colour)[:, None]
+    return (x + 0.03 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3))).clamp(0, 1)
+
+
+def test_colour_slots_are_associated_by_their_objects_colours_and_shapes():
+    G = tiny_rgb()
+    px = [[l_centre(a), bar_centre(b)] for a, b in zip(L_AT, BAR_AT)]
+    px[2] = px[2][::-1]  # keyframe 2: slot 0 sits on the bar, slot 1 on the L
+    z = slot_latents(G, px)
+    z = torch.cat([z, torch.randn(1, 3).repeat(3, 1)], 1)  # one background code for the clip
+    x = torch.stack([paint(G, z[:1], a, b) for a, b in zip(L_AT, BAR_AT)])  # [3, 3, 32, 32]
+    out, perms = associate_slots(G, z, x, G.latent_layout, [3])
+    np.testing.assert_array_equal(perms[0], [[0, 1], [0, 1], [1, 0]])
+    np.testing.assert_allclose(centres(G, out)[:, 0], [l_centre(a) for a in L_AT], atol=1e-4)
+    right = z.clone()
+    right[2] = out[2]
+    assert torch.equal(associate_slots(G, right, x, G.latent_layout, [3])[0], right)  # and keeps a right clip
+
+
+def test_colour_centre_steps_move_each_slot_to_its_objects_centre_over_a_backdrop():
+    from latentvideo.ink import centre_on_ink
+
+    G = tiny_rgb()
+    truth = torch.tensor([l_centre(L_AT[0]), bar_centre(BAR_AT[0])])  # [2, 2] px
+    z = slot_latents(G, (truth + torch.tensor([[2.0, -2.0], [-2.0, 1.5]]))[None])
+    z = torch.cat([z, torch.randn(1, 3)], 1)
+    x = paint(G, z, L_AT[0], BAR_AT[0])[None]
+    out = centre_on_ink(G, z, x, G.latent_layout, steps=5)
+    got = torch.as_tensor(centres(G, out)[0])
+    assert (got - truth).abs().max() < 0.5, (got, truth)
+    assert (torch.as_tensor(centres(G, z)[0]) - truth).abs().max() > 1.9  # the start was off

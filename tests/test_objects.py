@@ -22,6 +22,7 @@ from latentvideo.slots import (
     match_slots,
     permute_slots,
     pivotal_tune,
+    render_clips,
     slot_matched_error,
     template_positions,
 )
@@ -91,6 +92,23 @@ def test_rgb_with_background_composes_alpha_over():
     free = G.sprite + G.sprite // 4  # sprite size plus the largest centring shift
     assert torch.equal(x[..., free:, :], bg[..., free:, :]) and torch.equal(x[..., free:], bg[..., free:])
     assert (x[..., :8, :8] - bg[..., :8, :8]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("kw", [{}, {"channels": 3, "background": 3}, {"channels": 3, "tint": True, "edge": 2}])
+def test_a_clips_frames_render_from_shared_sprites_as_frame_by_frame(kw):
+    G = tiny_objects(3, **kw).eval()
+    z = G.sample_latents(6, torch.Generator().manual_seed(1)).view(2, 3, -1)  # 2 clips of 3 frames
+    keep = torch.ones(G.z_dim, dtype=torch.bool)
+    keep[G.latent_layout.index.flatten()] = False
+    z[:, :, keep] = z[:, :1, keep]  # one appearance (and background) per clip, a position per frame
+    with torch.no_grad():
+        want = G(z.flatten(0, 1)).view(2, 3, *G(z[0]).shape[1:])
+        got = render_clips(G, z)
+    assert torch.allclose(got, want, atol=1e-6) and want.std() > 0.01
+    z[1, 2, 0] += 1.0  # frames that do not share their appearance render frame by frame, still right
+    with torch.no_grad():
+        assert torch.allclose(render_clips(G, z), G(z.flatten(0, 1)).view_as(want), atol=1e-6)
+    assert not torch.allclose(G.forward_shared(z)[1, 2], G(z[1, 2:]).squeeze(0), atol=1e-3)
 
 
 def test_tint_is_the_objects_colour_and_edge_clears_the_box_border():

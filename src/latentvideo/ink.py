@@ -1,4 +1,5 @@
-"""Where each object is, read from the keyframes' own ink (gray generators composed on black, `G.layers`).
+"""Where each object is, read from the keyframes' own ink (`G.layers`: gray generators composed on black, and
+RGB generators that paste sprites alpha-over onto a backdrop).
 
 Stage 4 of the clip-level inversion (slots.invert_clips), after the joint L-BFGS fit:
     centre_on_ink     every slot moved to the centre of mass of the ink it explains
@@ -11,6 +12,9 @@ centre steps only reached 7.2 %, as the centre steps can move a slot that sat be
 
 Both change only position coordinates. A pixel's ink is shared among the slots in proportion to their layers
 blurred by OWN_BLUR px (`owned_ink`), so ink that G's sprite misses still counts for the nearest object.
+Gray: a pixel's ink is its intensity. RGB: its distance from G's fitted backdrop, less twice the image's median
+distance (the backdrop never fits a photograph exactly; objects cover a minority of pixels), and objects are
+compared by their colours where there is ink.
 """
 
 from __future__ import annotations
@@ -45,13 +49,27 @@ def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(out, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).repeat(C, 1, 1, 1), groups=C)
 
 
-def owned_ink(G, z: torch.Tensor, images: torch.Tensor):
-    """-> (G's layers [N, K, R, R], share [N, K, R, R]): each slot's placed sprite, and the fraction of every
-    pixel's ink that the slot explains (its layer blurred by OWN_BLUR px, normalised over the slots)."""
+def slot_ink(G, z: torch.Tensor, images: torch.Tensor):
+    """-> (layers [N, K, R, R], ink [N, 1, R, R], drawn [N, 1, R, R], look [N, C, R, R]): each slot's placed
+    sprite (gray: intensity; RGB: alpha), the images' ink, G's own rendering's ink, and what an object looks like
+    (gray: its ink; RGB: its colours where there is ink)."""
     with torch.no_grad():
-        layers = G.layers(z)[:, :, 0]
+        placed = G.layers(z)  # [N, K, c, R, R]
+        if placed.shape[2] == 1:  # gray, max-composed on black
+            layers = placed[:, :, 0]
+            return layers, images[:, :1], layers.amax(1, keepdim=True), images[:, :1]
+        back = G.backdrop(G.split(z)[2])  # [N, 3, R, R]
+        e = (images - back).norm(dim=1, keepdim=True)
+        ink = (e - 2 * e.flatten(1).median(1).values[:, None, None, None]).clamp_min(0)
+        drawn = (G(z) - back).norm(dim=1, keepdim=True)
+        return placed[:, :, 3], ink, drawn, images * (ink > 0)
+
+
+def owned_ink(layers: torch.Tensor) -> torch.Tensor:
+    """Slot layers [N, K, R, R] -> share [N, K, R, R]: the fraction of every pixel's ink that each slot explains
+    (its layer blurred by OWN_BLUR px, normalised over the slots)."""
     own = blur(layers, OWN_BLUR) + 1e-6
-    return layers, own / own.sum(1, keepdim=True)
+    return own / own.sum(1, keepdim=True)
 
 
 def ink_centres(w: torch.Tensor):
@@ -69,9 +87,10 @@ def centre_on_ink(G, z: torch.Tensor, images: torch.Tensor, layout: LatentLayout
     z = z.clone()
     idx = layout.index.to(z.device)  # [K, 2]
     for _ in range(steps):
-        layers, share = owned_ink(G, z, images)
-        want, mass = ink_centres(images[:, :1] * share)  # the ink each slot explains in the image ...
-        have, drawn = ink_centres(layers.amax(1, keepdim=True) * share)  # ... and in G's rendering
+        layers, ink, drawn_ink, _ = slot_ink(G, z, images)
+        share = owned_ink(layers)
+        want, mass = ink_centres(ink * share)  # the ink each slot explains in the image ...
+        have, drawn = ink_centres(drawn_ink * share)  # ... and in G's rendering
         u = z[:, idx]  # [N, K, 2]
         target = (fold(u) + (want - have) / layout.fold_range).clamp(0, 1)
         base = 2 * torch.floor(u / 2)
@@ -83,28 +102,31 @@ def centre_on_ink(G, z: torch.Tensor, images: torch.Tensor, layout: LatentLayout
 
 
 def object_patches(G, z: torch.Tensor, images: torch.Tensor, margin: int = MATCH_SHIFT) -> torch.Tensor:
-    """-> [N, K, P, P] with P = G.sprite + 2 margin: the ink each slot explains, cut out around its centre of
-    mass (zeros beyond the canvas). The same object in two keyframes gives the same patch, up to a shift."""
-    _, share = owned_ink(G, z, images)
-    ink = images[:, :1] * share  # [N, K, R, R]
-    centre, _ = ink_centres(ink)
-    N, K, R, _ = ink.shape
+    """-> [N, K, C, P, P] with P = G.sprite + 2 margin: what each slot explains (`slot_ink`'s look times the slot's
+    share), cut out around the centre of mass of its ink (zeros beyond the canvas). The same object in two
+    keyframes gives the same patch, up to a shift."""
+    layers, ink, _, look = slot_ink(G, z, images)
+    share = owned_ink(layers)[:, :, None]  # [N, K, 1, R, R]
+    centre, _ = ink_centres(ink * share[:, :, 0])
+    obj = look[:, None] * share  # [N, K, C, R, R]
+    N, K, _, R, _ = obj.shape
     P = G.sprite + 2 * margin
-    pad = F.pad(ink, (P, P, P, P))
+    pad = F.pad(obj, (P, P, P, P))
     top = (centre.round().long() - P // 2 + P).clamp(0, R + P)  # [N, K, 2] in the padded canvas
     rows = (top[..., 0, None] + torch.arange(P, device=z.device))[..., :, None]  # [N, K, P, 1]
     cols = (top[..., 1, None] + torch.arange(P, device=z.device))[..., None, :]  # [N, K, 1, P]
     n, k = torch.arange(N, device=z.device)[:, None, None, None], torch.arange(K, device=z.device)[None, :, None, None]
-    return pad[n, k, rows, cols]
+    return pad[n, k, :, rows, cols].movedim(-1, 2)  # [N, K, P, P, C] -> [N, K, C, P, P]
 
 
 def patch_distance(a: torch.Tensor, b: torch.Tensor, margin: int = MATCH_SHIFT) -> torch.Tensor:
-    """Patches a [..., P, P] and b [..., P, P] -> [...]: the least normalised squared difference between a's
-    centre and b's window at any shift up to `margin` px, |a - b|^2 / (|a|^2 + |b|^2) (0: the same ink)."""
+    """Patches a [..., C, P, P] and b [..., C, P, P] -> [...]: the least normalised squared difference between
+    a's centre and b's window at any shift up to `margin` px, |a - b|^2 / (|a|^2 + |b|^2) (0: the same object)."""
     S = a.shape[-1] - 2 * margin
-    ac = a[..., margin : margin + S, margin : margin + S][..., None, None, :, :]  # [..., 1, 1, S, S]
-    bw = b.unfold(-2, S, 1).unfold(-2, S, 1)  # [..., 2m + 1, 2m + 1, S, S]
-    d = (ac - bw).pow(2).sum((-1, -2)) / (ac.pow(2).sum((-1, -2)) + bw.pow(2).sum((-1, -2)) + 1e-6)
+    ac = a[..., margin : margin + S, margin : margin + S][..., None, None, :, :, :]  # [..., 1, 1, C, S, S]
+    bw = b.unfold(-2, S, 1).unfold(-2, S, 1).movedim(-5, -3)  # [..., 2m + 1, 2m + 1, C, S, S]
+    dims = (-1, -2, -3)
+    d = (ac - bw).pow(2).sum(dims) / (ac.pow(2).sum(dims) + bw.pow(2).sum(dims) + 1e-6)
     return d.flatten(-2).amin(-1)
 
 

@@ -266,14 +266,35 @@ class ObjectGenerator(nn.Module):
         return placed.view(N, K, *placed.shape[1:])
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        layers = self.layers(z)  # [N, K, c, R, R]
+        return self.compose(self.layers(z), self.backdrop(self.split(z)[2]) if self.channels == 3 else None)
+
+    def compose(self, layers: torch.Tensor, backdrop: torch.Tensor | None) -> torch.Tensor:
+        """Placed sprites [N, K, c, R, R] -> images [N, C, R, R]: max (gray), or alpha-over onto the backdrop
+        [N, 3, R, R] with slot 1 at the back (RGB)."""
         if self.channels == 1:
             return layers.amax(1)  # max compositing, as Moving MNIST is made
-        out = self.backdrop(self.split(z)[2])
-        for k in range(self.objects):  # alpha-over, slot 1 at the back
+        out = backdrop
+        for k in range(self.objects):
             rgb, alpha = layers[:, k, :3], layers[:, k, 3:]
             out = alpha * rgb + (1 - alpha) * out
         return out
+
+    def forward_shared(self, z: torch.Tensor) -> torch.Tensor:
+        """Clips whose frames share every coordinate but the positions: z [M, n, z_dim] -> [M, n, C, R, R],
+        equal to forward(z.flatten(0, 1)) when z[:, i] and z[:, 0] differ only in positions. The sprite and
+        background nets run once per clip (appearance and background from z[:, 0]), not once per frame: the clip
+        fit and pivotal tuning render a clip's keyframes many times."""
+        M, n = z.shape[:2]
+        a, _, b = self.split(z[:, 0])  # [M, K, A], [M, B]
+        u = self.split(z.flatten(0, 1))[1]  # [M * n, K, 2]
+        K = a.shape[1]
+        sprites = self.sprites(a.reshape(M * K, -1))  # [M * K, c, S, S]
+        sprites = sprites.view(M, 1, K, *sprites.shape[1:]).expand(M, n, K, *sprites.shape[1:])
+        placed = self.place(sprites.reshape(M * n * K, *sprites.shape[3:]), u.reshape(M * n * K, 2))
+        back = None
+        if self.channels == 3:
+            back = self.backdrop(b)[:, None].expand(M, n, 3, self.resolution, self.resolution).flatten(0, 1)
+        return self.compose(placed.view(M * n, K, *placed.shape[1:]), back).view(M, n, self.channels, *placed.shape[2:])
 
 
 def latent_layout(module) -> LatentLayout | None:

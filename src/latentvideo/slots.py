@@ -2,12 +2,12 @@
 
     invert_clips(G, [keyframes, ...], projector)      one latent per keyframe, per clip:
         1. every keyframe alone: P-NET's guess, then batched L-BFGS (invert.invert)
-        2. slots matched across the clip's keyframes (Hungarian on sprite or code distance; gray generators:
-           then on the keyframes' own ink, `associate_slots`)
+        2. slots matched across the clip's keyframes (Hungarian on sprite or code distance; then on the
+           keyframes' own ink, `associate_slots`)
         3. one appearance per slot for the whole clip, a position per keyframe: all keyframes
            fitted jointly by L-BFGS, first on blurred images (position gradients reach sprites
            that do not yet overlap their target), then sharp
-        4. gray generators (ink.py): every slot moved to the centre of mass of the ink it explains
+        4. (ink.py) every slot moved to the centre of mass of the ink it explains
            (`centre_on_ink`): G places a sprite by its ink's centre of mass, so this is where the object
            is even when G's sprite is not quite the keyframe's object (the sharp fit then aligns strokes,
            not objects); then slots matched across keyframes again, by the keyframes' own ink
@@ -124,8 +124,8 @@ def invert_clips(
 
     frame_steps: L-BFGS iterations per keyframe alone (stage 1); clip_steps: joint iterations (stage 3),
     the first third of them on images blurred with `coarse_sigma` px; associate and centre_steps: stage 4
-    (gray generators). Without a projector stage 1 starts from zeros with the slots spread around the canvas
-    centre."""
+    (gray, or RGB alpha-over onto a backdrop). Without a projector stage 1 starts from zeros with the slots
+    spread around the canvas centre."""
     layout = layout or latent_layout(G)
     if layout is None:
         raise LatentVideoError("clip-level inversion needs a generator that declares its position coordinates")
@@ -148,7 +148,7 @@ def invert_clips(
     gray = getattr(G, "channels", 0) == 1 and not getattr(G, "background", 0)  # max-composed on black
     alpha_over = getattr(G, "channels", 0) == 3 and hasattr(G, "backdrop") and hasattr(G, "split")  # RGBA, backdrop
     templates = hasattr(G, "sprites") and (gray or alpha_over)
-    inked = gray and hasattr(G, "layers")  # stage 4, and the ink-based slot association
+    inked = (gray or alpha_over) and hasattr(G, "layers")  # stage 4, and the ink-based slot association
     if templates:
         init = _best_start(G, images, init, template_positions(G, init, images, layout))
     method = "lbfgs" if frame_steps else None
@@ -285,6 +285,20 @@ def _tinted_paste_gain(images: torch.Tensor, canvas: torch.Tensor, sprites: torc
     return 2 * (c * num).sum(-1) - c.pow(2).sum(-1) * den[..., 0] - cost, c
 
 
+def render_clips(G, z: torch.Tensor) -> torch.Tensor:
+    """Clips' latents [M, n, z_dim] -> images [M, n, C, H, W]. Where G can render a clip's frames from shared
+    sprites (`forward_shared`) and every frame of each clip shares all but its positions, the sprite net runs once
+    per clip (3x fewer sprites for 3 keyframes); otherwise frame by frame. The same images either way."""
+    layout = latent_layout(G)
+    if hasattr(G, "forward_shared") and layout is not None:
+        rest = torch.ones(z.shape[-1], dtype=torch.bool, device=z.device)
+        rest[layout.index.flatten()] = False
+        if torch.equal(z[:, :, rest], z[:, :1, rest].expand(-1, z.shape[1], -1)):
+            return G.forward_shared(z)
+    x = G(z.flatten(0, 1))
+    return x.view(*z.shape[:2], *x.shape[1:])
+
+
 def _best_start(G, images: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per image, whichever of two starts [N, z_dim] reconstructs it better."""
     with torch.no_grad():
@@ -333,7 +347,7 @@ def _joint_fit(G, starts, images, layout, steps, sigma):
         def fg(vi, idx, target=target, s=s):
             with torch.enable_grad():
                 vi = vi.detach().requires_grad_(True)
-                x = blur(G(unpack(vi).flatten(0, 1)), s).view(len(vi), n, *images.shape[2:])
+                x = blur(render_clips(G, unpack(vi)).flatten(0, 1), s).view(len(vi), n, *images.shape[2:])
                 f = (x - target[idx]).pow(2).flatten(2).mean(2).mean(1)  # [c]
                 (grad,) = torch.autograd.grad(f.sum(), vi)
             return f.detach(), grad
@@ -359,7 +373,7 @@ def pivotal_tune(G, latents: torch.Tensor, keyframes: torch.Tensor, steps: int =
     z, x = latents.detach(), keyframes.detach()
     with torch.enable_grad():
         for _ in range(steps):
-            loss = (tuned(z) - x).pow(2).mean()
+            loss = (render_clips(tuned, z[None])[0] - x).pow(2).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
