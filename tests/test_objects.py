@@ -15,14 +15,13 @@ from latentvideo.errors import LatentVideoError
 from latentvideo.evaluation.recovery import position_errors
 from latentvideo.ink import centre_on_ink
 from latentvideo.models import load_model, model_config, save_model
-from latentvideo.objects import LatentLayout, ObjectGenerator, fold
+from latentvideo.objects import LatentLayout, ObjectGenerator, fold, render_clips
 from latentvideo.pipeline import Pipeline
 from latentvideo.slots import (
     invert_clips,
     match_slots,
     permute_slots,
     pivotal_tune,
-    render_clips,
     slot_matched_error,
     template_positions,
 )

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from .errors import LatentVideoError
 from .fileio import atomic_path, check_writable
 from .models import module_device
+from .objects import render_clips
 
 OUTPUT_FORMATS = (".gif", ".mp4", ".png", ".npy")
 
@@ -53,7 +54,7 @@ def render(G, latents, batch_size: int = 256, progress: bool = False) -> torch.T
     with torch.no_grad():
         for i in range(0, len(z), batch_size):
             chunk = z[i : i + batch_size].to(dev, torch.float32)  # [n, z_dim]
-            x = G(chunk).float().cpu()  # [n, C, H, W]
+            x = render_clips(G, chunk[None])[0].float().cpu()  # [n, C, H, W]; one clip's sprites drawn once
             if out is None:
                 out = torch.empty((len(z), *x.shape[1:]))  # [T, C, H, W]
             out[i : i + len(x)] = x

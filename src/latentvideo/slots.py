@@ -35,7 +35,7 @@ from scipy.optimize import linear_sum_assignment
 from .errors import LatentVideoError
 from .ink import CENTRE_STEPS, associate_slots, blur, centre_on_ink
 from .invert import invert, lbfgs
-from .objects import LatentLayout, fold, latent_layout
+from .objects import LatentLayout, fold, latent_layout, render_clips
 
 
 @dataclass
@@ -283,20 +283,6 @@ def _tinted_paste_gain(images: torch.Tensor, canvas: torch.Tensor, sprites: torc
     c = (num / den).clamp(0, 1)  # [N, K, P*P, 3]
     cost = 2 * corr((d * canvas).sum(1, keepdim=True), a) + corr(canvas.pow(2).sum(1, keepdim=True), a.pow(2))
     return 2 * (c * num).sum(-1) - c.pow(2).sum(-1) * den[..., 0] - cost, c
-
-
-def render_clips(G, z: torch.Tensor) -> torch.Tensor:
-    """Clips' latents [M, n, z_dim] -> images [M, n, C, H, W]. Where G can render a clip's frames from shared
-    sprites (`forward_shared`) and every frame of each clip shares all but its positions, the sprite net runs once
-    per clip (3x fewer sprites for 3 keyframes); otherwise frame by frame. The same images either way."""
-    layout = latent_layout(G)
-    if hasattr(G, "forward_shared") and layout is not None:
-        rest = torch.ones(z.shape[-1], dtype=torch.bool, device=z.device)
-        rest[layout.index.flatten()] = False
-        if torch.equal(z[:, :, rest], z[:, :1, rest].expand(-1, z.shape[1], -1)):
-            return G.forward_shared(z)
-    x = G(z.flatten(0, 1))
-    return x.view(*z.shape[:2], *x.shape[1:])
 
 
 def _best_start(G, images: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

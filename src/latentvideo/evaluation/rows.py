@@ -38,7 +38,7 @@ def object_variants(speed: float | None = None) -> list[tuple[str, str, dict]]:
         ("clip fit 40 steps", "objects", {"clip_steps": 40}),
         ("slot association off", "objects", {"associate": False}),
         ("centre-of-mass steps off", "objects", {"centre_steps": 0}),
-        ("pivotal tuning, 60 steps", "objects", {"pivot_steps": 60}),
+        ("pivotal tuning, 30 steps", "objects", {"pivot_steps": 30}),
         ("pivotal tuning off", "objects", {"pivot_steps": 0}),
     ]
     return rows + ([("unwrap with the known speed", "objects", {"motion_speed": speed})] if speed else [])
