@@ -38,6 +38,7 @@ def object_variants(speed: float | None = None) -> list[tuple[str, str, dict]]:
         ("clip fit 40 steps", "objects", {"clip_steps": 40}),
         ("slot association off", "objects", {"associate": False}),
         ("centre-of-mass steps off", "objects", {"centre_steps": 0}),
+        ("ink stage off (no centre steps, no slot association)", "objects", {"centre_steps": 0, "associate": False}),
         ("pivotal tuning, 30 steps", "objects", {"pivot_steps": 30}),
         ("pivotal tuning off", "objects", {"pivot_steps": 0}),
     ]
