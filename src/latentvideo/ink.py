@@ -61,7 +61,8 @@ def slot_ink(G, z: torch.Tensor, images: torch.Tensor):
         back = G.backdrop(G.split(z)[2])  # [N, 3, R, R]
         e = (images - back).norm(dim=1, keepdim=True)
         ink = (e - 2 * e.flatten(1).median(1).values[:, None, None, None]).clamp_min(0)
-        drawn = (G(z) - back).norm(dim=1, keepdim=True)
+        rendered = G.compose(placed, back) if hasattr(G, "compose") else G(z)  # compose: no second placement
+        drawn = (rendered - back).norm(dim=1, keepdim=True)
         return placed[:, :, 3], ink, drawn, images * (ink > 0)
 
 
