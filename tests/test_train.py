@@ -194,6 +194,39 @@ def test_truncate_stats(tmp_path):
     assert not (tmp_path / "missing.jsonl").exists()
 
 
+def test_init_starts_a_run_from_a_trained_model(tmp_path, tiny_config):
+    """--init: G, its EMA and C start as the given model's networks; the run then trains on from there."""
+    from latentvideo.models import model_config
+    from latentvideo.training.gan import build_generator, init_from
+
+    base = train_gan(tmp_path / "base", tiny_config(steps=2), **CPU)
+    cfg = tiny_config()
+    G, g_args = build_generator(cfg, 32, 1)
+    C = Critic(32, 1, cfg.width)
+    init_from(str(base), G, C, model_config(G, **g_args), model_config(C, width=cfg.width, resolution=32, channels=1))
+    _assert_same_weights(G, load_model(base / "generator"))
+    _assert_same_weights(C, load_model(base / "critic"))
+
+    run = train_gan(tmp_path / "ft", tiny_config(steps=1, init=str(base)), **CPU)
+    assert json.loads((run / "config.json").read_text())["init"] == str(base)
+    trained, start = load_model(run / "critic").state_dict(), load_model(base / "critic").state_dict()
+    torch.manual_seed(0)
+    fresh = Critic(32, 1, cfg.width).state_dict()  # a random critic
+    lr = cfg.lr_c * cfg.n_critic * 1.5  # Adam moves a weight by about lr per step
+    for k in trained:
+        assert (trained[k] - start[k]).abs().max() <= lr, k
+    assert any((trained[k] - fresh[k]).abs().max() > 10 * lr for k in trained)
+
+
+def test_init_refuses_a_model_of_other_settings(tmp_path, tiny_config):
+    base = train_gan(tmp_path / "base", tiny_config(steps=1), **CPU)
+    with pytest.raises(LatentVideoError, match="differs from this run's in .*width"):
+        train_gan(tmp_path / "ft", tiny_config(width=8, init=str(base)), **CPU)
+    with pytest.raises(LatentVideoError, match="model directory not found"):
+        train_gan(tmp_path / "ft", tiny_config(init=str(tmp_path / "nowhere")), **CPU)
+    assert not (tmp_path / "ft").exists()  # nothing written
+
+
 def test_train_refuses_to_overwrite_a_run(tmp_path, tiny_config):
     run = train_gan(tmp_path / "run", tiny_config(steps=1), **CPU)
     before = (run / "checkpoint.safetensors").read_bytes()
@@ -315,9 +348,27 @@ def test_cli_smoothing_options_set_up_a_new_run(tmp_path, seq32, capsys):
     code, _, err = _cli(capsys, "train", "gan", "--resume", run, "--pl-weight", "1")
     _assert_clean_error(code, err)
     assert "set up a new run" in err
+    code, _, err = _cli(capsys, "train", "gan", "--resume", run, "--init", run)
+    _assert_clean_error(code, err)
+    assert "set up a new run" in err
     code, _, err = _cli(capsys, "train", "gan", "--out", tmp_path / "bad", "--data", seq32, "--pl-weight", "-1")
     _assert_clean_error(code, err)
     assert not (tmp_path / "bad").exists()
+
+
+def test_cli_init_takes_the_models_architecture(tmp_path, seq32, capsys):
+    base = tmp_path / "base"
+    code, _, err = _cli(capsys, "train", "gan", "--out", base, "--data", seq32, "--steps", "1", *TINY_ARGS)
+    assert code == 0, err
+    run, quick = tmp_path / "ft", ["--batch-size", "4", "--n-critic", "1", "--device", "cpu", "--steps", "1"]
+    code, _, err = _cli(capsys, "train", "gan", "--out", run, "--data", seq32, "--init", base, *quick)
+    assert code == 0, err
+    config = json.loads((run / "config.json").read_text())
+    assert (config["width"], config["z_dim"], config["init"]) == (4, 8, str(base))  # not the defaults 32, 256
+    bad = ["--out", tmp_path / "bad", "--data", seq32, "--init", base, "--width", "8"]
+    code, _, err = _cli(capsys, "train", "gan", *bad)
+    _assert_clean_error(code, err)
+    assert "differs from this run's in width" in err and not (tmp_path / "bad").exists()
 
 
 def _wrong_dtype(tmp_path: Path) -> list[str]:

@@ -128,18 +128,7 @@ class Pipeline:
     def from_dir(cls, path: str | Path | None = None, device: str = "auto") -> Pipeline:
         """Load a model folder holding generator/ and critic/ (and projector/ if trained): a training run
         directory, the name of a shipped model (`shipped_models()`), or the shipped default (path=None)."""
-        path = Path(path) if path is not None else PRETRAINED
-        if not path.exists() and len(path.parts) == 1 and (SHIPPED / path.name / "generator").is_dir():
-            path = SHIPPED / path.name
-        if path.exists() and not path.is_dir():
-            raise LatentVideoError(
-                f"a model is a folder holding generator/ and critic/, got a file: {path}",
-                hint="pickled .pt/.pkl checkpoints are never loaded; export with models.save_model()",
-            )
-        if not path.is_dir():
-            raise LatentVideoError(f"model directory not found: {path}")
-        if not (path / "generator").exists():
-            raise LatentVideoError(f"{path} has no generator/ model", hint="point --model at a run or model folder")
+        path = model_dir(path)
         dev = resolve_device(device)
         G = load_model(path / "generator", dev, expect=GENERATORS)
         C = load_model(path / "critic", dev) if (path / "critic").exists() else None
@@ -390,6 +379,23 @@ class Pipeline:
         if not torch.isfinite(k).all():
             raise LatentVideoError("keyframes contain NaN or inf")
         return k
+
+
+def model_dir(path: str | Path | None = None) -> Path:
+    """The folder of a model: a training run or model folder, a shipped model's name, or (None) the default."""
+    path = Path(path) if path is not None else PRETRAINED
+    if not path.exists() and len(path.parts) == 1 and (SHIPPED / path.name / "generator").is_dir():
+        path = SHIPPED / path.name
+    if path.exists() and not path.is_dir():
+        raise LatentVideoError(
+            f"a model is a folder holding generator/ and critic/, got a file: {path}",
+            hint="pickled .pt/.pkl checkpoints are never loaded; export with models.save_model()",
+        )
+    if not path.is_dir():
+        raise LatentVideoError(f"model directory not found: {path}")
+    if not (path / "generator").exists():
+        raise LatentVideoError(f"{path} has no generator/ model", hint="point --model at a run or model folder")
+    return path
 
 
 def shipped_models() -> list[str]:

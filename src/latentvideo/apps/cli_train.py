@@ -88,6 +88,7 @@ def dataset_moving_shapes(
 
 @train_app.command("gan")
 def train_gan_cmd(
+    ctx: typer.Context,
     out: Path | None = typer.Option(None, "--out", help="New run directory (e.g. runs/mm64)."),
     resume: Path | None = typer.Option(None, "--resume", help="Continue the run in this directory."),
     data: str = typer.Option("moving-mnist", help="moving-mnist, a folder of images, a video or a .npy/.npz file."),
@@ -109,6 +110,9 @@ def train_gan_cmd(
     appearance: int = typer.Option(32, help="objects: appearance code size per slot."),
     sprite: int = typer.Option(28, help="objects: sprite size in px (a multiple of 4, below the resolution)."),
     background: int = typer.Option(0, help="objects: background code size (0: black background)."),
+    init: str | None = typer.Option(
+        None, help="Start G and C from this model (shipped name, run or model folder): fine-tune on your frames."
+    ),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto (CUDA if present), cpu, cuda, cuda:N."),
     stop_after: int | None = typer.Option(None, help="Stop (with a checkpoint) after this total step; resume later."),
@@ -125,9 +129,10 @@ def train_gan_cmd(
       latentvideo train gan --out runs/mine --data frames/ --resize 64
       latentvideo train gan --out runs/smooth --pl-weight 2 --mapping-layers 4
       latentvideo train gan --out runs/objects --arch objects --objects 2 --batch-size 32
+      latentvideo train gan --out runs/ft --data my.mp4 --init moving-shapes --batch-size 32
       torchrun --nproc_per_node=2 -m latentvideo.cli train gan --out runs/ddp
     """
-    from ..training.gan import GANConfig, train_gan
+    from ..training.gan import GANConfig, init_settings, train_gan
 
     if (out is None) == (resume is None):
         _fail("give exactly one of --out (new run) or --resume (existing run)")
@@ -138,8 +143,8 @@ def train_gan_cmd(
     if pl_weight is not None and not (math.isfinite(pl_weight) and pl_weight >= 0):
         _fail(f"--pl-weight must be a finite number >= 0, got {pl_weight}")
     if resume is not None:
-        if smoothing:
-            _fail("--pl-weight, --pl-every and --mapping-layers set up a new run", "use --out, or edit config.json")
+        if smoothing or init is not None:
+            _fail("--init, --pl-weight, --pl-every and --mapping-layers set up a new run", "use --out")
         cfg = None
         if steps is not None:
             import json
@@ -150,13 +155,17 @@ def train_gan_cmd(
             cfg = GANConfig(**{**json.loads(cfg_file.read_text()), "steps": steps})
         run = train_gan(resume, cfg, resume=True, device=device, stop_after=stop_after, minutes=minutes)
     else:
+        arch_opts = dict(arch=arch, objects=objects, appearance=appearance, sprite=sprite, background=background)
+        arch_opts.update(width=width, z_dim=z_dim, **smoothing)
+        if init is not None:  # the model's architecture, where the command line does not set it
+            for key, value in init_settings(init).items():
+                if getattr(ctx.get_parameter_source(key), "name", "DEFAULT") == "DEFAULT":
+                    arch_opts[key] = value
         cfg = GANConfig(
             data=data,
             steps=steps or GANConfig.steps,
             batch_size=batch_size,
             n_critic=n_critic,
-            width=width,
-            z_dim=z_dim,
             lr_g=lr,
             lr_c=lr,
             ema=ema,
@@ -164,12 +173,8 @@ def train_gan_cmd(
             resize=resize,
             checkpoint_every=checkpoint_every,
             seed=seed,
-            arch=arch,
-            objects=objects,
-            appearance=appearance,
-            sprite=sprite,
-            background=background,
-            **smoothing,
+            init=init,
+            **arch_opts,
         )
         run = train_gan(out, cfg, device=device, stop_after=stop_after, minutes=minutes)
     if int(os.environ.get("RANK", "0")) == 0:

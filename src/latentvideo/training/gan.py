@@ -65,6 +65,7 @@ class GANConfig:
     appearance: int = 32  # objects: appearance code size per slot (z_dim = objects * (appearance + 2) + background)
     sprite: int = 28  # objects: sprite size in px (the free range is resolution - sprite)
     background: int = 0  # objects: background code size (0: black, as Moving MNIST)
+    init: str | None = None  # start G and C from this model (a run, a model folder or a shipped name): fine-tuning
 
 
 ARCHS = ("dcgan", "objects")
@@ -105,6 +106,44 @@ def check_gan_config(config: GANConfig) -> None:
         ObjectGenerator(config.objects, config.appearance, res, 1, config.sprite, config.width, config.background)
     elif any(getattr(config, k) != getattr(GANConfig, k) for k in slot_opts):
         raise LatentVideoError(f"{', '.join(slot_opts)} are options of the objects generator", hint="arch='objects'")
+
+
+def init_settings(model: str | Path) -> dict:
+    """The GANConfig fields that describe `model`'s generator (arch, slots, sizes): a run started with
+    `init=model` takes these unless told otherwise."""
+    from ..pipeline import model_dir
+
+    file = model_dir(model) / "generator" / "config.json"
+    try:
+        g = json.loads(file.read_text())
+    except (OSError, ValueError) as e:
+        raise LatentVideoError(f"cannot read {file}: {e}") from None
+    if g.get("arch") == "objects-generator":
+        keys = ("objects", "appearance", "sprite", "background", "width")
+        return {"arch": "objects", **{k: g[k] for k in keys if k in g}}
+    keys = ("z_dim", "width", "mapping_layers")
+    return {"arch": "dcgan", **{k: g[k] for k in keys if k in g}}
+
+
+def init_from(model: str | Path, G, C, g_config: dict, c_config: dict) -> None:
+    """Copy a trained model's generator/ and critic/ weights into a new run's G and C (fine-tuning on new
+    frames). The folders' config.json must describe the same networks as this run's."""
+    from ..pipeline import model_dir
+
+    path = model_dir(model)
+    for name, module, want in (("generator", G, g_config), ("critic", C, c_config)):
+        folder = path / name
+        if not (folder / "config.json").is_file():
+            raise LatentVideoError(f"--init {model}: {path} has no {name}/ model")
+        have = {k: v for k, v in json.loads((folder / "config.json").read_text()).items() if k != "latentvideo_version"}
+        want = json.loads(json.dumps(want))  # tuples -> lists, as in the file
+        if have != want:
+            diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+            raise LatentVideoError(
+                f"--init {model}: its {name} differs from this run's in {', '.join(diff)}",
+                hint="train with the settings in its config.json (arch, objects, sprite, background, width, data)",
+            )
+        module.load_state_dict(load_model(folder).state_dict())
 
 
 def gradient_penalty_loss(critic, real, fake, eps):
@@ -275,6 +314,9 @@ def train_gan(
     G, g_args = build_generator(config, res, channels)
     G = G.to(dev)
     C = Critic(res, channels, config.width).to(dev)
+    if config.init is not None:  # a resumed run's checkpoint overwrites these below
+        c_args = dict(width=config.width, resolution=res, channels=channels)
+        init_from(config.init, G, C, model_config(G, **g_args), model_config(C, **c_args))
     G_ema = copy.deepcopy(G).requires_grad_(False)
     opt_g = torch.optim.Adam(G.parameters(), config.lr_g, betas=(config.beta1, config.beta2))
     opt_c = torch.optim.Adam(C.parameters(), config.lr_c, betas=(config.beta1, config.beta2))
