@@ -104,6 +104,14 @@ class Options:
         "int",
         high=200,
     )
+    refit: int = knob(
+        0,
+        "Generators with position coordinates, with pivotal tuning: passes that invert the clip again through its "
+        "tuned copy (from the latents found) and tune the copy again, so that objects are fitted against a "
+        "backdrop and sprites that already match the keyframes (0: off).",
+        "int",
+        high=3,
+    )
 
     def validated(self) -> Options:
         """Check every field against its kind; raises OptionError naming the field."""

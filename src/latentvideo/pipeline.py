@@ -35,7 +35,7 @@ from .motion import BounceFit, fit_bounce
 from .objects import LatentLayout, latent_layout
 from .options import OptionError, Options
 from .render import render
-from .slots import invert_clips, pivotal_tune
+from .slots import invert_clips, pivotal_tune, refit_clip
 from .trajectory import check_times, evenly_spaced_times, fit_trajectory, lerp_path, slerp_path
 from .unwrap import MAX_SPEED, unwrap_positions
 
@@ -47,6 +47,7 @@ PRETRAINED = SHIPPED / DEFAULT_MODEL
 MAX_FRAMES = 10_000  # cap on --frames; rendering is chunked, so memory stays bounded
 OBJECT_FRAME_STEPS = 50  # generators with position coordinates: L-BFGS per keyframe before the clip-level fit
 OBJECT_PIVOT_STEPS = 60  # ... and pivotal tuning of the sprite net per clip (Adam, lr 1e-3; BENCHMARK.md)
+OBJECT_REFIT = 1  # colour: one pass of inversion + pivotal tuning again through the tuned copy (BENCHMARK.md)
 
 
 @dataclass
@@ -68,6 +69,7 @@ class Animation:
     frames: torch.Tensor  # [clips * T, C, H, W] in [0, 1], CPU
     latents: torch.Tensor  # [clips * T, z_dim], CPU
     timings: dict  # seconds per clip of each stage: path, render, correct
+    keyframe_latents: list  # [K, z_dim] per clip, CPU: the latents the path runs through (refit may move them)
 
 
 class Timer:
@@ -157,6 +159,10 @@ class Pipeline:
             # correction changes nothing there (MSE 0.0382 either way) but costs 0.26 s per clip
             pivot = OBJECT_PIVOT_STEPS if hasattr(self.generator, "sprites") else 0  # a sprite net to tune
             opts = replace(opts, motion_prior="off", lbfgs_steps=OBJECT_FRAME_STEPS, pivot_steps=pivot, critic="off")
+            # colour: objects fitted a second time, through the tuned copy whose backdrop already matches the
+            # clip's (test backgrounds are photographs G never drew): keyframe PSNR 22.6 -> 25.9 dB on 6 test clips
+            if pivot and self.channels == 3:
+                opts = replace(opts, refit=OBJECT_REFIT)
         return opts
 
     def options(self, **overrides) -> Options:
@@ -196,7 +202,7 @@ class Pipeline:
                     anim.frames[s],
                     anim.latents[s],
                     times_list[i],
-                    inv.latents[k].cpu(),
+                    anim.keyframe_latents[i],
                     inv.reconstructions[k].cpu(),
                     inv.errors[k].cpu(),
                     dict(timings),
@@ -307,6 +313,11 @@ class Pipeline:
         here when not given."""
         timer = Timer()
         query = np.arange(num_frames, dtype=np.float64)
+        tuned = None
+        if self.layout is not None and opts.pivot_steps:  # a per-clip sprite net, tuned on the clip's keyframes
+            if keyframes is None or len(keyframes) != len(latents):
+                raise LatentVideoError("pivotal tuning needs every clip's keyframe images", hint="keyframes=")
+            tuned, latents = zip(*[self.pivot(zk, k, opts, timer) for zk, k in zip(latents, keyframes)])
         with timer("path"):  # 2-3.
             if opts.motion_prior != "off" and fits is None:
                 if keyframes is None or len(keyframes) != len(latents):
@@ -316,20 +327,27 @@ class Pipeline:
             if fits is not None and any(f is not None for f in fits):
                 paths = self.motion_paths(paths, latents, times_list, fits, query, opts)
             z = torch.cat([p(query) for p in paths]).to(self.device)  # [clips * T, z_dim]
-        if self.layout is not None and opts.pivot_steps:  # a per-clip sprite net, tuned on the clip's keyframes
-            if keyframes is None or len(keyframes) != len(latents):
-                raise LatentVideoError("pivotal tuning needs every clip's keyframe images", hint="keyframes=")
-            with timer("pivot"):
-                tuned = [
-                    pivotal_tune(self.generator, zk.to(self.device), k.to(self.device), opts.pivot_steps)
-                    for zk, k in zip(latents, keyframes)
-                ]
+        if tuned is not None:
             frames = torch.cat(
                 [self.render_and_correct(zc, opts, timer, G) for zc, G in zip(z.split(num_frames), tuned)]
             )
         else:
             frames = self.render_and_correct(z, opts, timer)  # 4-5.
-        return Animation(frames, z.cpu(), timer.per(len(latents)))
+        return Animation(frames, z.cpu(), timer.per(len(latents)), [zk.cpu() for zk in latents])
+
+    def pivot(self, latents: torch.Tensor, keyframes: torch.Tensor, opts: Options, timer: Timer):
+        """One clip's pivotal tuning (and `opts.refit` passes of inversion + tuning again): keyframe latents
+        [K, z_dim], images [K, C, H, W] -> (the tuned copy of G, the keyframe latents)."""
+        z, x = latents.to(self.device), keyframes.to(self.device)
+        with timer("pivot"):
+            tuned = pivotal_tune(self.generator, z, x, opts.pivot_steps)
+        for _ in range(opts.refit):
+            with timer("refit"):
+                fit = dict(clip_steps=opts.clip_steps, associate=opts.associate, centre_steps=opts.centre_steps)
+                z = refit_clip(tuned, z, x, layout=self.layout, **fit)
+            with timer("pivot"):
+                tuned = pivotal_tune(tuned, z, x, opts.pivot_steps)
+        return tuned, z
 
     def render_and_correct(self, z: torch.Tensor, opts: Options, timer: Timer | None = None, G=None) -> torch.Tensor:
         """Steps 4-5: latents [N, z_dim] -> frames [N, C, H, W] (CPU), rendered by G (default: the pipeline's);

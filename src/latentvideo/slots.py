@@ -342,6 +342,14 @@ def _joint_fit(G, starts, images, layout, steps, sigma):
     return list(unpack(v).detach())
 
 
+def refit_clip(G, latents: torch.Tensor, keyframes: torch.Tensor, **clip_options) -> torch.Tensor:
+    """One clip's inversion again, through G (a pivotally tuned copy) and from `latents` [K, z_dim]: the clip
+    fit and the ink stage of `invert_clips` (no per-keyframe L-BFGS), with `clip_options` (clip_steps,
+    associate, centre_steps). Returns the new latents [K, z_dim]."""
+    start = latents.detach()
+    return invert_clips(G, [keyframes], lambda images: start, frame_steps=0, **clip_options).latents[0].to(start)
+
+
 def pivotal_tune(G, latents: torch.Tensor, keyframes: torch.Tensor, steps: int = 30, lr: float = 1e-3):
     """A copy of G whose sprite and background nets (parameters named sprite* or bg*, or all of G's without such:
     the clip's static background is as much a keyframe's appearance as its sprites) are fine-tuned with Adam
