@@ -194,6 +194,7 @@ def test_every_option_is_accepted(pipe):
         centre_steps=1,
         unwrap=False,
         pivot_steps=0,
+        refit=0,
     )
     assert set(opts) == {f for f in Options.__dataclass_fields__}
     assert pipe.options(**opts) == Options(**opts)
