@@ -160,7 +160,8 @@ class Pipeline:
             pivot = OBJECT_PIVOT_STEPS if hasattr(self.generator, "sprites") else 0  # a sprite net to tune
             opts = replace(opts, motion_prior="off", lbfgs_steps=OBJECT_FRAME_STEPS, pivot_steps=pivot, critic="off")
             # colour: objects fitted a second time, through the tuned copy whose backdrop already matches the
-            # clip's (test backgrounds are photographs G never drew): keyframe PSNR 22.6 -> 25.9 dB on 6 test clips
+            # clip's (test backgrounds are photographs G never drew): motion 44.1 -> 20.0 px, identity 0.22 -> 0.44
+            # on 50 test clips; gray models not measured yet
             if pivot and self.channels == 3:
                 opts = replace(opts, refit=OBJECT_REFIT)
         return opts
