@@ -507,3 +507,16 @@ def test_refit_fits_the_clip_again_through_the_tuned_copy():
     torch.testing.assert_close(px(again.latents[[0, 4, 9]]), px(again.keyframe_latents[0]), atol=1e-4, rtol=0)
     err = lambda a: (a.frames[[0, 4, 9]] - keys).pow(2).mean()  # noqa: E731
     assert err(again) < 0.6 * err(once)  # measured: 0.0049 against 0.0094
+
+
+def test_object_models_default_to_pivotal_tuning_and_one_refit_pass_in_gray_and_colour():
+    """Sprite-net generators (gray or colour) default to pivotal tuning and one refit pass (measured on both
+    shipped domains, BENCHMARK.md); a user's module with positions but no sprite net has nothing to tune."""
+    from latentvideo.pipeline import OBJECT_PIVOT_STEPS, OBJECT_REFIT
+
+    for G in (tiny_objects(), tiny_objects(channels=3, background=3)):
+        opts = Pipeline.from_modules(G).default_options()
+        assert (opts.pivot_steps, opts.refit, opts.motion_prior) == (OBJECT_PIVOT_STEPS, OBJECT_REFIT, "off")
+        assert OBJECT_REFIT >= 1
+    blob = Pipeline.from_modules(BlobGenerator(), layout={"positions": [[2, 3]], "fold_range": 24.0})
+    assert (blob.default_options().pivot_steps, blob.default_options().refit) == (0, 0)

@@ -42,7 +42,7 @@ def object_variants(speed: float | None = None) -> list[tuple[str, str, dict]]:
         ("pivotal tuning, 30 steps", "objects", {"pivot_steps": 30}),
         ("pivotal tuning off", "objects", {"pivot_steps": 0}),
         ("refit off (one inversion, one pivotal tuning)", "objects", {"refit": 0}),
-        ("refit, 1 pass", "objects", {"refit": 1}),
+        ("refit, 2 passes", "objects", {"refit": 2}),
     ]
     return rows + ([("unwrap with the known speed", "objects", {"motion_speed": speed})] if speed else [])
 
