@@ -520,3 +520,57 @@ def test_object_models_default_to_pivotal_tuning_and_one_refit_pass_in_gray_and_
         assert OBJECT_REFIT >= 1
     blob = Pipeline.from_modules(BlobGenerator(), layout={"positions": [[2, 3]], "fold_range": 24.0})
     assert (blob.default_options().pivot_steps, blob.default_options().refit) == (0, 0)
+
+
+def test_background_plate_recovers_the_background_behind_moving_objects():
+    """Keyframes of G's objects moving over a background G cannot draw: the plate equals that background wherever
+    an object leaves it free in some keyframe, also where a slot missed its object (its latent elsewhere)."""
+    from latentvideo.slots import background_plate
+
+    G = tiny_objects(objects=2, channels=3, background=3, sprite=8)
+    z = G.sample_latents(3, torch.Generator().manual_seed(4))
+    z[1:] = z[0]
+    z[:, G.latent_layout.index[:, 0]] = torch.tensor([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])  # rows cross the canvas
+    back = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))  # noise: no net draws it
+    G.plate = back
+    with torch.no_grad():
+        keys = G(z)
+    G.plate = None
+    free = (1 - G.layers(z)[:, :, 3:]).prod(1)  # [3, 1, 32, 32]
+    seen = (free > 0.99).any(0).expand(3, -1, -1)  # free in some keyframe
+    plate = background_plate(G, z, keys)
+    err = (plate - back)[seen].abs()
+    assert err.max() < 0.05 and err.mean() < 0.002
+    missed = z.clone()
+    missed[:, G.latent_layout.index[1]] = 0.5  # slot 1 never on its object: its object moves across the plate
+    plate = background_plate(G, missed, keys)
+    ok = (free > 0.99).sum(0).expand(3, -1, -1) >= 2  # free in two of three keyframes: the median is background
+    assert (plate - back)[ok].abs().mean() < 0.02
+    seems = (1 - G.layers(missed)[:, :, 3:]).prod(1).detach()  # what the slots leave free: the missed object too
+    naive = (seems * keys).sum(0) / seems.sum(0).clamp_min(1e-3)  # the mean over uncovered keyframes: ghosts
+    assert (naive - back)[ok].abs().mean() > 3 * (plate - back)[ok].abs().mean()
+
+
+def test_the_plate_option_renders_colour_clips_over_the_keyframes_background():
+    """With plate=True a colour clip's in-between frames show the keyframes' own background where no object is,
+    not the background net's drawing; gray models ignore it."""
+    G = tiny_objects(objects=1, channels=3, background=3, sprite=8)
+    z = G.sample_latents(3, torch.Generator().manual_seed(4))
+    z[1:] = z[0]
+    z[:, G.latent_layout.index[0]] = torch.tensor([[0.0, 0.0], [0.5, 0.5], [1.0, 1.0]])
+    back = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))
+    G.plate = back
+    with torch.no_grad():
+        keys = G(z)
+    G.plate = None
+    pipe = Pipeline.from_modules(G)
+    assert pipe.default_options().plate
+    opts = pipe.options(method="lbfgs", lbfgs_steps=5, clip_steps=10, pivot_steps=5, refit=0)
+    times = [np.array([0.0, 4.0, 9.0])]
+    on = pipe.animate([z], times, 10, opts, keyframes=[keys]).frames
+    off = pipe.animate([z], times, 10, replace(opts, plate=False), keyframes=[keys]).frames
+    corner = (slice(None), slice(None), slice(0, 4), slice(28, 32))  # no object passes the top-right corner
+    assert (on[corner] - back[None][corner]).abs().max() < 0.02
+    assert (off[corner] - back[None][corner]).abs().mean() > 0.1
+    gray = Pipeline.from_modules(tiny_objects())
+    assert not gray.default_options().plate

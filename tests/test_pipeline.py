@@ -195,6 +195,7 @@ def test_every_option_is_accepted(pipe):
         unwrap=False,
         pivot_steps=0,
         refit=0,
+        plate=True,  # colour generators with a background net only: test_objects.py
     )
     assert set(opts) == {f for f in Options.__dataclass_fields__}
     assert pipe.options(**opts) == Options(**opts)

@@ -195,6 +195,9 @@ class ObjectGenerator(nn.Module):
             self.bg_fc = nn.Linear(background, self.c0 * 16)
             self.bg_body = _upconv_stack(self.c0, [max(width, self.c0 >> (i + 1)) for i in range(n_up)])
             self.bg_out = nn.Conv2d(max(width, self.c0 >> n_up), channels, 3, 1, 1)
+        # a clip's background plate [C, R, R] that replaces the background net (set on a per-clip tuned copy by
+        # the pipeline, slots.background_plate); not a weight, never saved
+        self.plate: torch.Tensor | None = None
 
     # ------------------------------------------------------------ latent layout
 
@@ -252,7 +255,13 @@ class ObjectGenerator(nn.Module):
         return F.grid_sample(sprites, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     def backdrop(self, b: torch.Tensor) -> torch.Tensor:
-        """Background codes [N, B] -> [N, C, R, R] (black without a background code)."""
+        """Background codes [N, B] -> [N, C, R, R]: the clip's plate where one is set, else `draw_backdrop`."""
+        if self.plate is not None:
+            return self.plate.to(b)[None].expand(b.shape[0], -1, -1, -1)
+        return self.draw_backdrop(b)
+
+    def draw_backdrop(self, b: torch.Tensor) -> torch.Tensor:
+        """Background codes [N, B] -> the background net's [N, C, R, R] (black without a background code)."""
         if not self.background:
             return b.new_zeros(b.shape[0], self.channels, self.resolution, self.resolution)
         x = F.leaky_relu(self.bg_fc(b), 0.2).view(-1, self.c0, 4, 4)

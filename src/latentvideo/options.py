@@ -112,6 +112,12 @@ class Options:
         "int",
         high=3,
     )
+    plate: bool = knob(
+        False,
+        "Colour generators with a background net, with pivotal tuning: render the clip over a static background "
+        "plate taken from the keyframes where no object covers it, instead of the background net's drawing.",
+        "bool",
+    )
 
     def validated(self) -> Options:
         """Check every field against its kind; raises OptionError naming the field."""

@@ -35,7 +35,7 @@ from .motion import BounceFit, fit_bounce
 from .objects import LatentLayout, latent_layout
 from .options import OptionError, Options
 from .render import render
-from .slots import invert_clips, pivotal_tune, refit_clip
+from .slots import background_plate, invert_clips, pivotal_tune, refit_clip
 from .trajectory import check_times, evenly_spaced_times, fit_trajectory, lerp_path, slerp_path
 from .unwrap import MAX_SPEED, unwrap_positions
 
@@ -164,6 +164,10 @@ class Pipeline:
             # 0.22 -> 0.44 on 50 test clips; digits motion 3.10 -> 2.51 px, identity 0.454 -> 0.563 on 200
             if pivot:
                 opts = replace(opts, refit=OBJECT_REFIT)
+            # colour: the clip's background from its keyframes where no object covers them (slots.background_plate)
+            # instead of the background net's blurred drawing of a photograph it never saw (BENCHMARK.md)
+            if pivot and self.channels == 3 and hasattr(self.generator, "draw_backdrop"):
+                opts = replace(opts, plate=True)
         return opts
 
     def options(self, **overrides) -> Options:
@@ -340,14 +344,17 @@ class Pipeline:
         """One clip's pivotal tuning (and `opts.refit` passes of inversion + tuning again): keyframe latents
         [K, z_dim], images [K, C, H, W] -> (the tuned copy of G, the keyframe latents)."""
         z, x = latents.to(self.device), keyframes.to(self.device)
+        plate = opts.plate and hasattr(self.generator, "draw_backdrop") and self.channels == 3
         with timer("pivot"):
-            tuned = pivotal_tune(self.generator, z, x, opts.pivot_steps)
+            back = background_plate(self.generator, z, x) if plate else None
+            tuned = pivotal_tune(self.generator, z, x, opts.pivot_steps, plate=back)
         for _ in range(opts.refit):
             with timer("refit"):
                 fit = dict(clip_steps=opts.clip_steps, associate=opts.associate, centre_steps=opts.centre_steps)
                 z = refit_clip(tuned, z, x, layout=self.layout, **fit)
             with timer("pivot"):
-                tuned = pivotal_tune(tuned, z, x, opts.pivot_steps)
+                back = background_plate(tuned, z, x) if plate else None
+                tuned = pivotal_tune(tuned, z, x, opts.pivot_steps, plate=back)
         return tuned, z
 
     def render_and_correct(self, z: torch.Tensor, opts: Options, timer: Timer | None = None, G=None) -> torch.Tensor:

@@ -235,7 +235,7 @@ def run_benchmark(
         # pipeline rows
         objects = pipe.layout is not None
         if ks == sets[0]:
-            variants = pipeline_variants(cfg.quick, len(ks), speed, objects)
+            variants = pipeline_variants(cfg.quick, len(ks), speed, objects, colour=pipe.channels == 3)
         else:  # the other keyframe sets: the default and the methods beyond the original pipeline
             variants = pipeline_variants(True, len(ks))[:1] + ([] if cfg.quick else beyond_variants(speed))
             variants += object_variants(speed)[:2] if objects else []

@@ -14,20 +14,21 @@ KEEP_PRIOR = ("motion", "objects")  # row groups that keep the default motion pr
 
 
 def pipeline_variants(
-    quick: bool, num_keyframes: int, speed: float | None = None, objects: bool = False
+    quick: bool, num_keyframes: int, speed: float | None = None, objects: bool = False, colour: bool = False
 ) -> list[tuple[str, str, dict]]:
     """(name, group, option overrides) of every pipeline row. The ablations are of the latent path, so
     they run with the motion prior off (their reference: "motion prior off"). `objects`: the generator declares position
-    coordinates, so the rows of the objects group (clip fit, unwrap) apply."""
+    coordinates, so the rows of the objects group (clip fit, unwrap) apply; `colour`: and its background plate."""
+    rows = object_variants(speed, colour) if objects else []
     return [("pipeline (default)", "pipeline", {})] + [
         (name, group, over if group in KEEP_PRIOR else {"motion_prior": "off", **over})
-        for name, group, over in (object_variants(speed) if objects else []) + _ablations(quick, num_keyframes, speed)
+        for name, group, over in rows + _ablations(quick, num_keyframes, speed)
     ]
 
 
-def object_variants(speed: float | None = None) -> list[tuple[str, str, dict]]:
+def object_variants(speed: float | None = None, colour: bool = False) -> list[tuple[str, str, dict]]:
     """Rows for a generator with position coordinates: what the clip-level inversion and the unwrap buy,
-    and the description's plain line on this latent space (no unwrap)."""
+    and the description's plain line on this latent space (no unwrap); in colour, what the plate buys."""
     rows = [
         ("line, no unwrap", "objects", {"path": "line", "unwrap": False}),
         ("lerp, no unwrap", "objects", {"unwrap": False}),
@@ -44,6 +45,7 @@ def object_variants(speed: float | None = None) -> list[tuple[str, str, dict]]:
         ("refit off (one inversion, one pivotal tuning)", "objects", {"refit": 0}),
         ("refit, 2 passes", "objects", {"refit": 2}),
     ]
+    rows += [("background plate off (the background net draws it)", "objects", {"plate": False})] if colour else []
     return rows + ([("unwrap with the known speed", "objects", {"motion_speed": speed})] if speed else [])
 
 
@@ -148,4 +150,4 @@ def runs_group(cfg: BenchConfig, group: str) -> bool:
 
 
 def _all_variants() -> list[tuple[str, str, dict]]:
-    return pipeline_variants(False, 5, speed=1.0, objects=True) + [DEGREE_3]
+    return pipeline_variants(False, 5, speed=1.0, objects=True, colour=True) + [DEGREE_3]
