@@ -346,15 +346,15 @@ class Pipeline:
         z, x = latents.to(self.device), keyframes.to(self.device)
         plate = opts.plate and hasattr(self.generator, "draw_backdrop") and self.channels == 3
         with timer("pivot"):
-            back = background_plate(self.generator, z, x) if plate else None
-            tuned = pivotal_tune(self.generator, z, x, opts.pivot_steps, plate=back)
+            tuned = pivotal_tune(self.generator, z, x, opts.pivot_steps)
         for _ in range(opts.refit):
             with timer("refit"):
                 fit = dict(clip_steps=opts.clip_steps, associate=opts.associate, centre_steps=opts.centre_steps)
                 z = refit_clip(tuned, z, x, layout=self.layout, **fit)
             with timer("pivot"):
-                back = background_plate(tuned, z, x) if plate else None
-                tuned = pivotal_tune(tuned, z, x, opts.pivot_steps, plate=back)
+                tuned = pivotal_tune(tuned, z, x, opts.pivot_steps)
+        if plate:  # only for the render: fitting and tuning against the plate lost identity (BENCHMARK.md)
+            tuned.plate = background_plate(tuned, z, x)
         return tuned, z
 
     def render_and_correct(self, z: torch.Tensor, opts: Options, timer: Timer | None = None, G=None) -> torch.Tensor:

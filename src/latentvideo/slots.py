@@ -368,23 +368,14 @@ def background_plate(G, latents: torch.Tensor, keyframes: torch.Tensor, sigma: f
         return ((w * keyframes).sum(0) + 0.05 * ref) / (w.sum(0) + 0.05)
 
 
-def pivotal_tune(
-    G,
-    latents: torch.Tensor,
-    keyframes: torch.Tensor,
-    steps: int = 30,
-    lr: float = 1e-3,
-    plate: torch.Tensor | None = None,
-):
+def pivotal_tune(G, latents: torch.Tensor, keyframes: torch.Tensor, steps: int = 30, lr: float = 1e-3):
     """A copy of G whose sprite and background nets (parameters named sprite* or bg*, or all of G's without such:
     the clip's static background is as much a keyframe's appearance as its sprites) are fine-tuned with Adam
     for `steps` so that G(latents [K, z_dim]) matches keyframes [K, C, H, W]; the latents stay fixed. Returns the
-    copy, frozen; G is not modified. `plate` [C, H, W]: the copy draws its background from it (`background_plate`)."""
+    copy, frozen; G is not modified."""
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
         raise LatentVideoError(f"pivot steps must be an integer >= 0, got {steps!r}")
     tuned = copy.deepcopy(G).requires_grad_(False)
-    if plate is not None:
-        tuned.plate = plate
     params = [p for n, p in tuned.named_parameters() if n.startswith(("sprite", "bg"))] or list(tuned.parameters())
     if not params or not steps:  # nothing to tune
         return tuned.eval()
