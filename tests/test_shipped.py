@@ -2,7 +2,7 @@
 
 If a change moves these numbers, it changed what users get: re-measure with `latentvideo bench` and update
 both the pins here and BENCHMARK.md. The pins were measured when the shipped model last changed
-(`python tests/test_shipped.py` prints the current values; these are of the shipped dcgan model, 2026-11-30).
+(`python tests/test_shipped.py` prints the current values; the dcgan pins are of 2026-11-30, the others of 2026-12-02).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ PIN = {
 }
 
 
-def measure() -> dict:
+def measure(model: str | None = None) -> dict:
     torch.manual_seed(0)
-    pipe = load_pipeline(device="cpu")
+    pipe = load_pipeline(model, device="cpu")
     mm = moving_mnist(CLIPS, 20, 2, 64, split="test", seed=SEED)
     keys = [torch.from_numpy(mm.video[list(KEYS), i][:, None]).float() / 255 for i in range(CLIPS)]
     clips = pipe.generate_many(keys, [list(map(float, KEYS))] * CLIPS, 20)
@@ -65,6 +65,26 @@ def test_a_pixel_slice_is_as_measured(shipped):
 def test_motion_and_identity_are_as_measured(shipped):
     assert shipped["motion_px"] == pytest.approx(PIN["motion_px"], abs=0.5)
     assert shipped["identity"] == pytest.approx(PIN["identity"], abs=0.1)
+
+
+# the object-structured digits model (moving-mnist-objects), its defaults (clip fit, pivotal tuning, one refit pass)
+OBJECTS_PIN = {  # measured with 2 threads, as the colour model's
+    "keyframe_mse": 0.03169,  # the clip inversion's, before pivotal tuning
+    "motion_px": 3.102,
+    "pixels": [0, 0, 122, 234, 255, 255, 255, 255, 255, 254, 232, 191, 164, 127, 42, 246, 255, 212, 0, 0],
+}
+
+
+def test_objects_digits_model_is_as_measured():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        got = measure("moving-mnist-objects")
+    finally:
+        torch.set_num_threads(threads)
+    assert got["keyframe_mse"] == pytest.approx(OBJECTS_PIN["keyframe_mse"], rel=0.1, abs=2e-4)
+    assert got["motion_px"] == pytest.approx(OBJECTS_PIN["motion_px"], abs=0.5)
+    assert np.abs(np.array(got["pixels"], float) - OBJECTS_PIN["pixels"]).max() <= 8
 
 
 # the colour model (moving-shapes) on three Moving Shapes test clips (unseen backgrounds and hues), its defaults
@@ -115,4 +135,5 @@ def test_colour_model_is_as_measured(shipped_colour):
 
 if __name__ == "__main__":
     print(measure())
+    print(measure("moving-mnist-objects"))
     print(measure_colour())
