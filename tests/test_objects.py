@@ -459,7 +459,7 @@ def test_pivotal_tuning_fits_the_sprites_to_the_keyframes_and_leaves_g_alone():
     assert err_t < 0.5 * err_g
     assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())  # G untouched
     pipe = Pipeline.from_modules(G)
-    opts = pipe.options(method="lbfgs", critic="off", lbfgs_steps=5, clip_steps=5, pivot_steps=0)
+    opts = pipe.options(method="lbfgs", critic="off", lbfgs_steps=5, clip_steps=5, pivot_steps=0, refit=0)
     plain = pipe.animate([z], [np.array([0.0, 4.0, 9.0])], 10, opts, keyframes=[keys])
     piv = pipe.animate([z], [np.array([0.0, 4.0, 9.0])], 10, replace(opts, pivot_steps=60), keyframes=[keys])
     err = lambda a: (a.frames[[0, 4, 9]] - keys).pow(2).mean()  # noqa: E731
@@ -497,7 +497,9 @@ def test_refit_fits_the_clip_again_through_the_tuned_copy():
     pipe = Pipeline.from_modules(G)
     start = z.clone()
     start[:, pipe.layout.index] += 0.12  # every object about 2 px off
-    opts = pipe.options(method="lbfgs", critic="off", lbfgs_steps=5, clip_steps=10, pivot_steps=60, refit=0)
+    opts = pipe.options(
+        method="lbfgs", critic="off", lbfgs_steps=5, clip_steps=10, pivot_steps=60, refit=0, plate=False
+    )
     times = [np.array([0.0, 4.0, 9.0])]
     once = pipe.animate([start], times, 10, opts, keyframes=[keys])
     again = pipe.animate([start], times, 10, replace(opts, refit=1), keyframes=[keys])
