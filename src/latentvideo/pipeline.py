@@ -145,6 +145,11 @@ class Pipeline:
     def resolution(self) -> int:
         return self.frame_shape[-1]
 
+    @property
+    def has_backdrop(self) -> bool:
+        """A colour generator with a background (`draw_backdrop`) that a clip's plate can replace."""
+        return self.channels == 3 and hasattr(self.generator, "draw_backdrop")
+
     def default_options(self) -> Options:
         """Options() adapted to the model: no P-NET -> L-BFGS from zero; no critic -> no correction; position
         coordinates -> no pixel-space motion prior and fewer L-BFGS steps per keyframe before the clip fit."""
@@ -166,7 +171,7 @@ class Pipeline:
                 opts = replace(opts, refit=OBJECT_REFIT)
             # colour: the clip's background from its keyframes where no object covers them (slots.background_plate)
             # instead of the background net's blurred drawing of a photograph it never saw (BENCHMARK.md)
-            if pivot and self.channels == 3 and hasattr(self.generator, "draw_backdrop"):
+            if pivot and self.has_backdrop:
                 opts = replace(opts, plate=True)
         return opts
 
@@ -344,7 +349,6 @@ class Pipeline:
         """One clip's pivotal tuning (and `opts.refit` passes of inversion + tuning again): keyframe latents
         [K, z_dim], images [K, C, H, W] -> (the tuned copy of G, the keyframe latents)."""
         z, x = latents.to(self.device), keyframes.to(self.device)
-        plate = opts.plate and hasattr(self.generator, "draw_backdrop") and self.channels == 3
         with timer("pivot"):
             tuned = pivotal_tune(self.generator, z, x, opts.pivot_steps)
         for _ in range(opts.refit):
@@ -353,7 +357,8 @@ class Pipeline:
                 z = refit_clip(tuned, z, x, layout=self.layout, **fit)
             with timer("pivot"):
                 tuned = pivotal_tune(tuned, z, x, opts.pivot_steps)
-        if plate:  # only for the render: fitting and tuning against the plate lost identity (BENCHMARK.md)
+        # the plate only for the render: fitting and tuning against it lost identity (BENCHMARK.md)
+        if opts.plate and self.has_backdrop:
             tuned.plate = background_plate(tuned, z, x)
         return tuned, z
 
