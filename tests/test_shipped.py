@@ -1,8 +1,13 @@
-"""A guard on the shipped models: three seeded held-out clips through each one's default pipeline.
+"""A guard on the shipped models: three seeded held-out clips through each one's default pipeline (no
+model named: the default, moving-mnist-objects).
 
 If a change moves these numbers, it changed what users get: re-measure with `latentvideo bench` and update
-both the pins here and BENCHMARK.md. The pins were measured when the shipped model last changed
-(`python tests/test_shipped.py` prints the current values; the dcgan pins are of 2026-11-30, the others of 2026-12-02).
+both the pins here and BENCHMARK.md (`python tests/test_shipped.py` prints the current values).
+
+Two kinds of pin. A pixel slice of G(P-NET(keyframe)), a forward pass with no optimisation, pins each model's
+weights and networks to the uint8 level on any machine. The whole pipeline (L-BFGS, pivotal tuning) amplifies float
+rounding, which differs between CPUs (AVX2 or AVX-512 kernels), so its pins are metrics with tolerances:
+a new machine moved the end-to-end pixels by up to 65 levels with the same weights and code (2026-12-03).
 """
 
 from __future__ import annotations
@@ -21,12 +26,10 @@ from latentvideo.shapes import moving_shapes
 
 KEYS, SEED, CLIPS = (0, 9, 19), 7, 3
 # measured on the shipped model (see the module docstring); tolerances absorb float rounding across machines
-PIN = {
+PIN = {  # moving-mnist-64, the dcgan digits model with the bounce motion prior
     "keyframe_mse": 0.00172,  # mean reconstruction MSE/px of the 9 keyframes
     "motion_px": 3.005,  # mean EMD of the in-between frames, px
     "identity": 0.216,  # share of in-between frames whose digit set the classifier reads right
-    # clip 0, frame 5, row 22, columns 10..29 (uint8), across a digit
-    "pixels": [0, 0, 2, 161, 254, 249, 246, 251, 217, 220, 237, 255, 255, 254, 255, 252, 254, 254, 207, 13],
 }
 
 
@@ -45,21 +48,45 @@ def measure(model: str | None = None) -> dict:
         "keyframe_mse": float(torch.cat([c.keyframe_errors for c in clips]).mean()),
         "motion_px": float(np.nanmean(metrics.motion_error(gen, true))),
         "identity": float((pred == metrics.label_sets(mm.labels)[None]).all(-1).mean()),
-        "pixels": frames[5, 0, 22, 10:30].tolist(),
     }
+
+
+def forward_slice(model: str | None, row: int) -> tuple[list[int], float]:
+    """G(P-NET(x)) for frame 0 of the first test clip: a uint8 slice (row `row`, every third column, first
+    channel) and the mean intensity."""
+    pipe = load_pipeline(model, device="cpu")
+    if pipe.channels == 3:
+        x = torch.from_numpy(moving_shapes(1, 1, 64, "test", seed=SEED).video[0]).float().movedim(-1, 1) / 255
+    else:
+        x = torch.from_numpy(moving_mnist(1, 1, 2, 64, split="test", seed=SEED).video[0][:, None]).float() / 255
+    with torch.no_grad():
+        image = pipe.generator(pipe.projector(x))  # [1, C, H, W]
+    return to_uint8(image)[0, row, ::3].reshape(22, -1)[:, 0].tolist(), float(image.mean())
+
+
+SHAPES_TAIL = [100, 90, 111, 131, 142, 155, 167, 192, 197, 191, 191]
+FORWARD_PINS = {  # model -> (row, (pixels, mean)): G(P-NET(x)), measured 2026-12-03
+    "moving-mnist-64": (29, ([0] * 14 + [227, 86, 240, 255] + [0] * 4, 0.05116)),  # the row with the most ink
+    "moving-mnist-objects": (29, ([0] * 15 + [255, 17, 1] + [0] * 4, 0.05781)),
+    "moving-shapes": (32, ([81, 88, 90, 93, 98, 101, 131, 109, 146, 85, 117] + SHAPES_TAIL, 0.4582)),
+}
+
+
+@pytest.mark.parametrize("model", sorted(FORWARD_PINS))
+def test_forward_pass_is_as_measured(model):
+    row, (pixels, mean) = FORWARD_PINS[model]
+    got, got_mean = forward_slice(model, row)
+    assert np.abs(np.array(got, float) - pixels).max() <= 2
+    assert got_mean == pytest.approx(mean, rel=1e-3)
 
 
 @pytest.fixture(scope="module")
 def shipped():
-    return measure()
+    return measure("moving-mnist-64")
 
 
 def test_keyframes_reconstruct_as_measured(shipped):
     assert shipped["keyframe_mse"] == pytest.approx(PIN["keyframe_mse"], rel=0.1, abs=2e-4)
-
-
-def test_a_pixel_slice_is_as_measured(shipped):
-    assert np.abs(np.array(shipped["pixels"], float) - PIN["pixels"]).max() <= 8
 
 
 def test_motion_and_identity_are_as_measured(shipped):
@@ -67,32 +94,32 @@ def test_motion_and_identity_are_as_measured(shipped):
     assert shipped["identity"] == pytest.approx(PIN["identity"], abs=0.1)
 
 
-# the object-structured digits model (moving-mnist-objects), its defaults (clip fit, pivotal tuning, one refit pass)
+# the default model, the object-structured moving-mnist-objects, with its defaults (clip fit, pivotal tuning, a refit)
 OBJECTS_PIN = {  # measured with 2 threads, as the colour model's
     "keyframe_mse": 0.03169,  # the clip inversion's, before pivotal tuning
     "motion_px": 3.102,
-    "pixels": [0, 0, 122, 234, 255, 255, 255, 255, 255, 254, 232, 191, 164, 127, 42, 246, 255, 212, 0, 0],
+    "identity": 0.157,
 }
 
 
-def test_objects_digits_model_is_as_measured():
+def test_default_model_is_the_objects_model_as_measured():
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        got = measure("moving-mnist-objects")
+        got = measure()  # no model named
     finally:
         torch.set_num_threads(threads)
     assert got["keyframe_mse"] == pytest.approx(OBJECTS_PIN["keyframe_mse"], rel=0.1, abs=2e-4)
     assert got["motion_px"] == pytest.approx(OBJECTS_PIN["motion_px"], abs=0.5)
-    assert np.abs(np.array(got["pixels"], float) - OBJECTS_PIN["pixels"]).max() <= 8
+    assert got["identity"] == pytest.approx(OBJECTS_PIN["identity"], abs=0.1)
 
 
 # the colour model (moving-shapes) on three Moving Shapes test clips (unseen backgrounds and hues), its defaults
 COLOUR_PIN = {  # measured with 2 threads (measure_colour sets them: the colour path's float sums depend on it)
-    "keyframe_mse": 0.01393,  # mean reconstruction MSE/px of the 9 keyframes (RGB)
-    "motion_px": 35.62,  # mean colour-mask EMD of the in-between frames' objects, px (objects often vanish: 90.5)
-    # clip 0, frame 5, row 32, columns 10..29, red channel (uint8): the photograph's texture (background plate)
-    "pixels": [142, 145, 141, 139, 144, 157, 167, 162, 125, 168, 171, 144, 174, 176, 173, 173, 166, 170, 172, 167],
+    "keyframe_mse": 0.0144,  # mean reconstruction MSE/px of the 9 keyframes (RGB): 0.0139 and 0.0148 on two CPUs
+    # MSE/px of the 51 in-between frames (RGB). Not the colour-mask motion: an object that vanishes scores the
+    # canvas diagonal (90.5 px), so across machines that number jumped 35.6 -> 43.8 px with the same code
+    "mse": 0.01288,
 }
 
 
@@ -117,7 +144,7 @@ def _measure_colour() -> dict:
     return {
         "keyframe_mse": float(torch.cat([c.keyframe_errors for c in clips]).mean()),
         "motion_px": float(motion.mean()),
-        "pixels": frames[5, 0, 32, 10:30, 0].tolist(),
+        "mse": float(((frames[others] / 255.0 - ms.video[others] / 255.0) ** 2).mean()),
     }
 
 
@@ -128,12 +155,11 @@ def shipped_colour():
 
 def test_colour_model_is_as_measured(shipped_colour):
     assert shipped_colour["keyframe_mse"] == pytest.approx(COLOUR_PIN["keyframe_mse"], rel=0.1, abs=2e-4)
-    # an object whose colour mask empties scores the canvas diagonal, so allow one such flip among the 51 frames
-    assert shipped_colour["motion_px"] == pytest.approx(COLOUR_PIN["motion_px"], abs=3.0)
-    assert np.abs(np.array(shipped_colour["pixels"], float) - COLOUR_PIN["pixels"]).max() <= 8
+    assert shipped_colour["mse"] == pytest.approx(COLOUR_PIN["mse"], rel=0.15)
 
 
 if __name__ == "__main__":
+    print({model: forward_slice(model, row) for model, (row, _) in FORWARD_PINS.items()})
+    print(measure("moving-mnist-64"))
     print(measure())
-    print(measure("moving-mnist-objects"))
     print(measure_colour())

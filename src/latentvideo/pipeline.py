@@ -42,7 +42,7 @@ from .unwrap import MAX_SPEED, unwrap_positions
 __all__ = ["Clip", "Options", "Pipeline", "generate", "load_pipeline", "prepare_keyframes"]
 
 SHIPPED = Path(__file__).parent / "pretrained"  # one folder per shipped model, loaded by name
-DEFAULT_MODEL = "moving-mnist-64"
+DEFAULT_MODEL = "moving-mnist-objects"  # the object-structured digits model: the latent line moves the digits
 PRETRAINED = SHIPPED / DEFAULT_MODEL
 MAX_FRAMES = 10_000  # cap on --frames; rendering is chunked, so memory stays bounded
 OBJECT_FRAME_STEPS = 50  # generators with position coordinates: L-BFGS per keyframe before the clip-level fit

@@ -14,8 +14,8 @@ from ..errors import LatentVideoError
 COMMANDS = ("export", "generate", "invert", "render", "demo", "bench", "ppl", "serve", "train", "dataset")
 
 MODEL_HELP = (
-    "A shipped model by name (moving-mnist-64, the default), or a model folder with generator/ and critic/ "
-    "(a training run works)."
+    "A shipped model by name (moving-mnist-objects, the default; moving-mnist-64; moving-shapes), or a model "
+    "folder with generator/ and critic/ (a training run works)."
 )
 
 
