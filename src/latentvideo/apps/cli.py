@@ -127,7 +127,7 @@ def generate(
 
     Examples:
       latentvideo generate a.png b.png c.png --out clip.gif
-      latentvideo generate a.png b.png c.png --times 0,9,19 --frames 20 --out clip.mp4 --critic-steps 5
+      latentvideo generate a.png b.png c.png --times 0,9,19 --frames 20 --out clip.mp4 --critic pixel
       latentvideo generate --from mm_test.npy --sequence 3 --keyframes 0,9,19 --out clip.png
       latentvideo generate a.png b.png c.png --path line --pca 0.99 --out clip.gif
       latentvideo generate --from mm_test.npy --keyframes 0,19 --motion-speed 3.6 --out c.gif
