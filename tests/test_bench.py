@@ -202,3 +202,19 @@ def test_objects_rows_and_held_out_dynamics(tmp_path):
         np.isfinite(rec["held_out_psnr_db"])
         and "Inversion on G's own samples" in (tmp_path / "out" / "report.md").read_text()
     )
+    # the default row's rendered keyframes against the true ones: a PSNR of real images, below the cap
+    assert (
+        0 < rec["rendered_keyframe_psnr_db"] < 100
+        and "in the rendered clip" in (tmp_path / "out" / "report.md").read_text()
+    )
+
+
+def test_rendered_keyframe_psnr_averages_every_channel_of_an_image():
+    from latentvideo.evaluation.bench import _median_psnr
+
+    true = np.zeros((2, 3, 4, 4, 3), np.uint8)
+    gen = true.copy()
+    gen[..., 0] = 51  # an error of 0.2 in one channel of three: MSE 0.04 / 3, PSNR 10 log10(75)
+    gen[0, 0] = 0  # one image exact (capped at 100 dB): the median is unmoved
+    assert _median_psnr(gen, true) == pytest.approx(10 * np.log10(75))
+    assert _median_psnr(gen[..., 0], true[..., 0]) == pytest.approx(10 * np.log10(25))  # gray [K, n, H, W]

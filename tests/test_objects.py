@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import tiny_model_dir
 from latentvideo.cli import main
 from latentvideo.errors import LatentVideoError
 from latentvideo.evaluation.recovery import position_errors
@@ -522,6 +523,20 @@ def test_object_models_default_to_pivotal_tuning_and_one_refit_pass_in_gray_and_
         assert OBJECT_REFIT >= 1
     blob = Pipeline.from_modules(BlobGenerator(), layout={"positions": [[2, 3]], "fold_range": 24.0})
     assert (blob.default_options().pivot_steps, blob.default_options().refit) == (0, 0)
+
+
+def test_object_models_start_the_clip_fit_from_pnet_or_from_per_keyframe_lbfgs_without_one(tmp_path):
+    """With a P-NET, the clip fit starts from its latents (no per-keyframe L-BFGS: BENCHMARK.md); without one,
+    from per-keyframe L-BFGS. A dcgan keeps P-NET + L-BFGS per keyframe."""
+    from latentvideo.pipeline import OBJECT_FRAME_STEPS
+
+    def defaults(name, **kw):
+        return Pipeline.from_dir(tiny_model_dir(tmp_path / name, **kw), device="cpu").default_options()
+
+    assert defaults("objects-pnet", objects=2, projector=True).method == "pnet"
+    alone = defaults("objects", objects=2)
+    assert (alone.method, alone.lbfgs_steps) == ("lbfgs", OBJECT_FRAME_STEPS)
+    assert defaults("dcgan-pnet", projector=True).method == "pnet+lbfgs"
 
 
 def test_background_plate_recovers_the_background_behind_moving_objects():

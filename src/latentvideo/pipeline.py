@@ -46,7 +46,8 @@ DEFAULT_MODEL = "moving-mnist-objects"  # the object-structured digits model: th
 PRETRAINED = SHIPPED / DEFAULT_MODEL
 MAX_FRAMES = 10_000  # cap on --frames; rendering is chunked, so memory stays bounded
 OBJECT_FRAME_STEPS = 50  # generators with position coordinates: L-BFGS per keyframe before the clip-level fit
-OBJECT_PIVOT_STEPS = 60  # ... and pivotal tuning of the sprite net per clip (Adam, lr 1e-3; BENCHMARK.md)
+# (used without a P-NET, or with method pnet+lbfgs; with a P-NET the clip fit starts from its latents: BENCHMARK.md)
+OBJECT_PIVOT_STEPS = 120  # ... and pivotal tuning of the sprite net per clip (Adam, lr 1e-3; BENCHMARK.md)
 OBJECT_REFIT = 1  # one pass of inversion + pivotal tuning again through the tuned copy (BENCHMARK.md)
 
 
@@ -164,6 +165,12 @@ class Pipeline:
             # correction changes nothing there (MSE 0.0382 either way) but costs 0.26 s per clip
             pivot = OBJECT_PIVOT_STEPS if hasattr(self.generator, "sprites") else 0  # a sprite net to tune
             opts = replace(opts, motion_prior="off", lbfgs_steps=OBJECT_FRAME_STEPS, pivot_steps=pivot, critic="off")
+            # the clip fit starts from P-NET's latents: the 50 L-BFGS steps per keyframe before it cost 0.8 s per
+            # clip, which buys more as pivotal tuning (120 steps, not 60). 200 digit sequences: motion 3.01 -> 2.18
+            # px, identity 0.595 -> 0.638, 4.57 s per clip against 4.86; colour, 50 clips: better on every metric
+            # (motion 16.0 -> 14.6 px), but 11.6 s per clip against 6.9 (BENCHMARK.md)
+            if self.projector is not None:
+                opts = replace(opts, method="pnet")
             # objects fitted a second time, through the tuned copy whose sprites (and backdrop) already match the
             # clip's: colour (test backgrounds are photographs G never drew) motion 44.1 -> 20.0 px, identity
             # 0.22 -> 0.44 on 50 test clips; digits motion 3.10 -> 2.51 px, identity 0.454 -> 0.563 on 200

@@ -71,8 +71,11 @@ def report_markdown(results: dict) -> str:
     if "recovery" in results:
         out += recovery_markdown(results["recovery"])
         if "held_out_psnr_db" in results["recovery"]:
+            r = results["recovery"]
+            rendered = r.get("rendered_keyframe_psnr_db")
             out += [
-                f"Held-out test keyframes (default row): PSNR {results['recovery']['held_out_psnr_db']:.1f} dB.",
+                f"Held-out test keyframes (default row): PSNR {r['held_out_psnr_db']:.1f} dB from the inversion"
+                + ("." if rendered is None else f", {rendered:.1f} dB in the rendered clip (after pivotal tuning)."),
                 "",
             ]
     out += ["## Inversion", "", "| method | images | MSE/px | s/image |", "|---|---|---|---|"]
