@@ -22,10 +22,10 @@ from latentvideo.slots import (
     invert_clips,
     match_slots,
     permute_slots,
-    pivotal_tune,
     slot_matched_error,
     template_positions,
 )
+from latentvideo.tune import pivotal_tune, pivotal_tune_clips
 from latentvideo.unwrap import unwrap_positions
 
 
@@ -485,6 +485,42 @@ def test_pivotal_tuning_in_colour_also_fits_the_background():
         assert (tuned(z) - keys).pow(2).mean() < 0.5 * (G(z) - keys).pow(2).mean()
 
 
+@pytest.mark.parametrize("colour", [False, True])
+def test_clips_tuned_together_equal_clips_tuned_alone(colour):
+    """pivotal_tune_clips tunes many clips in one vmapped loop: each copy equals the one pivotal_tune gives for
+    its clip alone (to float rounding), also from per-clip starting copies and with a clip whose keyframes render
+    frame by frame (appearance differs) or that has another keyframe count; the clips' own weights differ."""
+    kw = dict(channels=3, background=3, tint=True, edge=1) if colour else {}
+    G, other = tiny_objects(objects=2, seed=0, **kw), tiny_objects(objects=2, seed=5, **kw)
+    shared = G.z_dim - G.background
+    zs, keys = [], []
+    for seed, n in ((2, 3), (3, 3), (4, 3), (5, 2), (6, 3)):
+        z = other.sample_latents(n, torch.Generator().manual_seed(seed))
+        if seed != 4:  # clip 2 keeps an appearance per keyframe: rendered frame by frame
+            z[1:, :shared] = torch.where(torch.isin(torch.arange(shared), G.latent_layout.index), z[1:, :shared], z[0, :shared])
+        z[1:, shared:] = z[0, shared:]
+        zs.append(z)
+        with torch.no_grad():
+            keys.append(other(z))
+    alone = [pivotal_tune(G, z, x, steps=15, lr=1e-2) for z, x in zip(zs, keys)]
+    together = pivotal_tune_clips([G] * len(zs), zs, keys, steps=15, lr=1e-2)
+    for a, b, z in zip(alone, together, zs):  # Adam's normalised steps amplify rounding where gradients are ~0
+        for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+            torch.testing.assert_close(pb, pa, atol=5e-4, rtol=0, msg=name)
+        with torch.no_grad():
+            torch.testing.assert_close(b(z), a(z), atol=1e-3, rtol=0)  # measured: 2.5e-4 at most
+    assert not torch.equal(together[0].sprite_fc.weight, together[1].sprite_fc.weight)
+    assert not torch.equal(together[0].sprite_fc.weight, G.sprite_fc.weight)  # G itself untouched
+    again_alone = [pivotal_tune(a, z, x, steps=5, lr=1e-2) for a, z, x in zip(alone, zs, keys)]
+    again = pivotal_tune_clips(together, zs, keys, steps=5, lr=1e-2)  # from per-clip copies
+    for a, b in zip(again_alone, again):
+        torch.testing.assert_close(b.sprite_out.weight, a.sprite_out.weight, atol=5e-4, rtol=0)
+    with pytest.raises(LatentVideoError, match="pivot steps"):
+        pivotal_tune_clips([G], zs[:1], keys[:1], steps=-1)
+    with pytest.raises(LatentVideoError, match="2 generators for 1 latents"):
+        pivotal_tune_clips([G, G], zs[:1], keys[:1])
+
+
 def test_refit_fits_the_clip_again_through_the_tuned_copy():
     """Latents whose positions are off (a first inversion that went wrong): a refit pass inverts the clip again
     through the tuned copy and tunes again, which matches the keyframes better than tuning alone; the path then
@@ -542,7 +578,7 @@ def test_object_models_start_the_clip_fit_from_pnet_or_from_per_keyframe_lbfgs_w
 def test_background_plate_recovers_the_background_behind_moving_objects():
     """Keyframes of G's objects moving over a background G cannot draw: the plate equals that background wherever
     an object leaves it free in some keyframe, also where a slot missed its object (its latent elsewhere)."""
-    from latentvideo.slots import background_plate
+    from latentvideo.tune import background_plate
 
     G = tiny_objects(objects=2, channels=3, background=3, sprite=8)
     z = G.sample_latents(3, torch.Generator().manual_seed(4))

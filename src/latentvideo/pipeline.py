@@ -35,8 +35,9 @@ from .motion import BounceFit, fit_bounce
 from .objects import LatentLayout, latent_layout
 from .options import OptionError, Options
 from .render import render
-from .slots import background_plate, invert_clips, pivotal_tune, refit_clip
+from .slots import invert_clips, refit_clip
 from .trajectory import check_times, evenly_spaced_times, fit_trajectory, lerp_path, slerp_path
+from .tune import background_plate, pivotal_tune_clips
 from .unwrap import MAX_SPEED, unwrap_positions
 
 __all__ = ["Clip", "Options", "Pipeline", "generate", "load_pipeline", "prepare_keyframes"]
@@ -334,7 +335,7 @@ class Pipeline:
         if self.layout is not None and opts.pivot_steps:  # a per-clip sprite net, tuned on the clip's keyframes
             if keyframes is None or len(keyframes) != len(latents):
                 raise LatentVideoError("pivotal tuning needs every clip's keyframe images", hint="keyframes=")
-            tuned, latents = zip(*[self.pivot(zk, k, opts, timer) for zk, k in zip(latents, keyframes)])
+            tuned, latents = self.pivot(latents, keyframes, opts, timer)
         with timer("path"):  # 2-3.
             if opts.motion_prior != "off" and fits is None:
                 if keyframes is None or len(keyframes) != len(latents):
@@ -352,21 +353,24 @@ class Pipeline:
             frames = self.render_and_correct(z, opts, timer)  # 4-5.
         return Animation(frames, z.cpu(), timer.per(len(latents)), [zk.cpu() for zk in latents])
 
-    def pivot(self, latents: torch.Tensor, keyframes: torch.Tensor, opts: Options, timer: Timer):
-        """One clip's pivotal tuning (and `opts.refit` passes of inversion + tuning again): keyframe latents
-        [K, z_dim], images [K, C, H, W] -> (the tuned copy of G, the keyframe latents)."""
-        z, x = latents.to(self.device), keyframes.to(self.device)
+    def pivot(self, latents: list[torch.Tensor], keyframes: list[torch.Tensor], opts: Options, timer: Timer):
+        """Pivotal tuning of every clip at once (tune.pivotal_tune_clips), and `opts.refit` passes of each clip's
+        inversion through its tuned copy, then tuning again: per clip keyframe latents [K, z_dim] and images
+        [K, C, H, W] -> (per clip the tuned copy of G, per clip the keyframe latents)."""
+        z = [zk.to(self.device) for zk in latents]
+        x = [k.to(self.device) for k in keyframes]
         with timer("pivot"):
-            tuned = pivotal_tune(self.generator, z, x, opts.pivot_steps)
+            tuned = pivotal_tune_clips([self.generator] * len(z), z, x, opts.pivot_steps)
         for _ in range(opts.refit):
             with timer("refit"):
                 fit = dict(clip_steps=opts.clip_steps, associate=opts.associate, centre_steps=opts.centre_steps)
-                z = refit_clip(tuned, z, x, layout=self.layout, **fit)
+                z = [refit_clip(G, zk, xk, layout=self.layout, **fit) for G, zk, xk in zip(tuned, z, x)]
             with timer("pivot"):
-                tuned = pivotal_tune(tuned, z, x, opts.pivot_steps)
+                tuned = pivotal_tune_clips(tuned, z, x, opts.pivot_steps)
         # the plate only for the render: fitting and tuning against it lost identity (BENCHMARK.md)
         if opts.plate and self.has_backdrop:
-            tuned.plate = background_plate(tuned, z, x)
+            for G, zk, xk in zip(tuned, z, x):
+                G.plate = background_plate(G, zk, xk)
         return tuned, z
 
     def render_and_correct(self, z: torch.Tensor, opts: Options, timer: Timer | None = None, G=None) -> torch.Tensor:

@@ -16,14 +16,11 @@
 
 A digit's identity then cannot drift between keyframes: the path between them only moves it.
 `slot_matched_error` is P-NET's supervised loss on G's own samples (slot order does not matter).
-`pivotal_tune` (Roich et al. 2021) fine-tunes a per-clip copy of the sprite net on the keyframes, so that the
-sprites are the keyframes' own objects while the positions still come from the latent path; in colour,
-`background_plate` gives that copy the clip's static background, taken from the keyframes where no object covers it.
+`refit_clip` runs the clip fit again through a per-clip copy of G tuned on the keyframes (tune.py).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass
@@ -349,44 +346,3 @@ def refit_clip(G, latents: torch.Tensor, keyframes: torch.Tensor, **clip_options
     associate, centre_steps). Returns the new latents [K, z_dim]."""
     start = latents.detach()
     return invert_clips(G, [keyframes], lambda images: start, frame_steps=0, **clip_options).latents[0].to(start)
-
-
-def background_plate(G, latents: torch.Tensor, keyframes: torch.Tensor, sigma: float = 0.1) -> torch.Tensor:
-    """A clip's static background from its own keyframes: latents [K, z_dim], keyframes [K, 3, H, W] -> [3, H, W].
-
-    Each pixel is a weighted mean of the keyframes: a keyframe counts where none of G's objects (every slot's
-    alpha at its keyframe position) covers the pixel, and where it agrees (within `sigma` in RGB) with the median
-    of the keyframes that are free there, so an object that moves between keyframes leaves no trace even where a
-    slot missed it. Where objects cover a pixel in every keyframe, the keyframes' median fills in. The objects,
-    their positions and the path stay G's; the plate only replaces the background net's blurred drawing."""
-    with torch.no_grad():
-        free = (1 - G.layers(latents)[:, :, 3:]).prod(1)  # [K, 1, H, W]: 1 where no object covers the pixel
-        ref = keyframes.masked_fill(free < 0.5, float("nan")).nanmedian(0).values  # [3, H, W]: NaN if never free
-        ref = torch.where(ref.isnan(), keyframes.median(0).values, ref)
-        agree = torch.exp(-(keyframes - ref).pow(2).sum(1, keepdim=True) / (2 * sigma**2))  # [K, 1, H, W]
-        w = free * agree
-        return ((w * keyframes).sum(0) + 0.05 * ref) / (w.sum(0) + 0.05)
-
-
-def pivotal_tune(G, latents: torch.Tensor, keyframes: torch.Tensor, steps: int = 30, lr: float = 1e-3):
-    """A copy of G whose sprite and background nets (parameters named sprite* or bg*, or all of G's without such:
-    the clip's static background is as much a keyframe's appearance as its sprites) are fine-tuned with Adam
-    for `steps` so that G(latents [K, z_dim]) matches keyframes [K, C, H, W]; the latents stay fixed. Returns the
-    copy, frozen; G is not modified."""
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-        raise LatentVideoError(f"pivot steps must be an integer >= 0, got {steps!r}")
-    tuned = copy.deepcopy(G).requires_grad_(False)
-    params = [p for n, p in tuned.named_parameters() if n.startswith(("sprite", "bg"))] or list(tuned.parameters())
-    if not params or not steps:  # nothing to tune
-        return tuned.eval()
-    for p in params:
-        p.requires_grad_(True)
-    opt = torch.optim.Adam(params, lr)
-    z, x = latents.detach(), keyframes.detach()
-    with torch.enable_grad():
-        for _ in range(steps):
-            loss = (render_clips(tuned, z[None])[0] - x).pow(2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return tuned.eval().requires_grad_(False)
