@@ -497,7 +497,8 @@ def test_clips_tuned_together_equal_clips_tuned_alone(colour):
     for seed, n in ((2, 3), (3, 3), (4, 3), (5, 2), (6, 3)):
         z = other.sample_latents(n, torch.Generator().manual_seed(seed))
         if seed != 4:  # clip 2 keeps an appearance per keyframe: rendered frame by frame
-            z[1:, :shared] = torch.where(torch.isin(torch.arange(shared), G.latent_layout.index), z[1:, :shared], z[0, :shared])
+            own = torch.isin(torch.arange(shared), G.latent_layout.index)  # positions: one per keyframe
+            z[1:, :shared] = torch.where(own, z[1:, :shared], z[0, :shared])
         z[1:, shared:] = z[0, shared:]
         zs.append(z)
         with torch.no_grad():

@@ -7,8 +7,9 @@ so that the sprites are the keyframes' own objects while the positions still com
     pivotal_tune_clips(generators, latents, keyframes)  many clips -> their tuned copies, in one batched loop:
         the copies' tuned weights are stacked [M, ...], torch.func.vmap renders every clip with its own weights
         (the convolutions become grouped ones), and one Adam step serves all clips. Adam is elementwise and the
-        clips' losses are separate, so each copy is the one `pivotal_tune` gives, at half the time per clip
-        (the sprite net's small convolutions use 2 CPU cores poorly one clip at a time).
+        clips' losses are separate, so each copy is the one `pivotal_tune` gives (to float rounding), in about
+        two thirds of the time per clip on 2 CPU cores (the per-step overheads are shared; the convolutions'
+        arithmetic is not).
     background_plate(G, latents, keyframes)             a colour clip's static background from its keyframes
 """
 
@@ -25,7 +26,7 @@ from torch.func import functional_call, vmap
 from .errors import LatentVideoError
 from .objects import latent_layout
 
-CHUNK = 32  # clips per batched tuning loop (memory grows with it; speed per clip stops improving near 8)
+CHUNK = 32  # clips per batched tuning loop (memory grows with it; the time per clip stops falling near 4)
 
 
 def pivotal_tune(G, latents: torch.Tensor, keyframes: torch.Tensor, steps: int = 30, lr: float = 1e-3):

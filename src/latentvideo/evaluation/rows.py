@@ -41,6 +41,7 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
         ("centre-of-mass steps off", "objects", {"centre_steps": 0}),
         ("ink stage off (no centre steps, no slot association)", "objects", {"centre_steps": 0, "associate": False}),
         ("pivotal tuning, 60 steps", "objects", {"pivot_steps": 60}),
+        ("pivotal tuning, 180 steps", "objects", {"pivot_steps": 180}),
         (
             "previous default (50 L-BFGS steps per keyframe, pivotal tuning 60 steps)",
             "objects",
