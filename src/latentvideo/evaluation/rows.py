@@ -45,10 +45,11 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
         (
             "previous default (50 L-BFGS steps per keyframe, pivotal tuning 60 steps)",
             "objects",
-            {"method": "pnet+lbfgs", "lbfgs_steps": 50, "pivot_steps": 60},
+            {"method": "pnet+lbfgs", "lbfgs_steps": 50, "pivot_steps": 60, "refit": 1},
         ),
         ("pivotal tuning off", "objects", {"pivot_steps": 0}),
         ("refit off (one inversion, one pivotal tuning)", "objects", {"refit": 0}),
+        ("refit, 1 pass", "objects", {"refit": 1}),
         ("refit, 2 passes", "objects", {"refit": 2}),
     ]
     rows += [("background plate off (the background net draws it)", "objects", {"plate": False})] if colour else []
