@@ -550,15 +550,14 @@ def test_refit_fits_the_clip_again_through_the_tuned_copy():
 
 
 def test_object_models_default_to_pivotal_tuning_and_refit_passes_in_gray_and_colour():
-    """Sprite-net generators default to pivotal tuning and refit passes: two in gray, one in colour (each as
-    measured on its shipped domain, BENCHMARK.md); a user's module with positions but no sprite net has nothing
-    to tune."""
-    from latentvideo.pipeline import COLOUR_REFIT, OBJECT_PIVOT_STEPS, OBJECT_REFIT
+    """Sprite-net generators (gray or colour) default to pivotal tuning and two refit passes (measured on both
+    shipped domains, BENCHMARK.md); a user's module with positions but no sprite net has nothing to tune."""
+    from latentvideo.pipeline import OBJECT_PIVOT_STEPS, OBJECT_REFIT
 
-    for G, refit in ((tiny_objects(), OBJECT_REFIT), (tiny_objects(channels=3, background=3), COLOUR_REFIT)):
+    for G in (tiny_objects(), tiny_objects(channels=3, background=3)):
         opts = Pipeline.from_modules(G).default_options()
-        assert (opts.pivot_steps, opts.refit, opts.motion_prior) == (OBJECT_PIVOT_STEPS, refit, "off")
-    assert (OBJECT_REFIT, COLOUR_REFIT) == (2, 1)
+        assert (opts.pivot_steps, opts.refit, opts.motion_prior) == (OBJECT_PIVOT_STEPS, OBJECT_REFIT, "off")
+    assert OBJECT_REFIT == 2
     blob = Pipeline.from_modules(BlobGenerator(), layout={"positions": [[2, 3]], "fold_range": 24.0})
     assert (blob.default_options().pivot_steps, blob.default_options().refit) == (0, 0)
 
