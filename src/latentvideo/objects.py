@@ -196,7 +196,7 @@ class ObjectGenerator(nn.Module):
             self.bg_body = _upconv_stack(self.c0, [max(width, self.c0 >> (i + 1)) for i in range(n_up)])
             self.bg_out = nn.Conv2d(max(width, self.c0 >> n_up), channels, 3, 1, 1)
         # a clip's background plate [C, R, R] that replaces the background net (set on a per-clip tuned copy by
-        # the pipeline, slots.background_plate); not a weight, never saved
+        # the pipeline, tune.background_plate); not a weight, never saved
         self.plate: torch.Tensor | None = None
 
     # ------------------------------------------------------------ latent layout

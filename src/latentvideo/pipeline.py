@@ -180,7 +180,7 @@ class Pipeline:
             # 50 clips: motion 14.6 -> 9.9 px, identity 0.501 -> 0.589, MSE and SSIM better, 13.3 s against 11.0
             if pivot:
                 opts = replace(opts, refit=OBJECT_REFIT)
-            # colour: the clip's background from its keyframes where no object covers them (slots.background_plate)
+            # colour: the clip's background from its keyframes where no object covers them (tune.background_plate)
             # instead of the background net's blurred drawing of a photograph it never saw (BENCHMARK.md)
             if pivot and self.has_backdrop:
                 opts = replace(opts, plate=True)
