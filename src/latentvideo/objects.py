@@ -318,11 +318,18 @@ def render_clips(G, z: torch.Tensor) -> torch.Tensor:
     """Clips' latents [M, n, z_dim] -> images [M, n, C, H, W]. Where G can render a clip's frames from shared
     sprites (`forward_shared`) and every frame of each clip shares all but its positions, the sprite net runs once
     per clip (3x fewer sprites for 3 keyframes); otherwise frame by frame. The same images either way."""
-    layout = latent_layout(G)
-    if hasattr(G, "forward_shared") and layout is not None:
-        rest = torch.ones(z.shape[-1], dtype=torch.bool, device=z.device)
-        rest[layout.index.flatten()] = False
-        if torch.equal(z[:, :, rest], z[:, :1, rest].expand(-1, z.shape[1], -1)):
-            return G.forward_shared(z)
+    if shares_sprites(G, z):
+        return G.forward_shared(z)
     x = G(z.flatten(0, 1))
     return x.view(*z.shape[:2], *x.shape[1:])
+
+
+def shares_sprites(G, z: torch.Tensor) -> bool:
+    """Whether G can render clips' frames z [..., n, z_dim] from shared sprites (`forward_shared`): it has that
+    method and a layout, and within each clip the frames differ only in their positions."""
+    layout = latent_layout(G)
+    if not hasattr(G, "forward_shared") or layout is None:
+        return False
+    rest = torch.ones(z.shape[-1], dtype=torch.bool, device=z.device)
+    rest[layout.index.flatten()] = False
+    return torch.equal(z[..., rest], z[..., :1, rest].expand_as(z[..., rest]))

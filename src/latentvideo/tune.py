@@ -24,7 +24,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from .errors import LatentVideoError
-from .objects import latent_layout
+from .objects import shares_sprites
 
 CHUNK = 32  # clips per batched tuning loop (memory grows with it; the time per clip stops falling near 4)
 
@@ -51,7 +51,7 @@ def pivotal_tune_clips(generators, latents, keyframes, steps: int = 30, lr: floa
     for i, (G, z) in enumerate(zip(copies, latents)):
         names = tuned_names(G)
         if names and steps:
-            groups[(len(z), _renders_shared(G, z), tuple(names), _fixed_key(G, names))].append(i)
+            groups[(len(z), shares_sprites(G, z), tuple(names), _fixed_key(G, names))].append(i)
     for (_, shared, names, _), idx in groups.items():
         for start in range(0, len(idx), CHUNK):
             chunk = idx[start : start + CHUNK]
@@ -102,17 +102,6 @@ def _tune_together(copies, z, x, names, shared: bool, steps: int, lr: float):
         for i, p in enumerate(own):
             for n in names:
                 p[n].copy_(stacked[f"g.{n}"][i])
-
-
-def _renders_shared(G, z: torch.Tensor) -> bool:
-    """Whether G renders a clip's keyframes [K, z_dim] from shared sprites: it has `forward_shared` and a
-    layout, and the keyframes differ only in positions (as `objects.render_clips` decides)."""
-    layout = latent_layout(G)
-    if not hasattr(G, "forward_shared") or layout is None:
-        return False
-    rest = torch.ones(z.shape[-1], dtype=torch.bool, device=z.device)
-    rest[layout.index.flatten()] = False
-    return torch.equal(z[:, rest], z[:1, rest].expand(len(z), -1))
 
 
 def _fixed_key(G, names) -> tuple:
