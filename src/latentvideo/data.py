@@ -221,18 +221,42 @@ class MovingMNISTFrames:
         frame = paths[t, np.arange(n)][None]  # only the chosen frame: [1, n, D, 2]
         return compose(self.digits[pick], frame, self.size)[0][:, None]
 
+    def sample_pairs(self, rng: np.random.Generator, n: int, gap: int) -> np.ndarray:  # uint8 [n, 2, 1, H, W]
+        """Frames t and t + g of fresh sequences, g uniform in 1..gap (the pair critic, training/pairs.py)."""
+        if gap >= self.num_frames:
+            raise LatentVideoError(f"pair gap {gap} needs sequences of more than {gap} frames")
+        pick = rng.integers(0, len(self.digits), (n, self.num_digits))
+        paths = np.stack(
+            [bounce_paths(rng, n, self.num_frames, self.size - 28) for _ in range(self.num_digits)], 2
+        )  # [T, n, D, 2]
+        g = rng.integers(1, gap + 1, n)
+        t = (rng.random(n) * (self.num_frames - g)).astype(np.int64)
+        frames = np.stack([paths[t, np.arange(n)], paths[t + g, np.arange(n)]])  # [2, n, D, 2]
+        return compose(self.digits[pick], frames, self.size).transpose(1, 0, 2, 3)[:, :, None]
+
 
 class ArrayFrames:
-    """Frames already in memory (a folder, a video, a sequence file): sampled with replacement."""
+    """Frames already in memory (a folder, a video, a sequence file): sampled with replacement.
+    `stride`: how far apart in the array two consecutive frames of one shot are (1 for a video or a folder,
+    N for a sequence file's [T * N] frames)."""
 
-    def __init__(self, frames: np.ndarray):
+    def __init__(self, frames: np.ndarray, stride: int = 1):
         if frames.ndim != 4 or frames.dtype != np.uint8:
             raise LatentVideoError("frames must be uint8 [N, C, H, W]")
-        self.frames = frames
+        self.frames, self.stride = frames, stride
         self.shape = frames.shape[1:]
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return self.frames[rng.integers(0, len(self.frames), n)]
+
+    def sample_pairs(self, rng: np.random.Generator, n: int, gap: int) -> np.ndarray:  # uint8 [n, 2, C, H, W]
+        """Frames i and i + g * stride, g uniform in 1..gap: the same shot g frames later (a pair that spans a
+        cut between shots is rare at small gaps and is kept)."""
+        if len(self.frames) <= gap * self.stride:
+            raise LatentVideoError(f"{len(self.frames)} frames are too few for pairs {gap} frames apart")
+        g = rng.integers(1, gap + 1, n) * self.stride
+        i = (rng.random(n) * (len(self.frames) - g)).astype(np.int64)
+        return np.stack([self.frames[i], self.frames[i + g]], 1)
 
 
 # ---------------------------------------------------------------- readers
@@ -456,8 +480,8 @@ def frame_source(spec: str, num_digits: int = 2, size: int = 64, resize: int | N
     if p.suffix.lower() in (".npy", ".npz"):
         v = read_sequences(p)
         if _is_rgb_sequences(v):  # [T, N, H, W, 3] -> [T * N, 3, H, W]
-            return ArrayFrames(np.ascontiguousarray(v.reshape(-1, *v.shape[2:]).transpose(0, 3, 1, 2)))
-        return ArrayFrames(v.reshape(-1, 1, *v.shape[2:]))
+            return ArrayFrames(np.ascontiguousarray(v.reshape(-1, *v.shape[2:]).transpose(0, 3, 1, 2)), v.shape[1])
+        return ArrayFrames(v.reshape(-1, 1, *v.shape[2:]), v.shape[1])
     if p.suffix.lower() in VIDEO_EXTS:
         return ArrayFrames(read_video(p, resize))
     raise LatentVideoError(f"unknown data file type {p.suffix!r}: {p}", hint="a folder, .npy/.npz or a video")

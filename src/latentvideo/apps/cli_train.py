@@ -113,6 +113,12 @@ def train_gan_cmd(
     init: str | None = typer.Option(
         None, help="Start G and C from this model (shipped name, run or model folder): fine-tune on your frames."
     ),
+    pair_weight: float | None = typer.Option(
+        None,
+        help="objects: weight of a second critic on two frames of one shot, so that what does not move is "
+        "background (default 0: off).",
+    ),
+    pair_gap: int | None = typer.Option(None, help="objects: the pair critic's frames are 1..N apart (default 3)."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto (CUDA if present), cpu, cuda, cuda:N."),
     stop_after: int | None = typer.Option(None, help="Stop (with a checkpoint) after this total step; resume later."),
@@ -130,6 +136,7 @@ def train_gan_cmd(
       latentvideo train gan --out runs/smooth --pl-weight 2 --mapping-layers 4
       latentvideo train gan --out runs/objects --arch objects --objects 2 --batch-size 32
       latentvideo train gan --out runs/ft --data my.mp4 --init moving-shapes --batch-size 32
+      latentvideo train gan --out runs/pairs --data my.mp4 --arch objects --objects 3 --pair-weight 1
       torchrun --nproc_per_node=2 -m latentvideo.cli train gan --out runs/ddp
     """
     from ..training.gan import GANConfig, init_settings, train_gan
@@ -139,12 +146,13 @@ def train_gan_cmd(
     if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
         _fail(f"--minutes must be a positive number, got {minutes}")
     smoothing = {"pl_weight": pl_weight, "pl_every": pl_every, "mapping_layers": mapping_layers}
+    smoothing.update(pair_weight=pair_weight, pair_gap=pair_gap)
     smoothing = {k: v for k, v in smoothing.items() if v is not None}
     if pl_weight is not None and not (math.isfinite(pl_weight) and pl_weight >= 0):
         _fail(f"--pl-weight must be a finite number >= 0, got {pl_weight}")
     if resume is not None:
         if smoothing or init is not None:
-            _fail("--init, --pl-weight, --pl-every and --mapping-layers set up a new run", "use --out")
+            _fail("--init, --pl-weight, --pl-every, --mapping-layers and --pair-* set up a new run", "use --out")
         cfg = None
         if steps is not None:
             import json

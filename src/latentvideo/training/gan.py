@@ -34,6 +34,7 @@ from ..fileio import remove_stale_temps, write_json
 from ..models import Critic, Generator, load_model, model_config, resolve_device, save_model
 from ..objects import ObjectGenerator
 from ..render import save_grid
+from .pairs import SPEED_LR, PairMotion, check_pair_settings, pair_gaps
 from .regularisers import path_length_penalty
 
 
@@ -66,6 +67,8 @@ class GANConfig:
     sprite: int = 28  # objects: sprite size in px (the free range is resolution - sprite)
     background: int = 0  # objects: background code size (0: black, as Moving MNIST)
     init: str | None = None  # start G and C from this model (a run, a model folder or a shipped name): fine-tuning
+    pair_weight: float = 0.0  # objects: weight of the pair critic (two frames of one shot; training/pairs.py), 0 = off
+    pair_gap: int = 3  # objects: the pair critic's frames are 1..pair_gap frames apart
 
 
 ARCHS = ("dcgan", "objects")
@@ -106,6 +109,7 @@ def check_gan_config(config: GANConfig) -> None:
         ObjectGenerator(config.objects, config.appearance, res, 1, config.sprite, config.width, config.background)
     elif any(getattr(config, k) != getattr(GANConfig, k) for k in slot_opts):
         raise LatentVideoError(f"{', '.join(slot_opts)} are options of the objects generator", hint="arch='objects'")
+    check_pair_settings(config.pair_weight, config.pair_gap, config.arch)
 
 
 def init_settings(model: str | Path) -> dict:
@@ -318,8 +322,17 @@ def train_gan(
         c_args = dict(width=config.width, resolution=res, channels=channels)
         init_from(config.init, G, C, model_config(G, **g_args), model_config(C, **c_args))
     G_ema = copy.deepcopy(G).requires_grad_(False)
-    opt_g = torch.optim.Adam(G.parameters(), config.lr_g, betas=(config.beta1, config.beta2))
-    opt_c = torch.optim.Adam(C.parameters(), config.lr_c, betas=(config.beta1, config.beta2))
+    betas = (config.beta1, config.beta2)
+    opt_g = torch.optim.Adam(G.parameters(), config.lr_g, betas=betas)
+    opt_c = torch.optim.Adam(C.parameters(), config.lr_c, betas=betas)
+    modules, optimizers = {"G": G, "C": C, "G_ema": G_ema}, {"g": opt_g, "c": opt_c}
+    pair = config.pair_weight > 0  # the pair critic and G's learned speed (training/pairs.py), fresh under --init
+    if pair:
+        C_pair, motion = Critic(res, 2 * channels, config.width).to(dev), PairMotion().to(dev)
+        opt_cp = torch.optim.Adam(C_pair.parameters(), config.lr_c, betas=betas)
+        opt_m = torch.optim.Adam(motion.parameters(), SPEED_LR, betas=betas)
+        modules.update(C_pair=C_pair, motion=motion)
+        optimizers.update(cp=opt_cp, m=opt_m)
     gen = torch.Generator().manual_seed(config.seed * 1000 + dist.rank)  # z and GP mixing weights
     data_rng = np.random.default_rng([config.seed, dist.rank])
     step = 0
@@ -328,9 +341,7 @@ def train_gan(
         for folder in (run_dir, run_dir / "generator", run_dir / "critic", run_dir / "samples"):
             remove_stale_temps(folder)
     if resume and (run_dir / "checkpoint.safetensors").exists():
-        rng, meta = load_checkpoint(
-            run_dir / "checkpoint.safetensors", {"G": G, "C": C, "G_ema": G_ema}, {"g": opt_g, "c": opt_c}
-        )
+        rng, meta = load_checkpoint(run_dir / "checkpoint.safetensors", modules, optimizers)
         step = meta["step"]
         pl_mean.fill_(meta.get("pl_mean", 0.0))  # float32 -> JSON -> float32 is exact
         gen.set_state(rng[f"torch_{dist.rank}"])
@@ -350,12 +361,17 @@ def train_gan(
         write_json(run_dir / "config.json", dataclasses.asdict(config))
 
     G_d, C_d = dist.wrap(G), dist.wrap(C)
+    Cp_d = dist.wrap(C_pair) if pair else None
     local_batch = max(1, config.batch_size // dist.world)
     fixed_z = sample_latents(G, 64, torch.Generator().manual_seed(1234)).to(dev)
     end = min(config.steps, stop_after) if stop_after is not None else config.steps
 
     def real_batch():
         return torch.from_numpy(source.sample(data_rng, local_batch)).to(dev).float() / 255
+
+    def real_pairs():  # [B, 2C, H, W]: frames t and t + g of one shot, stacked on channels
+        pairs = source.sample_pairs(data_rng, local_batch, config.pair_gap)  # uint8 [B, 2, C, H, W]
+        return torch.from_numpy(pairs).to(dev).flatten(1, 2).float() / 255
 
     def checkpoint():
         rng = {f"torch_{dist.rank}": gen.get_state()}
@@ -373,13 +389,7 @@ def train_gan(
             return
         meta = {"step": step, "data_rng": states, "config": dataclasses.asdict(config), "pl_mean": pl_mean.item()}
         meta["elastic_run"] = os.environ.get("TORCHELASTIC_RUN_ID")  # lets a torchrun restart tell its own run
-        save_checkpoint(
-            run_dir / "checkpoint.safetensors",
-            {"G": G, "C": C, "G_ema": G_ema},
-            {"g": opt_g, "c": opt_c},
-            rng,
-            meta,
-        )
+        save_checkpoint(run_dir / "checkpoint.safetensors", modules, optimizers, rng, meta)
         save_model(G_ema if config.ema else G, run_dir / "generator", model_config(G, **g_args))
         save_model(C, run_dir / "critic", model_config(C, width=config.width, resolution=res, channels=channels))
         with torch.no_grad():
@@ -395,7 +405,7 @@ def train_gan(
     try:  # close the bar on errors too, so that the error line starts a line of its own
         while step < end:
             # critic: n_critic steps on fresh real frames
-            for _ in range(config.n_critic):
+            for i in range(config.n_critic):
                 real = real_batch()
                 z = sample_latents(G, local_batch, gen).to(dev)
                 eps = torch.rand(local_batch, 1, 1, 1, generator=gen).to(dev)
@@ -406,13 +416,34 @@ def train_gan(
                 (loss_c + config.gp_weight * gp).backward()
                 opt_c.step()
                 frames_seen += local_batch * dist.world
+                if pair and i == config.n_critic - 1:  # the pair critic, a step per G step: the same fakes, each
+                    # beside its latent rendered with the slots moved
+                    with torch.no_grad():
+                        moved = motion(G, z, pair_gaps(local_batch, config.pair_gap, gen), gen)
+                        fake_pair = torch.cat([fake, G(moved)], 1)
+                    eps = torch.rand(local_batch, 1, 1, 1, generator=gen).to(dev)
+                    loss_p, gp_p, wdist_p = gradient_penalty_loss(Cp_d, real_pairs(), fake_pair, eps)
+                    opt_cp.zero_grad(set_to_none=True)
+                    (loss_p + config.gp_weight * gp_p).backward()
+                    opt_cp.step()
             # generator: one step against the current critic (unwrapped, frozen)
             C.requires_grad_(False)
             z = sample_latents(G, local_batch, gen).to(dev)
-            loss_g = -C(G_d(z)).mean()
+            if pair:  # one forward of G over both frames of each pair (DDP allows one forward per backward)
+                C_pair.requires_grad_(False)
+                z2 = motion(G, z, pair_gaps(local_batch, config.pair_gap, gen), gen)
+                x, x2 = G_d(torch.cat([z, z2])).chunk(2)
+                loss_g = -C(x).mean() - config.pair_weight * C_pair(torch.cat([x, x2], 1)).mean()
+                opt_m.zero_grad(set_to_none=True)
+            else:
+                loss_g = -C(G_d(z)).mean()
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
+            if pair:
+                dist.average_grads(motion)
+                opt_m.step()
+                C_pair.requires_grad_(True)
             if config.pl_weight and (step + 1) % config.pl_every == 0:  # lazy path-length regularisation
                 pl_z = torch.randn(max(1, local_batch // 2), config.z_dim, generator=gen).to(dev)
                 pl, pl_mean = path_length_penalty(G, pl_z, pl_mean, generator=gen, reduce=dist.mean)
@@ -443,6 +474,8 @@ def train_gan(
                 }
                 if config.pl_weight:
                     row["pl_mean"] = pl_mean.item()
+                if pair:
+                    row.update(wdist_pair=wdist_p.item(), speed_px=motion.speed())
                 bar.set_postfix(wdist=f"{row['wdist']:.3f}", gp=f"{row['gp']:.3f}", fps=f"{fps:.0f}")
                 with open(run_dir / "stats.jsonl", "a") as f:
                     f.write(json.dumps(row) + "\n")
