@@ -29,7 +29,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .objects import LatentLayout, fold
 
-CENTRE_STEPS = 3  # centre-of-mass steps after the clip fit (measured: BENCHMARK.md)
+CENTRE_STEPS = 3  # centre-of-mass steps after the clip fit (measured: docs/benchmark-history.md)
 OWN_BLUR = 4.0  # px: blur of each slot's layer that decides which slot explains a pixel's ink
 MATCH_SHIFT = 3  # px: the alignment searched when two keyframes' objects are compared
 SWAP_MARGIN = 0.8  # a clip's slots are reassigned only when that costs below this fraction of keeping them

@@ -48,7 +48,7 @@ PRETRAINED = SHIPPED / DEFAULT_MODEL
 MAX_FRAMES = 10_000  # cap on --frames; rendering is chunked, so memory stays bounded
 OBJECT_FRAME_STEPS = 50  # generators with position coordinates: L-BFGS per keyframe before the clip-level fit
 # (used without a P-NET, or with method pnet+lbfgs; with a P-NET the clip fit starts from its latents: BENCHMARK.md)
-OBJECT_PIVOT_STEPS = 120  # ... and pivotal tuning of the sprite net per clip (Adam, lr 1e-3; BENCHMARK.md)
+OBJECT_PIVOT_STEPS = 120  # ... and pivotal tuning of the sprite net per clip (Adam, lr 1e-3; docs/benchmark-history.md)
 OBJECT_REFIT = 2  # passes of inversion + pivotal tuning again through the tuned copy (BENCHMARK.md)
 
 
@@ -161,15 +161,15 @@ class Pipeline:
         if self.critic is None:
             opts = replace(opts, critic="off")
         if self.layout is not None:  # positions are latent coordinates: the path moves objects by itself
-            # measured on the objects runs (BENCHMARK.md): pivotal tuning lifts identity 0.17 -> 0.44 (60 steps
-            # against 30: keyframe PSNR 20.5 -> 21.4 dB on 24 test clips; lr 2e-3 or more lost), and critic
+            # measured on the objects runs (docs/benchmark-history.md): pivotal tuning lifts identity 0.17 -> 0.44
+            # (60 steps against 30: keyframe PSNR 20.5 -> 21.4 dB on 24 test clips; lr 2e-3 or more lost), and critic
             # correction changes nothing there (MSE 0.0382 either way) but costs 0.26 s per clip
             pivot = OBJECT_PIVOT_STEPS if hasattr(self.generator, "sprites") else 0  # a sprite net to tune
             opts = replace(opts, motion_prior="off", lbfgs_steps=OBJECT_FRAME_STEPS, pivot_steps=pivot, critic="off")
             # the clip fit starts from P-NET's latents: the 50 L-BFGS steps per keyframe before it cost 0.8 s per
             # clip, which buys more as pivotal tuning (120 steps, not 60). 200 digit sequences: motion 3.01 -> 2.18
             # px, identity 0.595 -> 0.638, 4.57 s per clip against 4.86; colour, 50 clips: better on every metric
-            # (motion 16.0 -> 14.6 px), but 11.6 s per clip against 6.9 (BENCHMARK.md)
+            # (motion 16.0 -> 14.6 px), but 11.6 s per clip against 6.9 (docs/benchmark-history.md)
             if self.projector is not None:
                 opts = replace(opts, method="pnet")
             # objects fitted a second time, through the tuned copy whose sprites (and backdrop) already match the
@@ -370,7 +370,7 @@ class Pipeline:
                 z = [refit_clip(G, zk, xk, layout=self.layout, **fit) for G, zk, xk in zip(tuned, z, x)]
             with timer("pivot"):
                 tuned = pivotal_tune_clips(tuned, z, x, opts.pivot_steps)
-        # the plate only for the render: fitting and tuning against it lost identity (BENCHMARK.md)
+        # the plate only for the render: fitting and tuning against it lost identity (docs/benchmark-history.md)
         if opts.plate and self.has_backdrop:
             for G, zk, xk in zip(tuned, z, x):
                 G.plate = background_plate(G, zk, xk)

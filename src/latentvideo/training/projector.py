@@ -45,7 +45,7 @@ class ProjectorConfig:
     # weight of |P(G(z)) - z|^2 on G samples (0 disables). On the step-6,500 model (120 test frames) it
     # hurts: this term (~1 per dim) swamps the reconstruction (~0.02). P-NET trained on reconstruction alone
     # (8,000 steps) starts L-BFGS at MSE/px 0.015 instead of 0.030; after 50 L-BFGS steps 0.0052 against
-    # 0.0073, and the classifier reads the digits right on 59 % of frames against 47 % (BENCHMARK.md).
+    # 0.0073, and the classifier reads the digits right on 59 % of frames against 47 % (docs/benchmark-history.md).
     supervised: float = 0.0
     prior: float = 1e-3  # keeps predictions near the N(0, I) shell G was trained on
     # generators with object slots (objects.LatentLayout): weight of the slot-matched error on G's own
