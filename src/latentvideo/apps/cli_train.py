@@ -119,6 +119,9 @@ def train_gan_cmd(
         "background (default 0: off).",
     ),
     pair_gap: int | None = typer.Option(None, help="objects: the pair critic's frames are 1..N apart (default 3)."),
+    pair_speed: float | None = typer.Option(
+        None, help="objects: your objects' typical speed in px per frame, for the pair critic (default 3.6)."
+    ),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto (CUDA if present), cpu, cuda, cuda:N."),
     stop_after: int | None = typer.Option(None, help="Stop (with a checkpoint) after this total step; resume later."),
@@ -146,7 +149,7 @@ def train_gan_cmd(
     if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
         _fail(f"--minutes must be a positive number, got {minutes}")
     smoothing = {"pl_weight": pl_weight, "pl_every": pl_every, "mapping_layers": mapping_layers}
-    smoothing.update(pair_weight=pair_weight, pair_gap=pair_gap)
+    smoothing.update(pair_weight=pair_weight, pair_gap=pair_gap, pair_speed=pair_speed)
     smoothing = {k: v for k, v in smoothing.items() if v is not None}
     if pl_weight is not None and not (math.isfinite(pl_weight) and pl_weight >= 0):
         _fail(f"--pl-weight must be a finite number >= 0, got {pl_weight}")

@@ -34,7 +34,7 @@ from ..fileio import remove_stale_temps, write_json
 from ..models import Critic, Generator, load_model, model_config, resolve_device, save_model
 from ..objects import ObjectGenerator
 from ..render import save_grid
-from .pairs import SPEED_LR, PairMotion, check_pair_settings, pair_gaps
+from .pairs import check_pair_settings, move_slots, pair_gaps
 from .regularisers import path_length_penalty
 
 
@@ -69,6 +69,7 @@ class GANConfig:
     init: str | None = None  # start G and C from this model (a run, a model folder or a shipped name): fine-tuning
     pair_weight: float = 0.0  # objects: weight of the pair critic (two frames of one shot; training/pairs.py), 0 = off
     pair_gap: int = 3  # objects: the pair critic's frames are 1..pair_gap frames apart
+    pair_speed: float = 3.6  # objects: px per frame that G's slots move between a pair's frames (Moving MNIST's)
 
 
 ARCHS = ("dcgan", "objects")
@@ -109,7 +110,7 @@ def check_gan_config(config: GANConfig) -> None:
         ObjectGenerator(config.objects, config.appearance, res, 1, config.sprite, config.width, config.background)
     elif any(getattr(config, k) != getattr(GANConfig, k) for k in slot_opts):
         raise LatentVideoError(f"{', '.join(slot_opts)} are options of the objects generator", hint="arch='objects'")
-    check_pair_settings(config.pair_weight, config.pair_gap, config.arch)
+    check_pair_settings(config.pair_weight, config.pair_gap, config.pair_speed, config.arch)
 
 
 def init_settings(model: str | Path) -> dict:
@@ -326,13 +327,11 @@ def train_gan(
     opt_g = torch.optim.Adam(G.parameters(), config.lr_g, betas=betas)
     opt_c = torch.optim.Adam(C.parameters(), config.lr_c, betas=betas)
     modules, optimizers = {"G": G, "C": C, "G_ema": G_ema}, {"g": opt_g, "c": opt_c}
-    pair = config.pair_weight > 0  # the pair critic and G's learned speed (training/pairs.py), fresh under --init
+    pair = config.pair_weight > 0  # the pair critic (training/pairs.py), fresh under --init
     if pair:
-        C_pair, motion = Critic(res, 2 * channels, config.width).to(dev), PairMotion().to(dev)
+        C_pair = Critic(res, 2 * channels, config.width).to(dev)
         opt_cp = torch.optim.Adam(C_pair.parameters(), config.lr_c, betas=betas)
-        opt_m = torch.optim.Adam(motion.parameters(), SPEED_LR, betas=betas)
-        modules.update(C_pair=C_pair, motion=motion)
-        optimizers.update(cp=opt_cp, m=opt_m)
+        modules["C_pair"], optimizers["cp"] = C_pair, opt_cp
     gen = torch.Generator().manual_seed(config.seed * 1000 + dist.rank)  # z and GP mixing weights
     data_rng = np.random.default_rng([config.seed, dist.rank])
     step = 0
@@ -419,7 +418,7 @@ def train_gan(
                 if pair and i == config.n_critic - 1:  # the pair critic, a step per G step: the same fakes, each
                     # beside its latent rendered with the slots moved
                     with torch.no_grad():
-                        moved = motion(G, z, pair_gaps(local_batch, config.pair_gap, gen), gen)
+                        moved = move_slots(G, z, pair_gaps(local_batch, config.pair_gap, gen), config.pair_speed, gen)
                         fake_pair = torch.cat([fake, G(moved)], 1)
                     eps = torch.rand(local_batch, 1, 1, 1, generator=gen).to(dev)
                     loss_p, gp_p, wdist_p = gradient_penalty_loss(Cp_d, real_pairs(), fake_pair, eps)
@@ -431,18 +430,15 @@ def train_gan(
             z = sample_latents(G, local_batch, gen).to(dev)
             if pair:  # one forward of G over both frames of each pair (DDP allows one forward per backward)
                 C_pair.requires_grad_(False)
-                z2 = motion(G, z, pair_gaps(local_batch, config.pair_gap, gen), gen)
+                z2 = move_slots(G, z, pair_gaps(local_batch, config.pair_gap, gen), config.pair_speed, gen)
                 x, x2 = G_d(torch.cat([z, z2])).chunk(2)
                 loss_g = -C(x).mean() - config.pair_weight * C_pair(torch.cat([x, x2], 1)).mean()
-                opt_m.zero_grad(set_to_none=True)
             else:
                 loss_g = -C(G_d(z)).mean()
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
             if pair:
-                dist.average_grads(motion)
-                opt_m.step()
                 C_pair.requires_grad_(True)
             if config.pl_weight and (step + 1) % config.pl_every == 0:  # lazy path-length regularisation
                 pl_z = torch.randn(max(1, local_batch // 2), config.z_dim, generator=gen).to(dev)
@@ -475,7 +471,7 @@ def train_gan(
                 if config.pl_weight:
                     row["pl_mean"] = pl_mean.item()
                 if pair:
-                    row.update(wdist_pair=wdist_p.item(), speed_px=motion.speed())
+                    row["wdist_pair"] = wdist_p.item()
                 bar.set_postfix(wdist=f"{row['wdist']:.3f}", gp=f"{row['gp']:.3f}", fps=f"{fps:.0f}")
                 with open(run_dir / "stats.jsonl", "a") as f:
                     f.write(json.dumps(row) + "\n")
