@@ -49,16 +49,17 @@ def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(out, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).repeat(C, 1, 1, 1), groups=C)
 
 
-def slot_ink(G, z: torch.Tensor, images: torch.Tensor):
+def slot_ink(G, z: torch.Tensor, images: torch.Tensor, backs: torch.Tensor | None = None):
     """-> (layers [N, K, R, R], ink [N, 1, R, R], drawn [N, 1, R, R], look [N, C, R, R]): each slot's placed
     sprite (gray: intensity; RGB: alpha), the images' ink, G's own rendering's ink, and what an object looks like
-    (gray: its ink; RGB: its colours where there is ink)."""
+    (gray: its ink; RGB: its colours where there is ink). RGB: ink is measured against `backs` [N, 3, R, R] (a
+    clip's background plate, tune.background_plate) where given, else against G's backdrop for z."""
     with torch.no_grad():
         placed = G.layers(z)  # [N, K, c, R, R]
         if placed.shape[2] == 1:  # gray, max-composed on black
             layers = placed[:, :, 0]
             return layers, images[:, :1], layers.amax(1, keepdim=True), images[:, :1]
-        back = G.backdrop(G.split(z)[2])  # [N, 3, R, R]
+        back = G.backdrop(G.split(z)[2]) if backs is None else backs  # [N, 3, R, R]
         e = (images - back).norm(dim=1, keepdim=True)
         ink = (e - 2 * e.flatten(1).median(1).values[:, None, None, None]).clamp_min(0)
         rendered = G.compose(placed, back) if hasattr(G, "compose") else G(z)  # compose: no second placement
@@ -80,7 +81,9 @@ def ink_centres(w: torch.Tensor):
     return torch.stack([(w.sum(3) * coords).sum(2), (w.sum(2) * coords).sum(2)], -1) / (m[..., None] + 1e-6), m
 
 
-def centre_on_ink(G, z: torch.Tensor, images: torch.Tensor, layout: LatentLayout, steps: int = CENTRE_STEPS):
+def centre_on_ink(
+    G, z: torch.Tensor, images: torch.Tensor, layout: LatentLayout, steps: int = CENTRE_STEPS, backs=None
+):
     """z [N, z_dim] with every slot moved so that the ink it explains in the image and in G's rendering have the
     same centre of mass, `steps` times. An exact fit is left as it is; where G's sprite is not the keyframe's
     object, the slot moves to the object's centre rather than to where the strokes align best. Each new position
@@ -88,7 +91,7 @@ def centre_on_ink(G, z: torch.Tensor, images: torch.Tensor, layout: LatentLayout
     z = z.clone()
     idx = layout.index.to(z.device)  # [K, 2]
     for _ in range(steps):
-        layers, ink, drawn_ink, _ = slot_ink(G, z, images)
+        layers, ink, drawn_ink, _ = slot_ink(G, z, images, backs)
         share = owned_ink(layers)
         want, mass = ink_centres(ink * share)  # the ink each slot explains in the image ...
         have, drawn = ink_centres(drawn_ink * share)  # ... and in G's rendering
@@ -102,11 +105,11 @@ def centre_on_ink(G, z: torch.Tensor, images: torch.Tensor, layout: LatentLayout
     return z
 
 
-def object_patches(G, z: torch.Tensor, images: torch.Tensor, margin: int = MATCH_SHIFT) -> torch.Tensor:
+def object_patches(G, z: torch.Tensor, images: torch.Tensor, margin: int = MATCH_SHIFT, backs=None) -> torch.Tensor:
     """-> [N, K, C, P, P] with P = G.sprite + 2 margin: what each slot explains (`slot_ink`'s look times the slot's
     share), cut out around the centre of mass of its ink (zeros beyond the canvas). The same object in two
     keyframes gives the same patch, up to a shift."""
-    layers, ink, _, look = slot_ink(G, z, images)
+    layers, ink, _, look = slot_ink(G, z, images, backs)
     share = owned_ink(layers)[:, :, None]  # [N, K, 1, R, R]
     centre, _ = ink_centres(ink * share[:, :, 0])
     obj = look[:, None] * share  # [N, K, C, R, R]
@@ -131,7 +134,7 @@ def patch_distance(a: torch.Tensor, b: torch.Tensor, margin: int = MATCH_SHIFT) 
     return d.flatten(-2).amin(-1)
 
 
-def associate_slots(G, z: torch.Tensor, images: torch.Tensor, layout: LatentLayout, counts, margin=SWAP_MARGIN):
+def associate_slots(G, z, images, layout: LatentLayout, counts, margin=SWAP_MARGIN, backs=None):
     """z [N, z_dim] of clips with `counts` keyframes each (in order) -> (z, perms): in every clip, the keyframes'
     slot positions permuted so that slot k is the same object in every keyframe.
 
@@ -145,7 +148,7 @@ def associate_slots(G, z: torch.Tensor, images: torch.Tensor, layout: LatentLayo
     K = len(layout.positions)
     idx = layout.index.to(z.device)
     z = z.clone()
-    patches = object_patches(G, z, images)  # [N, K, P, P]
+    patches = object_patches(G, z, images, backs=backs)  # [N, K, P, P]
     perms, start = [], 0
     for n in counts:
         perm = np.tile(np.arange(K), (n, 1))

@@ -118,6 +118,13 @@ class Options:
         "plate taken from the keyframes where no object covers it, instead of the background net's drawing.",
         "bool",
     )
+    plate_search: bool = knob(
+        False,
+        "Colour generators with a background net and position coordinates: the inversion looks for objects (slot "
+        "search, centre-of-mass steps, slot matching) against the clip's background plate rather than the "
+        "background net's drawing, which can hold objects that no slot then finds.",
+        "bool",
+    )
 
     def validated(self) -> Options:
         """Check every field against its kind; raises OptionError naming the field."""

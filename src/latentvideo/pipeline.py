@@ -282,6 +282,7 @@ class Pipeline:
             clip_steps=opts.clip_steps,
             associate=opts.associate,
             centre_steps=opts.centre_steps,
+            plate_search=opts.plate_search,
         )
         cat = torch.cat
         return Inversion(cat(ci.latents), cat(ci.reconstructions), cat(ci.errors), ci.seconds)
@@ -366,7 +367,12 @@ class Pipeline:
             tuned = pivotal_tune_clips([self.generator] * len(z), z, x, opts.pivot_steps)
         for _ in range(opts.refit):
             with timer("refit"):
-                fit = dict(clip_steps=opts.clip_steps, associate=opts.associate, centre_steps=opts.centre_steps)
+                fit = dict(
+                    clip_steps=opts.clip_steps,
+                    associate=opts.associate,
+                    centre_steps=opts.centre_steps,
+                    plate_search=opts.plate_search,
+                )
                 z = [refit_clip(G, zk, xk, layout=self.layout, **fit) for G, zk, xk in zip(tuned, z, x)]
             with timer("pivot"):
                 tuned = pivotal_tune_clips(tuned, z, x, opts.pivot_steps)

@@ -17,6 +17,10 @@
 A digit's identity then cannot drift between keyframes: the path between them only moves it.
 `slot_matched_error` is P-NET's supervised loss on G's own samples (slot order does not matter).
 `refit_clip` runs the clip fit again through a per-clip copy of G tuned on the keyframes (tune.py).
+With `plate_search` (colour, a background net) the template search of stages 1-2 and the ink of stage 4 measure
+objects against the clip's background plate (tune.background_plate: its keyframes where no slot covers them and
+they agree) instead of G's drawn backdrop, which can hold objects that no slot then looks for; the L-BFGS fits
+still render G's own backdrop.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from .errors import LatentVideoError
 from .ink import CENTRE_STEPS, associate_slots, blur, centre_on_ink
 from .invert import invert, lbfgs
 from .objects import LatentLayout, fold, latent_layout, render_clips
+from .tune import background_plate
 
 
 @dataclass
@@ -116,14 +121,16 @@ def invert_clips(
     coarse_sigma: float = 2.0,
     associate: bool = True,
     centre_steps: int = CENTRE_STEPS,
+    plate_search: bool = False,
     seed: int = 0,
 ) -> ClipInversion:
     """Clip-level inversion of keyframe sets [K_i, C, H, W] (each a clip) through a generator with slots.
 
     frame_steps: L-BFGS iterations per keyframe alone (stage 1); clip_steps: joint iterations (stage 3),
     the first third of them on images blurred with `coarse_sigma` px; associate and centre_steps: stage 4
-    (gray, or RGB alpha-over onto a backdrop). Without a projector stage 1 starts from zeros with the slots
-    spread around the canvas centre."""
+    (gray, or RGB alpha-over onto a backdrop); plate_search: RGB objects are looked for against each clip's
+    background plate (module docstring). Without a projector stage 1 starts from zeros with the slots spread
+    around the canvas centre."""
     layout = layout or latent_layout(G)
     if layout is None:
         raise LatentVideoError("clip-level inversion needs a generator that declares its position coordinates")
@@ -147,23 +154,27 @@ def invert_clips(
     alpha_over = getattr(G, "channels", 0) == 3 and hasattr(G, "backdrop") and hasattr(G, "split")  # RGBA, backdrop
     templates = hasattr(G, "sprites") and (gray or alpha_over)
     inked = (gray or alpha_over) and hasattr(G, "layers")  # stage 4, and the ink-based slot association
+    plates = (lambda zs: _plates(G, zs, sets)) if plate_search and alpha_over and hasattr(G, "layers") else None
+    bounds = np.cumsum([0] + [len(k) for k in sets])
+    split = lambda z: [z[bounds[i] : bounds[i + 1]] for i in range(len(sets))]  # noqa: E731
     if templates:
-        init = _best_start(G, images, init, template_positions(G, init, images, layout))
+        canvas = plates(split(init)) if plates else None
+        init = _best_start(G, images, init, template_positions(G, init, images, layout, canvas), canvas)
     method = "lbfgs" if frame_steps else None
     z = invert(G, images, method, init=init, steps=frame_steps, seed=seed).latents if method else init
-    bounds = np.cumsum([0] + [len(k) for k in sets])
-    per_clip = [z[bounds[i] : bounds[i + 1]] for i in range(len(sets))]
     # 2. slots matched to keyframe 0; the clip's shared codes start from the keyframe that reconstructs best
     starts = []
-    for zc, x in zip(per_clip, sets):
+    for zc, x in zip(split(z), sets):
         zc = permute_slots(zc, layout, match_slots(G, zc, layout))
         start = _shared_start(G, zc, x, layout)
         if templates:  # the shared sprites placed afresh in every keyframe: which slot goes where follows appearance
-            start = _best_start(G, x, start, template_positions(G, start, x, layout))
+            canvas = _plates(G, [start], [x]) if plates else None
+            start = _best_start(G, x, start, template_positions(G, start, x, layout, canvas), canvas)
         starts.append(start)
     counts = [len(k) for k in sets]
     if inked and associate:  # each slot starts on one object in every keyframe, judged by their ink
-        starts = list(associate_slots(G, torch.cat(starts), images, layout, counts)[0].split(counts))
+        backs = plates(starts) if plates else None
+        starts = list(associate_slots(G, torch.cat(starts), images, layout, counts, backs=backs)[0].split(counts))
     # 3. joint fit, batched over clips with the same number of keyframes
     out = [None] * len(sets)
     for n in sorted({len(k) for k in sets}):
@@ -174,9 +185,10 @@ def invert_clips(
         for i, zc in zip(ids, fitted):
             out[i] = zc
     if inked:  # 4.
-        z = centre_on_ink(G, torch.cat(out), images, layout, centre_steps)  # each slot on the object it explains
+        backs = plates(out) if plates else None
+        z = centre_on_ink(G, torch.cat(out), images, layout, centre_steps, backs)  # each slot on the object it explains
         if associate:  # ... and the same object in every keyframe
-            z = associate_slots(G, z, images, layout, counts)[0]
+            z = associate_slots(G, z, images, layout, counts, backs=backs)[0]
         out = list(z.split(counts))
     with torch.no_grad():
         recons = [G(zc) for zc in out]
@@ -184,15 +196,15 @@ def invert_clips(
     return ClipInversion([zc.cpu() for zc in out], [r.cpu() for r in recons], errors, time.perf_counter() - t0)
 
 
-def template_positions(G, z: torch.Tensor, images: torch.Tensor, layout: LatentLayout) -> torch.Tensor:
+def template_positions(G, z: torch.Tensor, images: torch.Tensor, layout: LatentLayout, canvas=None) -> torch.Tensor:
     """z [N, z_dim] with every slot's position set where G's own sprite for that slot best explains the image:
     greedy template matching over all positions, the slot with the strongest match first, then the next on
     what is left. Gray max-composed generators: correlation of the sprite with the residual ink. RGB
     generators with a backdrop (alpha-over): the drop in squared error when the sprite is pasted over the
-    current canvas (G's backdrop for z, then the slots placed so far). Generators whose colour is a latent
-    coordinate (`tint`): each slot's colour is fitted too, in closed form at every position, so a slot finds its
-    object whatever colour the start gave it, and leaves with that colour. A start whose sprite overlaps its
-    target, where L-BFGS from a wrong place would see no gradient."""
+    current canvas (`canvas` [N, 3, R, R] where given, else G's backdrop for z; then the slots placed so far).
+    Generators whose colour is a latent coordinate (`tint`): each slot's colour is fitted too, in closed form at
+    every position, so a slot finds its object whatever colour the start gave it, and leaves with that colour.
+    A start whose sprite overlaps its target, where L-BFGS from a wrong place would see no gradient."""
     N, K, S = len(z), len(layout.positions), G.sprite
     tint = bool(getattr(G, "tint", False))
     with torch.no_grad():
@@ -207,7 +219,10 @@ def template_positions(G, z: torch.Tensor, images: torch.Tensor, layout: LatentL
         ink = sprites[:, :, -1]
         com = torch.stack([(ink.sum(3) * coords).sum(2), (ink.sum(2) * coords).sum(2)], -1) / mass[..., None]
         shift = (com - (S - 1) / 2).clamp(-S / 4, S / 4)  # [N, K, 2], as ObjectGenerator.place
-        state = G.backdrop(G.split(z)[2]) if colour else images[:, :1].clone()  # canvas (RGB) or residual ink
+        if colour:  # the canvas (RGB) ...
+            state = G.backdrop(G.split(z)[2]) if canvas is None else canvas.clone()
+        else:  # ... or the residual ink
+            state = images[:, :1].clone()
         out, todo = z.clone(), torch.ones(N, K, dtype=torch.bool, device=z.device)
         rows = torch.arange(N, device=z.device)
         for _ in range(K):
@@ -283,11 +298,19 @@ def _tinted_paste_gain(images: torch.Tensor, canvas: torch.Tensor, sprites: torc
     return 2 * (c * num).sum(-1) - c.pow(2).sum(-1) * den[..., 0] - cost, c
 
 
-def _best_start(G, images: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per image, whichever of two starts [N, z_dim] reconstructs it better."""
+def _plates(G, latents: list[torch.Tensor], sets: list[torch.Tensor]) -> torch.Tensor:
+    """Per clip latents [K_i, z_dim] and keyframes [K_i, 3, R, R] -> [sum K_i, 3, R, R]: each clip's background
+    plate (tune.background_plate), once per keyframe."""
+    return torch.cat([background_plate(G, z, x).expand_as(x) for z, x in zip(latents, sets)])
+
+
+def _best_start(G, images: torch.Tensor, a: torch.Tensor, b: torch.Tensor, canvas=None) -> torch.Tensor:
+    """Per image, whichever of two starts [N, z_dim] reconstructs it better (its slots over `canvas` [N, 3, R, R]
+    where given, else G's rendering)."""
+    render = G if canvas is None else (lambda z: G.compose(G.layers(z), canvas))
     with torch.no_grad():
-        ea = (G(a) - images).pow(2).flatten(1).mean(1)
-        eb = (G(b) - images).pow(2).flatten(1).mean(1)
+        ea = (render(a) - images).pow(2).flatten(1).mean(1)
+        eb = (render(b) - images).pow(2).flatten(1).mean(1)
     return torch.where((eb < ea)[:, None], b, a)
 
 

@@ -52,7 +52,14 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
         ("refit, 1 pass", "objects", {"refit": 1}),
         ("refit, 2 passes", "objects", {"refit": 2}),
     ]
-    rows += [("background plate off (the background net draws it)", "objects", {"plate": False})] if colour else []
+    rows += (
+        [
+            ("background plate off (the background net draws it)", "objects", {"plate": False}),
+            ("objects looked for against the background plate", "objects", {"plate_search": True}),
+        ]
+        if colour
+        else []
+    )
     return rows + ([("unwrap with the known speed", "objects", {"motion_speed": speed})] if speed else [])
 
 

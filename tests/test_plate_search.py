@@ -1,0 +1,86 @@
+"""plate_search: a colour clip's objects looked for against its background plate, not G's drawn backdrop.
+
+The colour model's background net paints objects of its own. Where it paints one over a keyframe's object, the
+ink stage (measured against G's backdrop) sees no object there and leaves the slot where it was; against the
+clip's plate (tune.background_plate) the object is ink again. Tiny seeded tint generators, 32 px."""
+
+from __future__ import annotations
+
+import torch
+
+from latentvideo.evaluation.recovery import position_errors
+from latentvideo.ink import centre_on_ink, slot_ink
+from latentvideo.objects import ObjectGenerator
+from latentvideo.pipeline import Pipeline
+from latentvideo.slots import _plates, invert_clips
+
+
+def painted_clip():
+    """(G, layout, truth [3, z_dim], keyframes [3, 3, 32, 32]): two half-opaque objects moving over a noise
+    background that no net draws, and G's backdrop set to keyframe 0 whole, so that it paints both of keyframe
+    0's objects as the colour model's background net paints blobs."""
+    torch.manual_seed(1)
+    G = ObjectGenerator(objects=2, appearance=4, resolution=32, sprite=12, width=4, channels=3, background=2)
+    G = G.requires_grad_(False)
+    torch.nn.init.zeros_(G.sprite_out.bias[-1:])
+    lay = G.latent_layout
+    truth = G.sample_latents(1, torch.Generator().manual_seed(2)).repeat(3, 1)  # one appearance for the clip
+    px = torch.tensor([[[2.0, 3.0], [15.0, 14.0]], [[8.0, 2.0], [10.0, 17.0]], [[14.0, 1.0], [5.0, 19.0]]])
+    truth[:, lay.index] = px / lay.fold_range  # [3, K, 2]: both objects cross the canvas
+    G.plate = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        keys = G(truth)
+    G.plate = keys[0]  # the "background net" draws keyframe 0, objects included
+    return G, lay, truth, keys
+
+
+def test_ink_against_the_plate_shows_the_objects_that_the_backdrop_paints():
+    G, lay, truth, keys = painted_clip()
+    alpha = G.layers(truth)[0, :, 3].amax(0)  # [32, 32]: keyframe 0's objects
+    blind = slot_ink(G, truth, keys)[1][0, 0]  # [32, 32]
+    seen = slot_ink(G, truth, keys, _plates(G, [truth], [keys]))[1][0, 0]
+    assert blind[alpha > 0.3].sum() < 0.01 * seen[alpha > 0.3].sum()
+    background = seen[alpha < 0.01]  # not 0: the plate is not exact where half-opaque boxes overlap
+    assert seen[alpha > 0.3].mean() > 0.1 and seen[alpha > 0.3].mean() > 5 * background.mean()
+
+
+def test_centre_steps_against_the_plate_move_a_slot_onto_the_object_the_backdrop_paints():
+    """A slot 4 px off its object in keyframe 0: against G's backdrop it explains no ink there and stays;
+    against the clip's plate the centre steps bring it within 2 px (the plate of half-opaque boxes is not exact)."""
+    G, lay, truth, keys = painted_clip()
+    off = truth.clone()
+    off[0, lay.index[0]] += 4 / lay.fold_range
+    blind = centre_on_ink(G, off, keys, lay, 3)
+    moved = centre_on_ink(G, off, keys, lay, 3, _plates(G, [off], [keys]))
+    assert position_errors(lay, blind[:1], truth[:1]).max() > 3.5
+    assert position_errors(lay, moved[:1], truth[:1]).max() < 2.0
+
+
+def test_plate_search_reaches_every_stage_of_the_clip_inversion_and_is_off_by_default(monkeypatch):
+    """invert_clips(plate_search=True) takes a plate for the template starts, the slot association and the ink
+    stage; gray generators ignore the option (the same latents); the pipeline's knob is off by default and
+    reaches both the first inversion and the refit passes."""
+    import latentvideo.slots as slots
+
+    G, lay, truth, keys = painted_clip()
+    calls = []
+    real = slots._plates
+    monkeypatch.setattr(slots, "_plates", lambda *a: calls.append(len(a[1])) or real(*a))
+    invert_clips(G, [keys], lambda x: truth, frame_steps=0, clip_steps=2)
+    assert calls == []
+    invert_clips(G, [keys], lambda x: truth, frame_steps=0, clip_steps=2, plate_search=True)
+    assert calls == [1, 1, 1, 1]  # stage 1, stage 2, the association before the fit, stage 4
+    torch.manual_seed(1)
+    gray = ObjectGenerator(objects=2, appearance=4, resolution=32, sprite=12, width=4).requires_grad_(False)
+    with torch.no_grad():
+        gray_keys = gray(truth)
+    fits = [
+        invert_clips(gray, [gray_keys], lambda x: truth, frame_steps=0, clip_steps=2, plate_search=p) for p in (0, 1)
+    ]
+    assert torch.equal(fits[0].latents[0], fits[1].latents[0])
+    pipe = Pipeline.from_modules(G, layout=lay)
+    assert not pipe.default_options().plate_search
+    calls.clear()
+    opts = dict(plate_search=True, pivot_steps=2, refit=1, clip_steps=2, method="lbfgs", lbfgs_steps=0, critic="off")
+    pipe(keys, times=[0, 3, 7], num_frames=8, **opts)
+    assert len(calls) == 8  # the first inversion and one refit pass
