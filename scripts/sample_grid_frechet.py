@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from latentvideo.data import MovingMNISTFrames
 from latentvideo.evaluation import metrics
 from latentvideo.evaluation.bench import load_classifier
 from latentvideo.evaluation.classifier import features
+from latentvideo.frames import MovingMNISTFrames
 from latentvideo.pipeline import PRETRAINED
 
 TILE, PAD, ROWS = 64, 2, 8  # the grid: 8 x 8 tiles of 64 px with 2 px borders

@@ -14,8 +14,9 @@ from PIL import Image
 
 from conftest import TINY, write_png
 from latentvideo.cli import main
-from latentvideo.data import ArrayFrames, frame_source, read_sequences, read_video, write_sequences
+from latentvideo.data import read_sequences, read_video, write_sequences
 from latentvideo.errors import LatentVideoError
+from latentvideo.frames import ArrayFrames, frame_source
 from latentvideo.models import Critic, load_model, model_config, save_model
 from latentvideo.objects import ObjectGenerator
 from latentvideo.pipeline import load_pipeline, prepare_keyframes

@@ -13,11 +13,8 @@ from PIL import Image
 from conftest import listing, write_png
 from latentvideo.cli import main
 from latentvideo.data import (
-    ArrayFrames,
-    MovingMNISTFrames,
     bounce_paths,
     compose,
-    frame_source,
     load_digits,
     load_image,
     moving_mnist,
@@ -27,6 +24,7 @@ from latentvideo.data import (
     write_sequences,
 )
 from latentvideo.errors import LatentVideoError
+from latentvideo.frames import ArrayFrames, MovingMNISTFrames, frame_source
 
 # ---------------------------------------------------------------- digits
 

@@ -12,8 +12,9 @@ import torch
 from conftest import listing
 from latentvideo.checkpoint import load_checkpoint
 from latentvideo.cli import main
-from latentvideo.data import ArrayFrames, MovingMNISTFrames, frame_source, write_sequences
+from latentvideo.data import write_sequences
 from latentvideo.errors import LatentVideoError
+from latentvideo.frames import ArrayFrames, MovingMNISTFrames, frame_source
 from latentvideo.models import load_model
 from latentvideo.objects import ObjectGenerator
 from latentvideo.training.gan import train_gan

@@ -14,7 +14,8 @@ import pytest
 
 import latentvideo.shapes as shapes_mod
 from latentvideo.cli import main
-from latentvideo.data import frame_source, moving_mnist_speed
+from latentvideo.data import moving_mnist_speed
+from latentvideo.frames import frame_source
 from latentvideo.shapes import (
     BACKGROUNDS,
     SHAPES,

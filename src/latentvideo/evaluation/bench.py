@@ -329,7 +329,7 @@ def train_frames(data: BenchData, n: int, seed: int) -> torch.Tensor:
         clips = moving_shapes(n // 20 + 1, 20, 64, "train", seed=seed + 1).video  # [20, M, H, W, 3]
         x = clips.reshape(-1, *clips.shape[2:])[rng.permutation(clips.shape[0] * clips.shape[1])[:n]]
         return torch.from_numpy(x).float().movedim(-1, 1) / 255
-    from ..data import MovingMNISTFrames
+    from ..frames import MovingMNISTFrames
 
     src = MovingMNISTFrames("train", 2, data.video.shape[-1])
     return torch.from_numpy(src.sample(rng, n)).float() / 255

@@ -28,9 +28,9 @@ import torch
 from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint, truncate_stats
-from ..data import frame_source
 from ..errors import LatentVideoError
 from ..fileio import remove_stale_temps, write_json
+from ..frames import frame_source
 from ..models import Critic, Generator, load_model, model_config, resolve_device, save_model
 from ..objects import ObjectGenerator
 from ..render import save_grid

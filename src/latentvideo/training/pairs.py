@@ -9,7 +9,7 @@ scores two frames a few apart, stacked on channels:
 - G's: one latent rendered twice, the second time with every slot moved g times the footage's speed (px per
   frame, a setting) in a random direction; appearance and background are kept.
 
-Real pairs never span a cut between shots (`data.ArrayFrames` finds the cuts): 10 % of pairs 1 to 3 frames apart
+Real pairs never span a cut between shots (`frames.ArrayFrames` finds the cuts): 10 % of pairs 1 to 3 frames apart
 spanned one in the Moving Shapes video, and the critic learned that more change is more real.
 
 To pass it, whatever does not move must look like background. G still renders single frames and the main

@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint, truncate_stats
-from ..data import frame_source
 from ..errors import LatentVideoError
 from ..fileio import write_json
+from ..frames import frame_source
 from ..models import GENERATORS, Projector, load_model, model_config, resolve_device, save_model
 from ..objects import latent_layout
 from ..slots import slot_matched_error
