@@ -8,7 +8,7 @@ samples/*.png and exported model dirs generator/ and critic/. `--resume RUN_DIR`
 restores step, weights, optimizer moments and every RNG, so a resumed run ends
 with the same weights as an uninterrupted one. Under `torchrun --max-restarts=N`, the
 workers torchrun restarts after a failure re-run the `--out` command line; they continue
-from the run's last complete checkpoint as `--resume` would (see _elastic_restart).
+from the run's last complete checkpoint as `--resume` would (see elastic_restart).
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ from ..checkpoint import load_checkpoint, save_checkpoint, truncate_stats
 from ..errors import LatentVideoError
 from ..fileio import remove_stale_temps, write_json
 from ..frames import frame_source
-from ..models import Critic, Generator, load_model, model_config, resolve_device, save_model
+from ..models import Critic, Generator, load_model, model_config, save_model
 from ..objects import ObjectGenerator
 from ..render import save_grid
+from .distributed import Dist, checkpoint_owner, elastic_restart, unwrap
 from .pairs import check_pair_settings, move_slots, pair_gaps
 from .regularisers import path_length_penalty
 
@@ -92,7 +93,7 @@ def build_generator(config: GANConfig, resolution: int, channels: int):
 
 def sample_latents(G, n: int, generator: torch.Generator) -> torch.Tensor:
     """Training latents: N(0, I) for a plain generator, the generator's own prior where it has one."""
-    G = _unwrap(G)
+    G = unwrap(G)
     if hasattr(G, "sample_latents"):
         return G.sample_latents(n, generator)
     return torch.randn(n, G.z_dim, generator=generator)
@@ -164,95 +165,6 @@ def gradient_penalty_loss(critic, real, fake, eps):
     return -wdist, gp, wdist
 
 
-def _unwrap(m):
-    return m.module if hasattr(m, "module") else m
-
-
-class _Dist:
-    """torchrun support: gloo on CPU, nccl on CUDA. A no-op when WORLD_SIZE is unset."""
-
-    def __init__(self, device_arg: str):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        device = resolve_device(device_arg)
-        if device.type == "cuda" and self.world > 1:
-            device = torch.device("cuda", local)
-            torch.cuda.set_device(device)
-        self.device = device
-        if self.world > 1:
-            import torch.distributed as dist
-
-            if not dist.is_initialized():
-                backend = "nccl" if device.type == "cuda" else "gloo"
-                restart = _elastic_restart()
-                if restart and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
-                    # torchrun keeps one store over its restarts, holding the failed attempt's peer
-                    # addresses under the same keys: a restarted world could read those and fail to connect
-                    from torch.distributed.constants import default_pg_timeout
-
-                    addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
-                    store = dist.TCPStore(addr, port, self.world, is_master=False, timeout=default_pg_timeout)
-                    store = dist.PrefixStore(f"latentvideo/restart_{restart}", store)
-                    dist.init_process_group(backend, store=store, rank=self.rank, world_size=self.world)
-                else:
-                    dist.init_process_group(backend)
-
-    def wrap(self, module):
-        if self.world == 1:
-            return module
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        return DDP(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-
-    def mean(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean of a tensor over the ranks (x itself on one process)."""
-        if self.world == 1:
-            return x
-        import torch.distributed as dist
-
-        x = x.clone()
-        dist.all_reduce(x)
-        return x / self.world
-
-    def average_grads(self, module) -> None:
-        """Average the gradients of an unwrapped module over the ranks (a step taken outside DDP)."""
-        if self.world == 1:
-            return
-        import torch.distributed as dist
-
-        for p in module.parameters():
-            if p.grad is not None:
-                dist.all_reduce(p.grad)
-                p.grad /= self.world
-
-    def close(self):
-        if self.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
-            dist.destroy_process_group()
-
-
-def _elastic_restart() -> int:
-    """How often torchrun has restarted the worker group (0: first attempt, or no torchrun)."""
-    try:
-        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
-    except ValueError:
-        return 0
-
-
-def _checkpoint_owner(path: Path) -> str | None:
-    """The torchrun job (TORCHELASTIC_RUN_ID) that wrote a checkpoint; None if none did or it cannot be read."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), "pt") as f:
-            return json.loads(f.metadata()["latentvideo"]).get("elastic_run")
-    except Exception:
-        return None
-
-
 TIME_CHECK_EVERY = 10  # generator steps between checks of the `minutes` budget
 
 
@@ -280,7 +192,7 @@ def train_gan(
     # written config.json they continue the run like --resume (from the last complete checkpoint, or from
     # step 0 if there is none yet). The old workers are all gone by then and rank 0 writes no checkpoint
     # before the collectives below, so every rank sees (and loads) the same checkpoint file.
-    restart = _elastic_restart()
+    restart = elastic_restart()
     elastic = restart > 0 and not resume and (run_dir / "config.json").is_file()
     if resume or elastic:
         cfg_file = run_dir / "config.json"
@@ -295,7 +207,7 @@ def train_gan(
                     hint="pass --resume to continue it or pick --out",
                 )
             ckpt = run_dir / "checkpoint.safetensors"  # a run this torchrun job did not start stays refused
-            if ckpt.exists() and _checkpoint_owner(ckpt) != os.environ.get("TORCHELASTIC_RUN_ID"):
+            if ckpt.exists() and checkpoint_owner(ckpt) != os.environ.get("TORCHELASTIC_RUN_ID"):
                 raise LatentVideoError(
                     f"{run_dir} already holds a run", hint="pass --resume to continue it or pick --out"
                 )
@@ -308,7 +220,7 @@ def train_gan(
     check_gan_config(config)
     if config.pl_weight and (not isinstance(config.pl_every, int) or config.pl_every < 1):
         raise LatentVideoError(f"pl_every must be an integer >= 1, got {config.pl_every!r}")
-    dist = _Dist(device)
+    dist = Dist(device)
     dev, main = dist.device, dist.rank == 0
 
     source = frame_source(config.data, config.num_digits, config.resolution, config.resize)
