@@ -56,10 +56,10 @@ def test_centre_steps_against_the_plate_move_a_slot_onto_the_object_the_backdrop
     assert position_errors(lay, moved[:1], truth[:1]).max() < 2.0
 
 
-def test_plate_search_reaches_every_stage_of_the_clip_inversion_and_is_off_by_default(monkeypatch):
+def test_plate_search_reaches_every_stage_of_the_clip_inversion_and_is_the_colour_default(monkeypatch):
     """invert_clips(plate_search=True) takes a plate for the template starts, the slot association and the ink
-    stage; gray generators ignore the option (the same latents); the pipeline's knob is off by default and
-    reaches both the first inversion and the refit passes."""
+    stage; gray generators ignore the option (the same latents); the pipeline turns it on for colour generators
+    with a background net and sprites (as the plate), and passes it to the first inversion and the refit passes."""
     import latentvideo.slots as slots
 
     G, lay, truth, keys = painted_clip()
@@ -79,7 +79,10 @@ def test_plate_search_reaches_every_stage_of_the_clip_inversion_and_is_off_by_de
     ]
     assert torch.equal(fits[0].latents[0], fits[1].latents[0])
     pipe = Pipeline.from_modules(G, layout=lay)
-    assert not pipe.default_options().plate_search
+    assert (
+        pipe.default_options().plate_search
+        and not Pipeline.from_modules(gray, layout=lay).default_options().plate_search
+    )
     calls.clear()
     opts = dict(plate_search=True, pivot_steps=2, refit=1, clip_steps=2, method="lbfgs", lbfgs_steps=0, critic="off")
     pipe(keys, times=[0, 3, 7], num_frames=8, **opts)

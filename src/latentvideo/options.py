@@ -122,7 +122,7 @@ class Options:
         False,
         "Colour generators with a background net and position coordinates: the inversion looks for objects (slot "
         "search, centre-of-mass steps, slot matching) against the clip's background plate rather than the "
-        "background net's drawing, which can hold objects that no slot then finds.",
+        "background net's drawing, which can hold objects that no slot then finds (on by default for them).",
         "bool",
     )
 

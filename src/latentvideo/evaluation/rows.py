@@ -55,7 +55,7 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
     rows += (
         [
             ("background plate off (the background net draws it)", "objects", {"plate": False}),
-            ("objects looked for against the background plate", "objects", {"plate_search": True}),
+            ("plate search off (objects looked for against G's drawn backdrop)", "objects", {"plate_search": False}),
         ]
         if colour
         else []
