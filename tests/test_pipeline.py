@@ -196,6 +196,7 @@ def test_every_option_is_accepted(pipe):
         pivot_steps=0,
         refit=0,
         plate=True,  # colour generators with a background net only: test_objects.py
+        plate_search=True,  # ... and test_plate_search.py
     )
     assert set(opts) == {f for f in Options.__dataclass_fields__}
     assert pipe.options(**opts) == Options(**opts)
