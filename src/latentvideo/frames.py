@@ -45,11 +45,14 @@ class MovingMNISTFrames:
         self.num_digits, self.size, self.num_frames = num_digits, size, num_frames
         self.shape = (1, size, size)
 
-    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:  # uint8 [n, 1, H, W]
+    def _fresh(self, rng: np.random.Generator, n: int):
+        """n fresh sequences: their digits [n, D] (indices) and paths [T, n, D, 2]."""
         pick = rng.integers(0, len(self.digits), (n, self.num_digits))
-        paths = np.stack(
-            [bounce_paths(rng, n, self.num_frames, self.size - 28) for _ in range(self.num_digits)], 2
-        )  # [T, n, D, 2]
+        paths = np.stack([bounce_paths(rng, n, self.num_frames, self.size - 28) for _ in range(self.num_digits)], 2)
+        return pick, paths
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:  # uint8 [n, 1, H, W]
+        pick, paths = self._fresh(rng, n)
         t = rng.integers(0, self.num_frames, n)
         frame = paths[t, np.arange(n)][None]  # only the chosen frame: [1, n, D, 2]
         return compose(self.digits[pick], frame, self.size)[0][:, None]
@@ -58,10 +61,7 @@ class MovingMNISTFrames:
         """Frames t and t + g of fresh sequences, g uniform in 1..gap (the pair critic, training/pairs.py)."""
         if gap >= self.num_frames:
             raise LatentVideoError(f"pair gap {gap} needs sequences of more than {gap} frames")
-        pick = rng.integers(0, len(self.digits), (n, self.num_digits))
-        paths = np.stack(
-            [bounce_paths(rng, n, self.num_frames, self.size - 28) for _ in range(self.num_digits)], 2
-        )  # [T, n, D, 2]
+        pick, paths = self._fresh(rng, n)
         g = rng.integers(1, gap + 1, n)
         t = (rng.random(n) * (self.num_frames - g)).astype(np.int64)
         frames = np.stack([paths[t, np.arange(n)], paths[t + g, np.arange(n)]])  # [2, n, D, 2]

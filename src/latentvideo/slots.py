@@ -154,11 +154,15 @@ def invert_clips(
     alpha_over = getattr(G, "channels", 0) == 3 and hasattr(G, "backdrop") and hasattr(G, "split")  # RGBA, backdrop
     templates = hasattr(G, "sprites") and (gray or alpha_over)
     inked = (gray or alpha_over) and hasattr(G, "layers")  # stage 4, and the ink-based slot association
-    plates = (lambda zs: _plates(G, zs, sets)) if plate_search and alpha_over and hasattr(G, "layers") else None
+    search = plate_search and alpha_over and hasattr(G, "layers")
+
+    def plates(zs, xs=sets):  # per clip latents -> each keyframe's plate [N, 3, R, R]; None: G's backdrop
+        return _plates(G, zs, xs) if search else None
+
     bounds = np.cumsum([0] + [len(k) for k in sets])
     split = lambda z: [z[bounds[i] : bounds[i + 1]] for i in range(len(sets))]  # noqa: E731
     if templates:
-        canvas = plates(split(init)) if plates else None
+        canvas = plates(split(init))
         init = _best_start(G, images, init, template_positions(G, init, images, layout, canvas), canvas)
     method = "lbfgs" if frame_steps else None
     z = invert(G, images, method, init=init, steps=frame_steps, seed=seed).latents if method else init
@@ -168,12 +172,12 @@ def invert_clips(
         zc = permute_slots(zc, layout, match_slots(G, zc, layout))
         start = _shared_start(G, zc, x, layout)
         if templates:  # the shared sprites placed afresh in every keyframe: which slot goes where follows appearance
-            canvas = _plates(G, [start], [x]) if plates else None
+            canvas = plates([start], [x])
             start = _best_start(G, x, start, template_positions(G, start, x, layout, canvas), canvas)
         starts.append(start)
     counts = [len(k) for k in sets]
     if inked and associate:  # each slot starts on one object in every keyframe, judged by their ink
-        backs = plates(starts) if plates else None
+        backs = plates(starts)
         starts = list(associate_slots(G, torch.cat(starts), images, layout, counts, backs=backs)[0].split(counts))
     # 3. joint fit, batched over clips with the same number of keyframes
     out = [None] * len(sets)
@@ -185,7 +189,7 @@ def invert_clips(
         for i, zc in zip(ids, fitted):
             out[i] = zc
     if inked:  # 4.
-        backs = plates(out) if plates else None
+        backs = plates(out)
         z = centre_on_ink(G, torch.cat(out), images, layout, centre_steps, backs)  # each slot on the object it explains
         if associate:  # ... and the same object in every keyframe
             z = associate_slots(G, z, images, layout, counts, backs=backs)[0]
