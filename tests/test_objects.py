@@ -23,8 +23,8 @@ from latentvideo.slots import (
     match_slots,
     permute_slots,
     slot_matched_error,
-    template_positions,
 )
+from latentvideo.templates import template_positions
 from latentvideo.tune import pivotal_tune, pivotal_tune_clips
 from latentvideo.unwrap import unwrap_positions
 

@@ -192,11 +192,13 @@ def test_every_option_is_accepted(pipe):
         clip_steps=3,  # generators with a latent layout only: test_objects.py
         associate=False,
         centre_steps=1,
+        restarts=2,  # ... and test_restarts.py
         unwrap=False,
         pivot_steps=0,
         refit=0,
         plate=True,  # colour generators with a background net only: test_objects.py
         plate_search=True,  # ... and test_plate_search.py
+        plate_tuning=True,  # ... and test_plate_tuning.py
     )
     assert set(opts) == {f for f in Options.__dataclass_fields__}
     assert pipe.options(**opts) == Options(**opts)

@@ -294,16 +294,24 @@ class ObjectGenerator(nn.Module):
         background nets run once per clip (appearance and background from z[:, 0]), not once per frame: the clip
         fit and pivotal tuning render a clip's keyframes many times."""
         M, n = z.shape[:2]
-        a, _, b = self.split(z[:, 0])  # [M, K, A], [M, B]
+        placed = self.layers_shared(z).flatten(0, 1)  # [M * n, K, c, R, R]
+        back = None
+        if self.channels == 3:
+            b = self.split(z[:, 0])[2]  # [M, B]
+            back = self.backdrop(b)[:, None].expand(M, n, 3, self.resolution, self.resolution).flatten(0, 1)
+        return self.compose(placed, back).view(M, n, self.channels, *placed.shape[3:])
+
+    def layers_shared(self, z: torch.Tensor) -> torch.Tensor:
+        """`layers` for clips whose frames share every coordinate but the positions: z [M, n, z_dim] ->
+        [M, n, K, c, R, R], each clip's sprites drawn once (from z[:, 0])."""
+        M, n = z.shape[:2]
+        a = self.split(z[:, 0])[0]  # [M, K, A]
         u = self.split(z.flatten(0, 1))[1]  # [M * n, K, 2]
         K = a.shape[1]
         sprites = self.sprites(a.reshape(M * K, -1))  # [M * K, c, S, S]
         sprites = sprites.view(M, 1, K, *sprites.shape[1:]).expand(M, n, K, *sprites.shape[1:])
         placed = self.place(sprites.reshape(M * n * K, *sprites.shape[3:]), u.reshape(M * n * K, 2))
-        back = None
-        if self.channels == 3:
-            back = self.backdrop(b)[:, None].expand(M, n, 3, self.resolution, self.resolution).flatten(0, 1)
-        return self.compose(placed.view(M * n, K, *placed.shape[1:]), back).view(M, n, self.channels, *placed.shape[2:])
+        return placed.view(M, n, K, *placed.shape[1:])
 
 
 def latent_layout(module) -> LatentLayout | None:

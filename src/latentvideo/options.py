@@ -94,6 +94,14 @@ class Options:
         "int",
         high=10,
     )
+    restarts: int = knob(
+        1,
+        "Generators with position coordinates: the clip fit from this many starts (each taking the objects' "
+        "looks from another keyframe), keeping the one that reconstructs the keyframes best.",
+        "int",
+        low=1,
+        high=3,
+    )
     unwrap: bool = knob(
         True, "Generators with position coordinates: unwrap positions so that the path bounces off the walls.", "bool"
     )
@@ -123,6 +131,14 @@ class Options:
         "Colour generators with a background net and position coordinates: the inversion looks for objects (slot "
         "search, centre-of-mass steps, slot matching) against the clip's background plate rather than the "
         "background net's drawing, which can hold objects that no slot then finds (on by default for them).",
+        "bool",
+    )
+
+    plate_tuning: bool = knob(
+        False,
+        "Colour generators with a background net, with pivotal tuning and the plate: the last tuning renders the "
+        "keyframes over the clip's plate and tunes the sprite net alone, the slots' coverage held to where the "
+        "keyframes differ from the plate.",
         "bool",
     )
 

@@ -285,6 +285,7 @@ class Pipeline:
             associate=opts.associate,
             centre_steps=opts.centre_steps,
             plate_search=opts.plate_search,
+            restarts=opts.restarts,
         )
         cat = torch.cat
         return Inversion(cat(ci.latents), cat(ci.reconstructions), cat(ci.errors), ci.seconds)
@@ -365,21 +366,25 @@ class Pipeline:
         [K, C, H, W] -> (per clip the tuned copy of G, per clip the keyframe latents)."""
         z = [zk.to(self.device) for zk in latents]
         x = [k.to(self.device) for k in keyframes]
-        with timer("pivot"):
-            tuned = pivotal_tune_clips([self.generator] * len(z), z, x, opts.pivot_steps)
-        for _ in range(opts.refit):
-            with timer("refit"):
-                fit = dict(
-                    clip_steps=opts.clip_steps,
-                    associate=opts.associate,
-                    centre_steps=opts.centre_steps,
-                    plate_search=opts.plate_search,
-                )
-                z = [refit_clip(G, zk, xk, layout=self.layout, **fit) for G, zk, xk in zip(tuned, z, x)]
+        over_plate = opts.plate and self.has_backdrop
+        tuned = [self.generator] * len(z)
+        for i in range(opts.refit + 1):
+            if i:
+                with timer("refit"):
+                    fit = dict(
+                        clip_steps=opts.clip_steps,
+                        associate=opts.associate,
+                        centre_steps=opts.centre_steps,
+                        plate_search=opts.plate_search,
+                    )
+                    z = [refit_clip(G, zk, xk, layout=self.layout, **fit) for G, zk, xk in zip(tuned, z, x)]
+            plates = None  # the last tuning over the clip's plate, with `plate_tuning`
+            if over_plate and opts.plate_tuning and i == opts.refit:
+                plates = [background_plate(G, zk, xk) for G, zk, xk in zip(tuned, z, x)]
             with timer("pivot"):
-                tuned = pivotal_tune_clips(tuned, z, x, opts.pivot_steps)
-        # the plate only for the render: fitting and tuning against it lost identity (docs/benchmark-history.md)
-        if opts.plate and self.has_backdrop:
+                tuned = pivotal_tune_clips(tuned, z, x, opts.pivot_steps, plates=plates)
+        # else the plate only for the render: fitting and tuning against it lost identity (docs/benchmark-history.md)
+        if over_plate and not opts.plate_tuning:
             for G, zk, xk in zip(tuned, z, x):
                 G.plate = background_plate(G, zk, xk)
         return tuned, z

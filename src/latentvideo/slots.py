@@ -6,7 +6,10 @@
            keyframes' own ink, `associate_slots`)
         3. one appearance per slot for the whole clip, a position per keyframe: all keyframes
            fitted jointly by L-BFGS, first on blurred images (position gradients reach sprites
-           that do not yet overlap their target), then sharp
+           that do not yet overlap their target), then sharp. With `restarts` > 1 the fit runs from
+           as many starts, each taking the slots' looks from another keyframe (sprite starts placed by
+           templates.py), and the one that reconstructs the keyframes best is kept: a keyframe where
+           objects overlap gives one slot both of them, and another keyframe shows them apart
         4. (ink.py) every slot moved to the centre of mass of the ink it explains
            (`centre_on_ink`): G places a sprite by its ink's centre of mass, so this is where the object
            is even when G's sprite is not quite the keyframe's object (the sharp fit then aligns strokes,
@@ -31,13 +34,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from .errors import LatentVideoError
 from .ink import CENTRE_STEPS, associate_slots, blur, centre_on_ink
 from .invert import invert, lbfgs
 from .objects import LatentLayout, fold, latent_layout, render_clips
+from .templates import template_positions
 from .tune import background_plate
 
 
@@ -122,6 +125,7 @@ def invert_clips(
     associate: bool = True,
     centre_steps: int = CENTRE_STEPS,
     plate_search: bool = False,
+    restarts: int = 1,
     seed: int = 0,
 ) -> ClipInversion:
     """Clip-level inversion of keyframe sets [K_i, C, H, W] (each a clip) through a generator with slots.
@@ -129,14 +133,20 @@ def invert_clips(
     frame_steps: L-BFGS iterations per keyframe alone (stage 1); clip_steps: joint iterations (stage 3),
     the first third of them on images blurred with `coarse_sigma` px; associate and centre_steps: stage 4
     (gray, or RGB alpha-over onto a backdrop); plate_search: RGB objects are looked for against each clip's
-    background plate (module docstring). Without a projector stage 1 starts from zeros with the slots spread
+    background plate (module docstring); restarts: starts of the clip fit per clip (stage 3, each from another
+    keyframe's looks), the best kept. Without a projector stage 1 starts from zeros with the slots spread
     around the canvas centre."""
     layout = layout or latent_layout(G)
     if layout is None:
         raise LatentVideoError("clip-level inversion needs a generator that declares its position coordinates")
-    for name, v in (("frame_steps", frame_steps), ("clip_steps", clip_steps), ("centre_steps", centre_steps)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
-            raise LatentVideoError(f"{name} must be an integer >= 0, got {v!r}")
+    for name, v, low in (
+        ("frame_steps", frame_steps, 0),
+        ("clip_steps", clip_steps, 0),
+        ("centre_steps", centre_steps, 0),
+        ("restarts", restarts, 1),
+    ):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
+            raise LatentVideoError(f"{name} must be an integer >= {low}, got {v!r}")
     t0 = time.perf_counter()
     dev = next(iter(G.parameters())).device
     sets = [k.to(dev).float() for k in keyframe_sets]
@@ -166,28 +176,33 @@ def invert_clips(
         init = _best_start(G, images, init, template_positions(G, init, images, layout, canvas), canvas)
     method = "lbfgs" if frame_steps else None
     z = invert(G, images, method, init=init, steps=frame_steps, seed=seed).latents if method else init
-    # 2. slots matched to keyframe 0; the clip's shared codes start from the keyframe that reconstructs best
-    starts = []
-    for zc, x in zip(split(z), sets):
+    # 2. slots matched to keyframe 0; the clip's shared codes start from the keyframes that reconstruct best
+    starts, owner = [], []  # candidate starts [n, z_dim], and the clip each belongs to
+    for i, (zc, x) in enumerate(zip(split(z), sets)):
         zc = permute_slots(zc, layout, match_slots(G, zc, layout))
-        start = _shared_start(G, zc, x, layout)
-        if templates:  # the shared sprites placed afresh in every keyframe: which slot goes where follows appearance
-            canvas = plates([start], [x])
-            start = _best_start(G, x, start, template_positions(G, start, x, layout, canvas), canvas)
-        starts.append(start)
-    counts = [len(k) for k in sets]
+        for start in _shared_starts(G, zc, x, layout, restarts):
+            if templates:  # the shared sprites placed afresh in every keyframe: which slot goes where follows looks
+                canvas = plates([start], [x])
+                start = _best_start(G, x, start, template_positions(G, start, x, layout, canvas), canvas)
+            starts.append(start)
+            owner.append(i)
+    cand_sets = [sets[i] for i in owner]
+    counts = [len(k) for k in cand_sets]
     if inked and associate:  # each slot starts on one object in every keyframe, judged by their ink
-        backs = plates(starts)
-        starts = list(associate_slots(G, torch.cat(starts), images, layout, counts, backs=backs)[0].split(counts))
-    # 3. joint fit, batched over clips with the same number of keyframes
-    out = [None] * len(sets)
-    for n in sorted({len(k) for k in sets}):
-        ids = [i for i, k in enumerate(sets) if len(k) == n]
-        fitted = _joint_fit(
-            G, [starts[i] for i in ids], torch.stack([sets[i] for i in ids]), layout, clip_steps, coarse_sigma
+        backs = plates(starts, cand_sets)
+        cand_images = torch.cat(cand_sets)
+        starts = list(associate_slots(G, torch.cat(starts), cand_images, layout, counts, backs=backs)[0].split(counts))
+    # 3. joint fit, batched over candidates with the same number of keyframes; per clip the best candidate
+    fitted = [None] * len(starts)
+    for n in sorted(set(counts)):
+        ids = [i for i, c in enumerate(counts) if c == n]
+        done = _joint_fit(
+            G, [starts[i] for i in ids], torch.stack([cand_sets[i] for i in ids]), layout, clip_steps, coarse_sigma
         )
-        for i, zc in zip(ids, fitted):
-            out[i] = zc
+        for i, zc in zip(ids, done):
+            fitted[i] = zc
+    out = _best_candidates(G, fitted, owner, sets, plates)
+    counts = [len(k) for k in sets]
     if inked:  # 4.
         backs = plates(out)
         z = centre_on_ink(G, torch.cat(out), images, layout, centre_steps, backs)  # each slot on the object it explains
@@ -198,108 +213,6 @@ def invert_clips(
         recons = [G(zc) for zc in out]
     errors = [(r - x).pow(2).flatten(1).mean(1).cpu() for r, x in zip(recons, sets)]
     return ClipInversion([zc.cpu() for zc in out], [r.cpu() for r in recons], errors, time.perf_counter() - t0)
-
-
-def template_positions(G, z: torch.Tensor, images: torch.Tensor, layout: LatentLayout, canvas=None) -> torch.Tensor:
-    """z [N, z_dim] with every slot's position set where G's own sprite for that slot best explains the image:
-    greedy template matching over all positions, the slot with the strongest match first, then the next on
-    what is left. Gray max-composed generators: correlation of the sprite with the residual ink. RGB
-    generators with a backdrop (alpha-over): the drop in squared error when the sprite is pasted over the
-    current canvas (`canvas` [N, 3, R, R] where given, else G's backdrop for z; then the slots placed so far).
-    Generators whose colour is a latent coordinate (`tint`): each slot's colour is fitted too, in closed form at
-    every position, so a slot finds its object whatever colour the start gave it, and leaves with that colour.
-    A start whose sprite overlaps its target, where L-BFGS from a wrong place would see no gradient."""
-    N, K, S = len(z), len(layout.positions), G.sprite
-    tint = bool(getattr(G, "tint", False))
-    with torch.no_grad():
-        codes = [z[:, slice(*r)].clone() for r in layout.appearance]
-        if tint:  # colour 1: the sprite's shade and alpha alone; the colour is fitted below
-            for c in codes:
-                c[:, -3:] = _WHITE
-        sprites = torch.stack([G.sprites(c) for c in codes], 1)  # [N, K, c, S, S]
-        colour = sprites.shape[2] == 4
-        coords = torch.arange(S, dtype=z.dtype, device=z.device)
-        mass = sprites[:, :, -1].sum((2, 3)) + 1e-3  # [N, K]
-        ink = sprites[:, :, -1]
-        com = torch.stack([(ink.sum(3) * coords).sum(2), (ink.sum(2) * coords).sum(2)], -1) / mass[..., None]
-        shift = (com - (S - 1) / 2).clamp(-S / 4, S / 4)  # [N, K, 2], as ObjectGenerator.place
-        if colour:  # the canvas (RGB) ...
-            state = G.backdrop(G.split(z)[2]) if canvas is None else canvas.clone()
-        else:  # ... or the residual ink
-            state = images[:, :1].clone()
-        out, todo = z.clone(), torch.ones(N, K, dtype=torch.bool, device=z.device)
-        rows = torch.arange(N, device=z.device)
-        for _ in range(K):
-            if tint:
-                score, fit = _tinted_paste_gain(images, state, sprites)  # [N, K, P*P], [N, K, P*P, 3]
-            else:
-                score = _paste_gain(images, state, sprites) if colour else _ink_match(state, sprites[:, :, 0])
-            score = score.masked_fill(~todo[..., None], -float("inf"))  # [N, K, P*P]
-            where = score.flatten(1).argmax(1)  # [N]: the strongest remaining match per image
-            k, pos = where // score.shape[2], where % score.shape[2]
-            P = int(round(score.shape[2] ** 0.5))
-            top_left = torch.stack([pos // P, pos % P], 1).to(z.dtype)  # [N, 2] px
-            out[rows[:, None], layout.index.to(z.device)[k]] = (top_left + shift[rows, k]) / layout.fold_range
-            todo[rows, k] = False
-            for i in range(N):
-                at = (i, slice(None), slice(int(top_left[i, 0]), int(top_left[i, 0]) + S))
-                at = (*at, slice(int(top_left[i, 1]), int(top_left[i, 1]) + S))
-                sp = sprites[i, k[i]]
-                if tint:  # the fitted colour becomes the slot's colour coordinates, Phi^-1(c)
-                    c = fit[i, k[i], pos[i]]  # [3]
-                    out[i, layout.appearance[k[i]][1] - 3 : layout.appearance[k[i]][1]] = _probit(c)
-                    sp = torch.cat([c[:, None, None] * sp[:1], sp[3:]])
-                if colour:  # alpha-over onto the canvas
-                    state[at] = sp[3:] * sp[:3] + (1 - sp[3:]) * state[at]
-                else:  # the ink this slot explains is removed
-                    state[at] = (state[at] - sp).clamp_min(0)
-    return out
-
-
-def _ink_match(residual: torch.Tensor, sprites: torch.Tensor) -> torch.Tensor:
-    """Residual ink [N, 1, R, R], gray sprites [N, K, S, S] -> [N, K, P*P]: the drop in squared error
-    when a sprite is added at each top-left position, <r, s> - |s|^2 / 2."""
-    N, K, S, _ = sprites.shape
-    score = F.conv2d(residual.transpose(0, 1), sprites.reshape(N * K, 1, S, S), groups=N)  # [1, N*K, P, P]
-    return score.view(N, K, -1) - 0.5 * sprites.pow(2).sum((2, 3))[..., None]
-
-
-def _paste_gain(images: torch.Tensor, canvas: torch.Tensor, sprites: torch.Tensor) -> torch.Tensor:
-    """Images and canvas [N, 3, R, R], RGBA sprites [N, K, 4, S, S] -> [N, K, P*P]: per top-left position
-    the alpha-weighted drop in squared error, sum_p a_p (|x_p - canvas_p|^2 - |x_p - s_p|^2), by correlation."""
-    N, K, _, S, _ = sprites.shape
-    rgb, a = sprites[:, :, :3], sprites[:, :, 3:]  # [N, K, 3 | 1, S, S]
-    corr = lambda x, w: F.conv2d(x.reshape(1, -1, *x.shape[2:]), w.flatten(0, 1), groups=N)  # noqa: E731
-    err_now = corr((images - canvas).pow(2).sum(1, keepdim=True), a)  # [1, N*K, P, P]
-    err_new = corr(images.pow(2).sum(1, keepdim=True), a) - 2 * corr(images, a * rgb)
-    err_new = err_new + (a * rgb.pow(2)).sum((2, 3, 4)).flatten()[None, :, None, None]
-    return (err_now - err_new).view(N, K, -1)
-
-
-_WHITE = 8.0  # a colour coordinate t with Phi(t) = 1 in float32
-
-
-def _probit(c: torch.Tensor) -> torch.Tensor:
-    """Colours in [0, 1] -> the tint coordinates t with Phi(t) = c (kept off 0 and 1)."""
-    return math.sqrt(2) * torch.erfinv(2 * c.clamp(1e-3, 1 - 1e-3) - 1)
-
-
-def _tinted_paste_gain(images: torch.Tensor, canvas: torch.Tensor, sprites: torch.Tensor):
-    """`_paste_gain` for sprites whose colour is free: shade-and-alpha sprites [N, K, 4, S, S] (colour 1)
-    -> (gain [N, K, P*P], colour [N, K, P*P, 3]). At each position the colour c in [0, 1]^3 that best pastes
-    c * shade with the sprite's alpha over the canvas, least squares per channel, and its drop in error:
-    with d = x - canvas, w = alpha * shade, the error inside the box falls by
-    2 c.(<d, w> + <canvas, alpha w>) - |c|^2 |w|^2 - 2 <<d, canvas>, alpha> - <|canvas|^2, alpha^2>."""
-    N, K, _, S, _ = sprites.shape
-    a = sprites[:, :, 3:]  # [N, K, 1, S, S]
-    w = a * sprites[:, :, :1]
-    corr = lambda x, f: F.conv2d(x.reshape(1, -1, *x.shape[2:]), f.flatten(0, 1), groups=N).view(N, K, -1)  # noqa: E731
-    d = images - canvas  # [N, 3, R, R]
-    num = torch.stack([corr(d[:, ch : ch + 1], w) + corr(canvas[:, ch : ch + 1], a * w) for ch in range(3)], -1)
-    den = w.pow(2).sum((2, 3, 4))[..., None, None] + 1e-6  # [N, K, 1, 1]
-    c = (num / den).clamp(0, 1)  # [N, K, P*P, 3]
-    cost = 2 * corr((d * canvas).sum(1, keepdim=True), a) + corr(canvas.pow(2).sum(1, keepdim=True), a.pow(2))
-    return 2 * (c * num).sum(-1) - c.pow(2).sum(-1) * den[..., 0] - cost, c
 
 
 def _plates(G, latents: list[torch.Tensor], sets: list[torch.Tensor]) -> torch.Tensor:
@@ -318,18 +231,36 @@ def _best_start(G, images: torch.Tensor, a: torch.Tensor, b: torch.Tensor, canva
     return torch.where((eb < ea)[:, None], b, a)
 
 
-def _shared_start(G, zc: torch.Tensor, x: torch.Tensor, layout: LatentLayout) -> torch.Tensor:
-    """Matched keyframe latents [n, z_dim] -> the clip's start [n, z_dim] with every shared coordinate
-    (appearance, background) taken from one keyframe: the one whose codes reconstruct all keyframes best."""
+def _shared_starts(G, zc: torch.Tensor, x: torch.Tensor, layout: LatentLayout, count: int = 1) -> list[torch.Tensor]:
+    """Matched keyframe latents [n, z_dim] -> up to `count` starts [n, z_dim] for the clip, best first: in each,
+    every shared coordinate (appearance, background) comes from one keyframe, and the keyframes whose codes
+    reconstruct all keyframes best are taken."""
     pos = layout.index.flatten().to(zc.device)
-    best, best_err = zc, float("inf")
+    cands, errs = [], []
     with torch.no_grad():
         for j in range(len(zc)):
             cand = zc[j : j + 1].repeat(len(zc), 1)
             cand[:, pos] = zc[:, pos]
-            err = (G(cand) - x).pow(2).mean().item()
-            if err < best_err:
-                best, best_err = cand, err
+            cands.append(cand)
+            errs.append((G(cand) - x).pow(2).mean().item())
+    return [cands[j] for j in np.argsort(errs, kind="stable")[:count]]
+
+
+def _best_candidates(G, fitted: list[torch.Tensor], owner: list[int], sets: list[torch.Tensor], plates) -> list:
+    """Fitted candidates [n, z_dim] of the clips `owner` names -> per clip the one whose slots reconstruct its
+    keyframes best (over the clip's plate where `plates` gives one, else G's rendering)."""
+    best = [None] * len(sets)
+    err = [float("inf")] * len(sets)
+    for zc, i in zip(fitted, owner):
+        if owner.count(i) == 1:
+            best[i] = zc
+            continue
+        canvas = plates([zc], [sets[i]])
+        with torch.no_grad():
+            x = G(zc) if canvas is None else G.compose(G.layers(zc), canvas)
+            e = (x - sets[i]).pow(2).mean().item()
+        if e < err[i]:
+            best[i], err[i] = zc, e
     return best
 
 

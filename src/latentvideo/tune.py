@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections import defaultdict
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -27,6 +28,8 @@ from .errors import LatentVideoError
 from .objects import shares_sprites
 
 CHUNK = 32  # clips per batched tuning loop (memory grows with it; the time per clip stops falling near 4)
+MATTE = 1.0  # weight of the matte term when tuning over a plate
+MATTE_DISTANCE = 0.15  # RGB distance from the plate at which a keyframe pixel is all object
 
 
 def pivotal_tune(G, latents: torch.Tensor, keyframes: torch.Tensor, steps: int = 30, lr: float = 1e-3):
@@ -37,60 +40,106 @@ def pivotal_tune(G, latents: torch.Tensor, keyframes: torch.Tensor, steps: int =
     return pivotal_tune_clips([G], [latents], [keyframes], steps, lr)[0]
 
 
-def pivotal_tune_clips(generators, latents, keyframes, steps: int = 30, lr: float = 1e-3) -> list[nn.Module]:
+def pivotal_tune_clips(
+    generators, latents, keyframes, steps: int = 30, lr: float = 1e-3, plates=None, matte: float = MATTE
+) -> list[nn.Module]:
     """`pivotal_tune` for many clips at once: generators (one per clip; the same module may repeat), latents
     (per clip [K, z_dim]) and keyframes (per clip [K, C, H, W]) -> one tuned, frozen copy per clip. Clips are
     tuned together where they have as many keyframes, render alike (shared sprites or frame by frame) and their
-    generators agree on every weight that is not tuned; the others alone."""
+    generators agree on every weight that is not tuned; the others alone.
+
+    plates (colour; per clip [3, H, W], tune.background_plate): the keyframes are rendered over the clip's plate
+    and only the sprite net is tuned, with `matte` times the squared error between the slots' joint coverage
+    (1 - prod(1 - alpha)) and the keyframes' matte (`plate_matte`: where they differ from the plate) added to the
+    loss, so that sprites cover the objects and nothing else; each copy keeps its plate (`G.plate`)."""
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
         raise LatentVideoError(f"pivot steps must be an integer >= 0, got {steps!r}")
     if not len(generators) == len(latents) == len(keyframes):
         raise LatentVideoError(f"{len(generators)} generators for {len(latents)} latents and {len(keyframes)} clips")
     copies = [copy.deepcopy(G).requires_grad_(False) for G in generators]
+    if plates is not None:
+        if len(plates) != len(copies):
+            raise LatentVideoError(f"{len(plates)} plates for {len(copies)} clips")
+        for G in copies:
+            G.plate = None  # the plate is an input of the tuning below, set on the copies after it
     groups = defaultdict(list)  # clips that one vmapped loop can tune together
     for i, (G, z) in enumerate(zip(copies, latents)):
-        names = tuned_names(G)
+        names = tuned_names(G, sprites_only=plates is not None)
         if names and steps:
-            groups[(len(z), shares_sprites(G, z), tuple(names), _fixed_key(G, names))].append(i)
+            groups[(len(z), shares_sprites(G, z), tuple(names), _fixed_key(G, names, plates is not None))].append(i)
     for (_, shared, names, _), idx in groups.items():
         for start in range(0, len(idx), CHUNK):
             chunk = idx[start : start + CHUNK]
             z = torch.stack([latents[i].detach() for i in chunk])  # [M, K, z_dim]
             x = torch.stack([keyframes[i].detach() for i in chunk])  # [M, K, C, H, W]
+            p = None if plates is None else torch.stack([plates[i].detach().to(x) for i in chunk])  # [M, 3, H, W]
+            task = _Task(list(names), shared, steps, lr, matte if p is not None else 0.0)
             if len(chunk) == 1:
-                _tune_alone(copies[chunk[0]], z[0], x[0], list(names), shared, steps, lr)
+                _tune_alone(copies[chunk[0]], z[0], x[0], None if p is None else p[0], task)
             else:
-                _tune_together([copies[i] for i in chunk], z, x, list(names), shared, steps, lr)
+                _tune_together([copies[i] for i in chunk], z, x, p, task)
+    if plates is not None:
+        for G, p in zip(copies, plates):
+            G.plate = p.detach()
     return [G.eval().requires_grad_(False) for G in copies]
 
 
-def tuned_names(G) -> list[str]:
-    """The parameters pivotal tuning changes: the sprite and background nets', or all of G's without such."""
+def tuned_names(G, sprites_only: bool = False) -> list[str]:
+    """The parameters pivotal tuning changes: the sprite and background nets' (`sprites_only`: the sprite net's),
+    or all of G's without such."""
     names = [n for n, _ in G.named_parameters()]
-    return [n for n in names if n.startswith(("sprite", "bg"))] or names
+    return [n for n in names if n.startswith(("sprite",) if sprites_only else ("sprite", "bg"))] or names
+
+
+def plate_matte(keyframes: torch.Tensor, plate: torch.Tensor) -> torch.Tensor:
+    """Keyframes [K, 3, H, W] and their clip's plate [3, H, W] -> [K, 1, H, W] in [0, 1]: where an object covers
+    the plate, 1 once a pixel is MATTE_DISTANCE from it in RGB."""
+    return ((keyframes - plate).norm(dim=1, keepdim=True) / MATTE_DISTANCE).clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class _Task:
+    names: list[str]  # the parameters tuned
+    shared: bool  # the clip renders from shared sprites (`forward_shared`), else frame by frame
+    steps: int
+    lr: float
+    matte: float  # weight of the matte term (with a plate)
 
 
 class _Renderer(nn.Module):
-    """One clip's keyframes from its latents [K, z_dim]: from shared sprites (`forward_shared`) or frame by frame."""
+    """One clip's keyframes from its latents [K, z_dim]: from shared sprites (`forward_shared`) or frame by frame;
+    with a plate [3, H, W], composed over it, and the slots' joint coverage [K, 1, H, W] returned too."""
 
     def __init__(self, G, shared: bool):
         super().__init__()
         self.g, self.shared = G, shared
 
-    def forward(self, z):
-        return self.g.forward_shared(z[None])[0] if self.shared else self.g(z)
+    def forward(self, z, plate=None):
+        if plate is None:
+            return self.g.forward_shared(z[None])[0] if self.shared else self.g(z)
+        layers = self.g.layers_shared(z[None])[0] if self.shared else self.g.layers(z)  # [K, slots, 4, H, W]
+        cover = 1 - (1 - layers[:, :, 3:]).prod(1)
+        return self.g.compose(layers, plate.expand(len(z), -1, -1, -1)), cover
 
 
-def _tune_alone(G, z, x, names, shared: bool, steps: int, lr: float):
-    """One clip: Adam on G's own weights `names`, z [K, z_dim], x [K, C, H, W]. The same steps as
-    `_tune_together` for one clip, without the copies of weights that vmap and functional_call make."""
+def _loss(out, x, plate, matte: float):
+    if plate is None:
+        return (out - x).pow(2).mean()
+    image, cover = out
+    loss = (image - x).pow(2).mean()
+    return loss + matte * (cover - plate_matte(x, plate)).pow(2).mean() if matte else loss
+
+
+def _tune_alone(G, z, x, plate, task: _Task):
+    """One clip: Adam on G's own weights `task.names`, z [K, z_dim], x [K, C, H, W], plate [3, H, W] or None. The
+    same steps as `_tune_together` for one clip, without the copies of weights that vmap and functional_call make."""
     params = dict(G.named_parameters())
-    tuned = [params[n].requires_grad_(True) for n in names]
-    renderer = _Renderer(G, shared)
-    opt = _adam(tuned, lr)
+    tuned = [params[n].requires_grad_(True) for n in task.names]
+    renderer = _Renderer(G, task.shared)
+    opt = _adam(tuned, task.lr)
     with torch.enable_grad():
-        for _ in range(steps):
-            loss = (renderer(z) - x).pow(2).mean()
+        for _ in range(task.steps):
+            loss = _loss(renderer(z, plate), x, plate, task.matte)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -98,29 +147,30 @@ def _tune_alone(G, z, x, names, shared: bool, steps: int, lr: float):
         p.requires_grad_(False)
 
 
-def _tune_together(copies, z, x, names, shared: bool, steps: int, lr: float):
-    """Adam on the stacked weights `names` of copies (which agree on every other weight): z [M, K, z_dim],
-    x [M, K, C, H, W]. Writes each clip's tuned weights back into its copy."""
+def _tune_together(copies, z, x, plates, task: _Task):
+    """Adam on the stacked weights `task.names` of copies (which agree on every other weight): z [M, K, z_dim],
+    x [M, K, C, H, W], plates [M, 3, H, W] or None. Writes each clip's tuned weights back into its copy."""
     own = [dict(G.named_parameters()) for G in copies]
-    stacked = {f"g.{n}": torch.stack([p[n].detach() for p in own]).requires_grad_(True) for n in names}  # [M, ...]
-    renderer = _Renderer(copies[0], shared)
+    stacked = {f"g.{n}": torch.stack([p[n].detach() for p in own]).requires_grad_(True) for n in task.names}
+    renderer = _Renderer(copies[0], task.shared)
 
-    def clip_loss(params, zi, xi):  # one clip: zi [K, z_dim], xi [K, C, H, W] -> scalar
-        return (functional_call(renderer, params, (zi,)) - xi).pow(2).mean()
+    def clip_loss(params, zi, xi, pi=None):  # one clip: zi [K, z_dim], xi [K, C, H, W], pi [3, H, W] -> scalar
+        return _loss(functional_call(renderer, params, (zi, pi)), xi, pi, task.matte)
 
     losses = vmap(clip_loss)
-    opt = _adam(list(stacked.values()), lr)
+    args = (z, x) if plates is None else (z, x, plates)
+    opt = _adam(list(stacked.values()), task.lr)
     with torch.enable_grad(), warnings.catch_warnings():
         # affine_grid has no vmap batching rule yet: torch loops over the clips for it (a small share of a step)
         warnings.filterwarnings("ignore", message=".*batching rule for aten::affine_grid_generator.*")
-        for _ in range(steps):
-            loss = losses(stacked, z, x).sum()  # the clips' losses are separate: each gets its own gradient
+        for _ in range(task.steps):
+            loss = losses(stacked, *args).sum()  # the clips' losses are separate: each gets its own gradient
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
     with torch.no_grad():
         for i, p in enumerate(own):
-            for n in names:
+            for n in task.names:
                 p[n].copy_(stacked[f"g.{n}"][i])
 
 
@@ -129,11 +179,11 @@ def _adam(params: list[torch.Tensor], lr: float) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr, fused=all(p.device.type in ("cpu", "cuda") for p in params))
 
 
-def _fixed_key(G, names) -> tuple:
-    """What copies must share to be tuned together: their untuned weights and buffers (by value), and a plate
-    (a per-clip plate is never shared)."""
-    fixed = [p for n, p in G.named_parameters() if n not in names] + list(G.buffers())
-    values = tuple(bytes(t.detach().cpu().contiguous().view(torch.uint8).numpy()) for t in fixed)
+def _fixed_key(G, names, over_plate: bool = False) -> tuple:
+    """What copies must share to be tuned together: their untuned weights and buffers (by value; over a plate the
+    background net draws nothing and does not count), and a plate (a per-clip plate is never shared)."""
+    fixed = [p for n, p in G.named_parameters() if n not in names and not (over_plate and n.startswith("bg"))]
+    values = tuple(bytes(t.detach().cpu().contiguous().view(torch.uint8).numpy()) for t in fixed + list(G.buffers()))
     return values, id(G) if getattr(G, "plate", None) is not None else None
 
 

@@ -37,6 +37,7 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
         ("50 L-BFGS steps per keyframe before the clip fit", "objects", {"method": "pnet+lbfgs", "lbfgs_steps": 50}),
         ("25 L-BFGS steps per keyframe before the clip fit", "objects", {"method": "pnet+lbfgs", "lbfgs_steps": 25}),
         ("clip fit 40 steps", "objects", {"clip_steps": 40}),
+        ("clip fit from 3 starts (each keyframe's looks), the best kept", "objects", {"restarts": 3}),
         ("slot association off", "objects", {"associate": False}),
         ("centre-of-mass steps off", "objects", {"centre_steps": 0}),
         ("ink stage off (no centre steps, no slot association)", "objects", {"centre_steps": 0, "associate": False}),
@@ -56,6 +57,7 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
         [
             ("background plate off (the background net draws it)", "objects", {"plate": False}),
             ("plate search off (objects looked for against G's drawn backdrop)", "objects", {"plate_search": False}),
+            ("last pivotal tuning over the plate, sprites held to its matte", "objects", {"plate_tuning": True}),
         ]
         if colour
         else []
