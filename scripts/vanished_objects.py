@@ -1,9 +1,12 @@
-"""Where the colour model's motion error comes from: per object of N Moving Shapes test clips (seed 0, keyframes
+"""Where the colour model's errors come from: per object of N Moving Shapes test clips (seed 0, keyframes
 0, 9, 19, the benchmark's), its colour-mask EMD in the in-between frames, and whether its mask is empty in every
 one of them (the object vanished: it scores the canvas diagonal, 90.5 px). Prints the mean motion with and
-without the vanished objects, and their share of the error. Options as in `Pipeline.__call__`.
+without the vanished objects, and their share of the error; then the share of objects the benchmark's shape
+classifier names right in the generated keyframes (the keyframe latents as the clip's tuned copy renders them),
+in the in-between frames and in the true frames: identity lost at the keyframes is lost in the reconstruction,
+not on the path. Options as in `Pipeline.__call__`.
 
-usage: python scripts/vanished_objects.py N [option=value ...]   e.g. plate_search=true
+usage: python scripts/vanished_objects.py N [option=value ...]   e.g. plate_search=true restarts=3
 """
 
 import sys
@@ -12,7 +15,8 @@ import numpy as np
 import torch
 
 from latentvideo.evaluation import metrics
-from latentvideo.evaluation.colour import colour_masks
+from latentvideo.evaluation.bench import load_classifier
+from latentvideo.evaluation.colour import colour_masks, object_identity
 from latentvideo.pipeline import Pipeline
 from latentvideo.render import to_uint8
 from latentvideo.shapes import moving_shapes
@@ -36,11 +40,16 @@ def main(n: int, options: dict) -> None:
     print(f"motion px: {per_clip.mean():.2f} per clip (the benchmark's); per object {emd[present].mean():.2f},")
     print(f"  {emd[present & ~gone].mean():.2f} over the objects that did not vanish")
     print(f"share of the summed motion error from vanished objects: {emd[gone].sum() / emd[present].sum():.2f}")
+    classifier = load_classifier(None, None, "moving-shapes")
+    named = lambda frames: object_identity(classifier, frames, colours, ms.shapes[:n], present, per_object=True)  # noqa: E731
+    right = {"generated keyframes": named(gen[KEYS]), "generated in-between": named(gen[others])}
+    right["true in-between"] = named(ms.video[others, :n])
+    print("objects named right: " + ", ".join(f"{k} {v[:, present].mean():.3f}" for k, v in right.items()))
 
 
 if __name__ == "__main__":
     opts = {}
     for arg in sys.argv[2:]:
         key, value = arg.split("=", 1)
-        opts[key] = {"true": True, "false": False}.get(value.lower(), value)
+        opts[key] = {"true": True, "false": False}.get(value.lower(), int(value) if value.isdigit() else value)
     main(int(sys.argv[1]), opts)
