@@ -11,6 +11,9 @@ so that the sprites are the keyframes' own objects while the positions still com
         two thirds of the time per clip on 2 CPU cores (the per-step overheads are shared; the convolutions'
         arithmetic is not). A clip with no partner runs the plain loop on its copy's own weights.
     background_plate(G, latents, keyframes)             a colour clip's static background from its keyframes
+    pivotal_tune_clips(..., plates=[...])                tuning over each clip's plate: the sprite net alone, its
+        slots' coverage held to the keyframes' matte (`plate_matte`); the pipeline's `plate_tuning` (measured,
+        not adopted: docs/benchmark-history.md, 2026-12-04)
 """
 
 from __future__ import annotations
