@@ -5,7 +5,8 @@
     ArrayFrames          frames in memory, sampled with replacement; pairs never span a cut between shots
 
 Every source has `shape` ([C, H, W]), `sample(rng, n)` -> uint8 [n, C, H, W] and `sample_pairs(rng, n, gap)` ->
-uint8 [n, 2, C, H, W]; all state lives in the caller's numpy Generator (resumable).
+uint8 [n, 2, C, H, W]; footage in memory also `sample_plates(rng, n)` -> uint8 [n, C, H, W] (shots' medians, for
+the plate critic); all state lives in the caller's numpy Generator (resumable).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ CUT_PIXEL = 24  # a pixel changed between two frames: some channel moved by more
 CUT_FACTOR = 3.0  # a cut: over this times the video's median share of changed pixels (Moving Shapes: within a
 # shot at most 19 %, median 6.7 %; across its 999 cuts 30 % or more but for 4)
 CUT_FLOOR = 0.05  # ... and over 5 % of the pixels (a still video has a median of 0)
+MIN_SHOT = 8  # frames a shot needs for its median to be a plate (objects cover a pixel in under half of them)
 
 
 class MovingMNISTFrames:
@@ -79,6 +81,7 @@ class ArrayFrames:
         self.frames, self.stride = frames, stride
         self.shape = frames.shape[1:]
         self._starts: dict[int, np.ndarray] = {}  # gap -> first frames of the pairs inside one shot
+        self._plates: np.ndarray | None = None
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return self.frames[rng.integers(0, len(self.frames), n)]
@@ -104,6 +107,22 @@ class ArrayFrames:
                 )
             self._starts[gap] = starts
         return self._starts[gap]
+
+    def plates(self) -> np.ndarray:  # uint8 [S, C, H, W]
+        """Every shot's background without its objects, the per-pixel median of its frames (the plate critic,
+        training/plates.py)."""
+        if self._plates is None:
+            n = len(self.frames)
+            if self.stride == 1:
+                shots = np.concatenate([[0], np.cumsum(self.cuts())])
+            else:  # a sequence file: frame t of sequence s at t * stride + s
+                shots = np.arange(n) % self.stride
+            self._plates = shot_plates(self.frames, shots)
+        return self._plates
+
+    def sample_plates(self, rng: np.random.Generator, n: int) -> np.ndarray:  # uint8 [n, C, H, W]
+        plates = self.plates()
+        return plates[rng.integers(0, len(plates), n)]
 
     def cuts(self) -> np.ndarray:  # bool [N - 1]: a cut between frame i and frame i + 1
         """Cuts in a video or a folder: frame pairs where over CUT_FACTOR times the median share of pixels changes
@@ -144,3 +163,17 @@ def frame_source(spec: str, num_digits: int = 2, size: int = 64, resize: int | N
     if p.suffix.lower() in VIDEO_EXTS:
         return ArrayFrames(read_video(p, resize))
     raise LatentVideoError(f"unknown data file type {p.suffix!r}: {p}", hint="a folder, .npy/.npz or a video")
+
+
+def shot_plates(frames: np.ndarray, shots: np.ndarray, min_frames: int = MIN_SHOT) -> np.ndarray:
+    """Frames uint8 [N, C, H, W] and each frame's shot number [N] -> the plates uint8 [S, C, H, W]: the per-pixel
+    median of every shot of at least `min_frames` frames, in shot order."""
+    order = np.argsort(shots, kind="stable")
+    _, starts, counts = np.unique(shots[order], return_index=True, return_counts=True)
+    plates = [np.median(frames[order[s : s + c]], 0) for s, c in zip(starts, counts) if c >= min_frames]
+    if not plates:
+        raise LatentVideoError(
+            f"no shot of at least {min_frames} frames for the plate critic",
+            hint="the plate critic needs footage (a video, a sequence file), not single images",
+        )
+    return np.round(np.stack(plates)).astype(np.uint8)

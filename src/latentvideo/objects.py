@@ -274,8 +274,12 @@ class ObjectGenerator(nn.Module):
         placed = self.place(self.sprites(a.reshape(N * K, -1)), u.reshape(N * K, 2))
         return placed.view(N, K, *placed.shape[1:])
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.compose(self.layers(z), self.backdrop(self.split(z)[2]) if self.channels == 3 else None)
+    def forward(self, z: torch.Tensor, with_backdrop: bool = False):
+        """z [N, z_dim] -> images [N, C, R, R]; `with_backdrop`: (images, the backdrop [N, 3, R, R] they were drawn
+        over, None for gray), one forward for training's plate critic (training/plates.py)."""
+        back = self.backdrop(self.split(z)[2]) if self.channels == 3 else None
+        x = self.compose(self.layers(z), back)
+        return (x, back) if with_backdrop else x
 
     def compose(self, layers: torch.Tensor, backdrop: torch.Tensor | None) -> torch.Tensor:
         """Placed sprites [N, K, c, R, R] -> images [N, C, R, R]: max (gray), or alpha-over onto the backdrop

@@ -122,6 +122,11 @@ def train_gan_cmd(
     pair_speed: float | None = typer.Option(
         None, help="objects: your objects' typical speed in px per frame, for the pair critic (default 3.6)."
     ),
+    plate_weight: float | None = typer.Option(
+        None,
+        help="objects in colour: weight of a critic on G's background alone against your shots' medians, so that "
+        "objects come from the slots (default 0: off).",
+    ),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto (CUDA if present), cpu, cuda, cuda:N."),
     stop_after: int | None = typer.Option(None, help="Stop (with a checkpoint) after this total step; resume later."),
@@ -140,6 +145,7 @@ def train_gan_cmd(
       latentvideo train gan --out runs/objects --arch objects --objects 2 --batch-size 32
       latentvideo train gan --out runs/ft --data my.mp4 --init moving-shapes --batch-size 32
       latentvideo train gan --out runs/pairs --data my.mp4 --arch objects --objects 3 --pair-weight 1
+      latentvideo train gan --out runs/plates --data my.mp4 --init moving-shapes --plate-weight 1
       torchrun --nproc_per_node=2 -m latentvideo.cli train gan --out runs/ddp
     """
     from ..training.gan import GANConfig, init_settings, train_gan
@@ -149,13 +155,16 @@ def train_gan_cmd(
     if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
         _fail(f"--minutes must be a positive number, got {minutes}")
     smoothing = {"pl_weight": pl_weight, "pl_every": pl_every, "mapping_layers": mapping_layers}
-    smoothing.update(pair_weight=pair_weight, pair_gap=pair_gap, pair_speed=pair_speed)
+    smoothing.update(pair_weight=pair_weight, pair_gap=pair_gap, pair_speed=pair_speed, plate_weight=plate_weight)
     smoothing = {k: v for k, v in smoothing.items() if v is not None}
     if pl_weight is not None and not (math.isfinite(pl_weight) and pl_weight >= 0):
         _fail(f"--pl-weight must be a finite number >= 0, got {pl_weight}")
     if resume is not None:
         if smoothing or init is not None:
-            _fail("--init, --pl-weight, --pl-every, --mapping-layers and --pair-* set up a new run", "use --out")
+            _fail(
+                "--init, --pl-weight, --pl-every, --mapping-layers, --pair-* and --plate-weight set up a new run",
+                "use --out",
+            )
         cfg = None
         if steps is not None:
             import json

@@ -36,6 +36,7 @@ from ..objects import ObjectGenerator
 from ..render import save_grid
 from .distributed import Dist, checkpoint_owner, elastic_restart, unwrap
 from .pairs import check_pair_settings, move_slots, pair_gaps
+from .plates import check_plate_settings
 from .regularisers import path_length_penalty
 
 
@@ -71,6 +72,8 @@ class GANConfig:
     pair_weight: float = 0.0  # objects: weight of the pair critic (two frames of one shot; training/pairs.py), 0 = off
     pair_gap: int = 3  # objects: the pair critic's frames are 1..pair_gap frames apart
     pair_speed: float = 3.6  # objects: px per frame that G's slots move between a pair's frames (Moving MNIST's)
+    plate_weight: float = 0.0  # objects in colour: weight of the plate critic (G's backdrop alone against the
+    # footage's shot medians; training/plates.py), 0 = off
 
 
 ARCHS = ("dcgan", "objects")
@@ -112,6 +115,7 @@ def check_gan_config(config: GANConfig) -> None:
     elif any(getattr(config, k) != getattr(GANConfig, k) for k in slot_opts):
         raise LatentVideoError(f"{', '.join(slot_opts)} are options of the objects generator", hint="arch='objects'")
     check_pair_settings(config.pair_weight, config.pair_gap, config.pair_speed, config.arch)
+    check_plate_settings(config.plate_weight, config.arch, config.background)
 
 
 def init_settings(model: str | Path) -> dict:
@@ -244,6 +248,14 @@ def train_gan(
         C_pair = Critic(res, 2 * channels, config.width).to(dev)
         opt_cp = torch.optim.Adam(C_pair.parameters(), config.lr_c, betas=betas)
         modules["C_pair"], optimizers["cp"] = C_pair, opt_cp
+    plate = config.plate_weight > 0  # the plate critic (training/plates.py), fresh under --init
+    if plate:
+        if not hasattr(source, "sample_plates") or channels != 3:
+            raise LatentVideoError("the plate critic needs colour footage", hint="--data a video or a sequence file")
+        source.plates()  # find the shots now: footage without any fails before the first step
+        C_plate = Critic(res, channels, config.width).to(dev)
+        opt_cq = torch.optim.Adam(C_plate.parameters(), config.lr_c, betas=betas)
+        modules["C_plate"], optimizers["cq"] = C_plate, opt_cq
     gen = torch.Generator().manual_seed(config.seed * 1000 + dist.rank)  # z and GP mixing weights
     data_rng = np.random.default_rng([config.seed, dist.rank])
     step = 0
@@ -273,6 +285,7 @@ def train_gan(
 
     G_d, C_d = dist.wrap(G), dist.wrap(C)
     Cp_d = dist.wrap(C_pair) if pair else None
+    Cq_d = dist.wrap(C_plate) if plate else None
     local_batch = max(1, config.batch_size // dist.world)
     fixed_z = sample_latents(G, 64, torch.Generator().manual_seed(1234)).to(dev)
     end = min(config.steps, stop_after) if stop_after is not None else config.steps
@@ -283,6 +296,9 @@ def train_gan(
     def real_pairs():  # [B, 2C, H, W]: frames t and t + g of one shot, stacked on channels
         pairs = source.sample_pairs(data_rng, local_batch, config.pair_gap)  # uint8 [B, 2, C, H, W]
         return torch.from_numpy(pairs).to(dev).flatten(1, 2).float() / 255
+
+    def real_plates():  # [B, C, H, W]: shots' medians
+        return torch.from_numpy(source.sample_plates(data_rng, local_batch)).to(dev).float() / 255
 
     def checkpoint():
         rng = {f"torch_{dist.rank}": gen.get_state()}
@@ -337,21 +353,43 @@ def train_gan(
                     opt_cp.zero_grad(set_to_none=True)
                     (loss_p + config.gp_weight * gp_p).backward()
                     opt_cp.step()
+                if plate and i == config.n_critic - 1:  # the plate critic, a step per G step: the same latents'
+                    # backdrops, drawn by the background net alone
+                    with torch.no_grad():
+                        back = unwrap(G).draw_backdrop(unwrap(G).split(z)[2])
+                    eps = torch.rand(local_batch, 1, 1, 1, generator=gen).to(dev)
+                    loss_q, gp_q, wdist_q = gradient_penalty_loss(Cq_d, real_plates(), back, eps)
+                    opt_cq.zero_grad(set_to_none=True)
+                    (loss_q + config.gp_weight * gp_q).backward()
+                    opt_cq.step()
             # generator: one step against the current critic (unwrapped, frozen)
             C.requires_grad_(False)
             z = sample_latents(G, local_batch, gen).to(dev)
+            zs = z
             if pair:  # one forward of G over both frames of each pair (DDP allows one forward per backward)
                 C_pair.requires_grad_(False)
-                z2 = move_slots(G, z, pair_gaps(local_batch, config.pair_gap, gen), config.pair_speed, gen)
-                x, x2 = G_d(torch.cat([z, z2])).chunk(2)
+                zs = torch.cat(
+                    [z, move_slots(G, z, pair_gaps(local_batch, config.pair_gap, gen), config.pair_speed, gen)]
+                )
+            if plate:  # the same forward gives the backdrops
+                C_plate.requires_grad_(False)
+                x, back = G_d(zs, with_backdrop=True)
+            else:
+                x = G_d(zs)
+            if pair:
+                x, x2 = x.chunk(2)
                 loss_g = -C(x).mean() - config.pair_weight * C_pair(torch.cat([x, x2], 1)).mean()
             else:
-                loss_g = -C(G_d(z)).mean()
+                loss_g = -C(x).mean()
+            if plate:
+                loss_g = loss_g - config.plate_weight * C_plate(back[:local_batch]).mean()
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
             if pair:
                 C_pair.requires_grad_(True)
+            if plate:
+                C_plate.requires_grad_(True)
             if config.pl_weight and (step + 1) % config.pl_every == 0:  # lazy path-length regularisation
                 pl_z = torch.randn(max(1, local_batch // 2), config.z_dim, generator=gen).to(dev)
                 pl, pl_mean = path_length_penalty(G, pl_z, pl_mean, generator=gen, reduce=dist.mean)
@@ -384,6 +422,8 @@ def train_gan(
                     row["pl_mean"] = pl_mean.item()
                 if pair:
                     row["wdist_pair"] = wdist_p.item()
+                if plate:
+                    row["wdist_plate"] = wdist_q.item()
                 bar.set_postfix(wdist=f"{row['wdist']:.3f}", gp=f"{row['gp']:.3f}", fps=f"{fps:.0f}")
                 with open(run_dir / "stats.jsonl", "a") as f:
                     f.write(json.dumps(row) + "\n")
