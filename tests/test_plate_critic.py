@@ -63,13 +63,21 @@ def test_a_video_s_plates_are_its_shots_and_a_sequence_file_s_its_sequences(shap
     np.testing.assert_array_equal(source.plates(), want)
 
 
-def test_forward_with_backdrop_is_forward_and_the_background_net():
+def test_forward_over_plates_keeps_the_background_net_out_of_the_image():
     torch.manual_seed(0)
     G = ObjectGenerator(objects=2, appearance=5, resolution=32, channels=3, sprite=12, width=4, background=3)
     z = G.sample_latents(3, torch.Generator().manual_seed(0))
     x, back = G(z, with_backdrop=True)
     assert torch.equal(x, G(z))
     assert torch.equal(back, G.draw_backdrop(G.split(z)[2]))
+    plates = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    over, back2 = G(z, with_backdrop=True, over=plates)
+    assert torch.equal(over, G.compose(G.layers(z), plates)) and torch.equal(back2, back)
+    assert torch.equal(G(z, over=plates), over)
+    # the image over plates carries no gradient to the background net, only to the slots
+    over.sum().backward()
+    assert all(p.grad is None for n, p in G.named_parameters() if n.startswith("bg_"))
+    assert G.sprite_fc.weight.grad.abs().sum() > 0
 
 
 def test_training_with_the_plate_critic_resumes_bit_exactly(tiny_config, shapes32, tmp_path):

@@ -274,11 +274,14 @@ class ObjectGenerator(nn.Module):
         placed = self.place(self.sprites(a.reshape(N * K, -1)), u.reshape(N * K, 2))
         return placed.view(N, K, *placed.shape[1:])
 
-    def forward(self, z: torch.Tensor, with_backdrop: bool = False):
-        """z [N, z_dim] -> images [N, C, R, R]; `with_backdrop`: (images, the backdrop [N, 3, R, R] they were drawn
-        over, None for gray), one forward for training's plate critic (training/plates.py)."""
-        back = self.backdrop(self.split(z)[2]) if self.channels == 3 else None
-        x = self.compose(self.layers(z), back)
+    def forward(self, z: torch.Tensor, with_backdrop: bool = False, over: torch.Tensor | None = None):
+        """z [N, z_dim] -> images [N, C, R, R]. For training with the plate critic (training/plates.py), in one
+        forward: `over` [N, 3, R, R] composes the slots over these backdrops (real plates) instead of G's own, and
+        `with_backdrop` returns (images, G's backdrop [N, 3, R, R], None for gray)."""
+        back = None
+        if self.channels == 3 and (over is None or with_backdrop):
+            back = self.backdrop(self.split(z)[2])
+        x = self.compose(self.layers(z), back if over is None else over)
         return (x, back) if with_backdrop else x
 
     def compose(self, layers: torch.Tensor, backdrop: torch.Tensor | None) -> torch.Tensor:

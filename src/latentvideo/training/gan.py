@@ -72,8 +72,8 @@ class GANConfig:
     pair_weight: float = 0.0  # objects: weight of the pair critic (two frames of one shot; training/pairs.py), 0 = off
     pair_gap: int = 3  # objects: the pair critic's frames are 1..pair_gap frames apart
     pair_speed: float = 3.6  # objects: px per frame that G's slots move between a pair's frames (Moving MNIST's)
-    plate_weight: float = 0.0  # objects in colour: weight of the plate critic (G's backdrop alone against the
-    # footage's shot medians; training/plates.py), 0 = off
+    plate_weight: float = 0.0  # objects in colour: > 0 trains the background net against the footage's shot medians
+    # (the plate critic, at this weight) and the slots over those real plates (training/plates.py); 0 = off
 
 
 ARCHS = ("dcgan", "objects")
@@ -337,7 +337,7 @@ def train_gan(
                 z = sample_latents(G, local_batch, gen).to(dev)
                 eps = torch.rand(local_batch, 1, 1, 1, generator=gen).to(dev)
                 with torch.no_grad():
-                    fake = G(z)
+                    fake = G(z, over=real_plates()) if plate else G(z)
                 loss_c, gp, wdist = gradient_penalty_loss(C_d, real, fake, eps)
                 opt_c.zero_grad(set_to_none=True)
                 (loss_c + config.gp_weight * gp).backward()
@@ -371,9 +371,11 @@ def train_gan(
                 zs = torch.cat(
                     [z, move_slots(G, z, pair_gaps(local_batch, config.pair_gap, gen), config.pair_speed, gen)]
                 )
-            if plate:  # the same forward gives the backdrops
+            if (
+                plate
+            ):  # the slots over real plates (both frames of a pair over one), and in the same forward G's backdrops
                 C_plate.requires_grad_(False)
-                x, back = G_d(zs, with_backdrop=True)
+                x, back = G_d(zs, with_backdrop=True, over=real_plates().repeat(len(zs) // local_batch, 1, 1, 1))
             else:
                 x = G_d(zs)
             if pair:
