@@ -8,7 +8,7 @@
 #
 # The training frames are made on the device (its python3 holds torch, scikit-image and imageio; an .npy
 # needs no ffmpeg): the same seed gives the same frames as here. MINUTES, BATCH and DEVICE override the
-# defaults (DEVICE=cpu MINUTES=0.2 tries the script here).
+# defaults (DEVICE=cpu MINUTES=0.2 tries the script here); EXTRA adds train gan flags (EXTRA="--plate-weight 1").
 set -euo pipefail
 : "${OUT:?OUT must be set: the folder whose files come back}"
 KIND=${KIND:-shapes}
@@ -28,7 +28,8 @@ if [ "$KIND" = shapes ]; then
 else
   ARGS=(--data moving-mnist --objects 2)
 fi
-lv train gan --arch objects "${ARGS[@]}" --batch-size "$BATCH" --steps 200000 --checkpoint-every 1000 \
+read -r -a EXTRA_ARGS <<< "${EXTRA:-}"
+lv train gan --arch objects "${ARGS[@]}" "${EXTRA_ARGS[@]}" --batch-size "$BATCH" --steps 200000 --checkpoint-every 1000 \
   --minutes "$MINUTES" --device "$DEVICE" --out "$WORK/run" 2>&1 | tr '\r' '\n' | grep -v "step/s" || true
 lv export "$WORK/run" --out "$OUT/model" --weights ema
 rm "$OUT/model/export.json"  # 8 files at most come back; stats.jsonl names the step

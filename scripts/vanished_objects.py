@@ -6,7 +6,7 @@ classifier names right in the generated keyframes (the keyframe latents as the c
 in the in-between frames and in the true frames: identity lost at the keyframes is lost in the reconstruction,
 not on the path. Options as in `Pipeline.__call__`.
 
-usage: python scripts/vanished_objects.py N [option=value ...]   e.g. plate_search=true restarts=3
+usage: python scripts/vanished_objects.py N [model=DIR] [option=value ...]   e.g. plate_search=true restarts=3
 """
 
 import sys
@@ -24,8 +24,8 @@ from latentvideo.shapes import moving_shapes
 KEYS = [0, 9, 19]
 
 
-def main(n: int, options: dict) -> None:
-    pipe = Pipeline.from_dir("moving-shapes")
+def main(n: int, options: dict, model: str = "moving-shapes") -> None:
+    pipe = Pipeline.from_dir(model)
     ms = moving_shapes(n, 20, 64, "test", seed=0)
     others = [t for t in range(20) if t not in KEYS]
     sets = [torch.from_numpy(ms.video[KEYS, c]).permute(0, 3, 1, 2).float() / 255 for c in range(n)]
@@ -52,4 +52,4 @@ if __name__ == "__main__":
     for arg in sys.argv[2:]:
         key, value = arg.split("=", 1)
         opts[key] = {"true": True, "false": False}.get(value.lower(), int(value) if value.isdigit() else value)
-    main(int(sys.argv[1]), opts)
+    main(int(sys.argv[1]), opts, opts.pop("model", "moving-shapes"))
