@@ -134,3 +134,10 @@ def test_cli_plate_flag(tmp_path, shapes32, capsys):
         err = capsys.readouterr().err.strip()
         assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert listing(tmp_path) == before
+
+
+def test_the_plate_and_pair_critics_train_together(tiny_config, shapes32, tmp_path):
+    cfg = tiny_config(**COLOUR, data=str(shapes32), steps=2, plate_weight=0.5, pair_weight=1.0, pair_gap=2)
+    run = train_gan(tmp_path / "both", cfg, **CPU)
+    rows = [json.loads(s) for s in (run / "stats.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(math.isfinite(r["wdist_plate"]) and math.isfinite(r["wdist_pair"]) for r in rows)

@@ -124,8 +124,8 @@ def train_gan_cmd(
     ),
     plate_weight: float | None = typer.Option(
         None,
-        help="objects in colour: weight of a critic on G's background alone against your shots' medians, so that "
-        "objects come from the slots (default 0: off).",
+        help="objects in colour: train the background net against your shots' medians (a critic of its own, at "
+        "this weight) and the slots over those plates, so that objects come from the slots (default 0: off).",
     ),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto (CUDA if present), cpu, cuda, cuda:N."),

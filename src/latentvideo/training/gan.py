@@ -371,9 +371,7 @@ def train_gan(
                 zs = torch.cat(
                     [z, move_slots(G, z, pair_gaps(local_batch, config.pair_gap, gen), config.pair_speed, gen)]
                 )
-            if (
-                plate
-            ):  # the slots over real plates (both frames of a pair over one), and in the same forward G's backdrops
+            if plate:  # the slots over real plates (a pair's two frames over one), G's backdrops in the same forward
                 C_plate.requires_grad_(False)
                 x, back = G_d(zs, with_backdrop=True, over=real_plates().repeat(len(zs) // local_batch, 1, 1, 1))
             else:
