@@ -64,17 +64,30 @@ def test_the_kept_start_is_the_one_that_reconstructs_its_clip_best(channels):
         assert torch.equal(best[0], truth)
 
 
-def test_restarts_fit_one_candidate_per_keyframe_and_never_reconstruct_worse(monkeypatch):
+def test_restarts_fit_one_candidate_per_keyframe_and_keep_the_best_fit(monkeypatch):
+    """Each clip's candidates are fitted in one batch, and the clip keeps the fit that reconstructs it best. (Not
+    compared with a run without restarts: the batched L-BFGS's float sums depend on the batch, so the same start
+    can end a few per cent apart in another batch or on another thread count.)"""
     G, truth, keys, guess = clip()
-    fits = []
+    fits, fitted = [], []
     real = slots._joint_fit
-    monkeypatch.setattr(slots, "_joint_fit", lambda G, starts, *a: fits.append(len(starts)) or real(G, starts, *a))
+
+    def spy(G, starts, *a):
+        fits.append(len(starts))
+        out = real(G, starts, *a)
+        fitted.append(out)
+        return out
+
+    monkeypatch.setattr(slots, "_joint_fit", spy)
     kw = dict(frame_steps=0, clip_steps=20, associate=False, centre_steps=0)
-    one = invert_clips(G, [keys, keys[:2]], lambda x: guess.repeat(2, 1)[: len(x)], **kw)
+    invert_clips(G, [keys, keys[:2]], lambda x: guess.repeat(2, 1)[: len(x)], **kw)
     many = invert_clips(G, [keys, keys[:2]], lambda x: guess.repeat(2, 1)[: len(x)], restarts=3, **kw)
     assert fits == [1, 1, 2, 3]  # batched by keyframe count: the 2-keyframe clip, then the 3-keyframe one
-    for a, b in zip(one.errors, many.errors):
-        assert b.mean() <= a.mean() + 1e-7
+    with torch.no_grad():
+        for x, cands, kept in ((keys[:2], fitted[2], many.errors[1]), (keys, fitted[3], many.errors[0])):
+            errs = [float((G(z) - x).pow(2).mean()) for z in cands]
+            assert len(set(errs)) == len(errs)  # the candidates ended apart: the choice matters
+            assert float(kept.mean()) == pytest.approx(min(errs), rel=1e-5)
     with pytest.raises(LatentVideoError, match="restarts must be an integer >= 1"):
         invert_clips(G, [keys], lambda x: guess, restarts=0, **kw)
 
