@@ -78,6 +78,21 @@ def torchrun() -> Path:
     return path
 
 
+# `train gan` flags for a one-step run of a tiny objects generator (CLI tests)
+TINY_OBJECTS_CLI = ["--batch-size", "4", "--width", "4", "--n-critic", "1", "--device", "cpu", "--steps", "1"]
+TINY_OBJECTS_CLI += ["--arch", "objects", "--objects", "1", "--appearance", "4", "--sprite", "12"]
+
+
+def assert_cli_refuses(argv: list[str], capsys) -> str:
+    """The CLI refuses `argv` as bad input: exit code 2 and a one-line error without a traceback. Returns it."""
+    from latentvideo.cli import main
+
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
 def listing(root: Path) -> set[str]:
     """Every path under `root`, relative, to check that a failed command left nothing behind."""
     return {str(p.relative_to(root)) for p in root.rglob("*")}

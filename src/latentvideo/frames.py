@@ -98,7 +98,7 @@ class ArrayFrames:
     def pair_starts(self, gap: int) -> np.ndarray:
         """The frames i whose frame i + gap * stride is in the same shot: no cut between them."""
         if gap not in self._starts:
-            shot = np.concatenate([[0], np.cumsum(self.cuts())])  # [N] shot number of every frame
+            shot = self.shots()
             d = gap * self.stride
             starts = np.flatnonzero(shot[d:] == shot[: len(shot) - d]) if d < len(shot) else np.zeros(0, np.int64)
             if not len(starts):
@@ -112,17 +112,19 @@ class ArrayFrames:
         """Every shot's background without its objects, the per-pixel median of its frames (the plate critic,
         training/plates.py)."""
         if self._plates is None:
-            n = len(self.frames)
-            if self.stride == 1:
-                shots = np.concatenate([[0], np.cumsum(self.cuts())])
-            else:  # a sequence file: frame t of sequence s at t * stride + s
-                shots = np.arange(n) % self.stride
-            self._plates = shot_plates(self.frames, shots)
+            self._plates = shot_plates(self.frames, self.shots())
         return self._plates
 
     def sample_plates(self, rng: np.random.Generator, n: int) -> np.ndarray:  # uint8 [n, C, H, W]
         plates = self.plates()
         return plates[rng.integers(0, len(plates), n)]
+
+    def shots(self) -> np.ndarray:  # [N] the shot number of every frame
+        """Frames between two cuts are one shot; in a sequence file (frame t of sequence s at t * stride + s) every
+        sequence is one."""
+        if self.stride != 1:
+            return np.arange(len(self.frames)) % self.stride
+        return np.concatenate([[0], np.cumsum(self.cuts())])
 
     def cuts(self) -> np.ndarray:  # bool [N - 1]: a cut between frame i and frame i + 1
         """Cuts in a video or a folder: frame pairs where over CUT_FACTOR times the median share of pixels changes
