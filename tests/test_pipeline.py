@@ -198,6 +198,7 @@ def test_every_option_is_accepted(pipe):
         refit=0,
         plate=True,  # colour generators with a background net only: test_objects.py
         plate_search=True,  # ... and test_plate_search.py
+        plate_fit=True,  # ... and test_plate_search.py
         plate_tuning=True,  # ... and test_plate_tuning.py
     )
     assert set(opts) == {f for f in Options.__dataclass_fields__}

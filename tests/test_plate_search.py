@@ -1,4 +1,5 @@
-"""plate_search: a colour clip's objects looked for against its background plate, not G's drawn backdrop.
+"""plate_search and plate_fit: a colour clip's objects looked for (and fitted) against its background plate, not
+G's drawn backdrop.
 
 The colour model's background net paints objects of its own. Where it paints one over a keyframe's object, the
 ink stage (measured against G's backdrop) sees no object there and leaves the slot where it was; against the
@@ -6,13 +7,14 @@ clip's plate (tune.background_plate) the object is ink again. Tiny seeded tint g
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from latentvideo.evaluation.recovery import position_errors
 from latentvideo.ink import centre_on_ink, slot_ink
 from latentvideo.objects import ObjectGenerator
 from latentvideo.pipeline import Pipeline
-from latentvideo.slots import _plates, invert_clips
+from latentvideo.slots import _joint_fit, _plates, invert_clips
 
 
 def painted_clip():
@@ -87,3 +89,41 @@ def test_plate_search_reaches_every_stage_of_the_clip_inversion_and_is_the_colou
     opts = dict(plate_search=True, pivot_steps=2, refit=1, clip_steps=2, method="lbfgs", lbfgs_steps=0, critic="off")
     pipe(keys, times=[0, 3, 7], num_frames=8, **opts)
     assert len(calls) == 8  # the first inversion and one refit pass
+
+
+def test_the_clip_fit_over_the_plate_finds_objects_that_the_backdrop_would_explain():
+    """plate_fit: the joint L-BFGS composes the slots over a plate. Over the clip's true background, slots that
+    start 2.5 px off their objects land on them (median 0.02 px); over G's backdrop, which paints keyframe 0's
+    objects, they do not (median 0.56 px)."""
+    G, lay, truth, keys = painted_clip()
+    plate = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(3))  # the keyframes' background
+    start = truth.clone()
+    start[:, lay.index] += 2.5 / lay.fold_range
+    fits = [_joint_fit(G, [start], keys[None], lay, 30, 2.0, c)[0] for c in (None, plate.expand(1, 3, 3, 32, 32))]
+    over_backdrop, over_plate = (np.median(position_errors(lay, z, truth, 3)) for z in fits)
+    assert over_plate < 0.05 and over_backdrop > 0.5
+
+
+def test_plate_fit_reaches_the_joint_fit_and_the_refit_passes_and_is_ignored_in_gray(monkeypatch):
+    import latentvideo.slots as slots
+
+    G, lay, truth, keys = painted_clip()
+    canvases = []
+    real = slots._joint_fit
+    monkeypatch.setattr(slots, "_joint_fit", lambda *a: canvases.append(a[6]) or real(*a))
+    fit = invert_clips(G, [keys], lambda x: truth, frame_steps=0, clip_steps=2, plate_fit=True)
+    assert canvases[-1].shape == (1, 3, 3, 32, 32)
+    assert not torch.allclose(canvases[-1][0, 0], G.plate)  # a plate from the keyframes, not G's backdrop
+    with torch.no_grad():  # the reconstructions are over the plate too
+        expect = G.compose(G.layers(fit.latents[0]), _plates(G, [fit.latents[0]], [keys]))
+    assert torch.allclose(fit.reconstructions[0], expect)
+    torch.manual_seed(1)
+    gray = ObjectGenerator(objects=2, appearance=4, resolution=32, sprite=12, width=4).requires_grad_(False)
+    with torch.no_grad():
+        gray_keys = gray(truth)
+    invert_clips(gray, [gray_keys], lambda x: truth, frame_steps=0, clip_steps=2, plate_fit=True)
+    assert canvases[-1] is None
+    canvases.clear()
+    opts = dict(plate_fit=True, pivot_steps=2, refit=1, clip_steps=2, method="lbfgs", lbfgs_steps=0, critic="off")
+    Pipeline.from_modules(G, layout=lay)(keys, times=[0, 3, 7], num_frames=8, **opts)
+    assert len(canvases) == 2 and all(c is not None for c in canvases)  # the first inversion and one refit pass

@@ -133,7 +133,13 @@ class Options:
         "background net's drawing, which can hold objects that no slot then finds (on by default for them).",
         "bool",
     )
-
+    plate_fit: bool = knob(
+        False,
+        "Colour generators with a background net and position coordinates: the clip fit's L-BFGS composes the "
+        "slots over the clip's background plate instead of the background net's drawing, as a model trained "
+        "with --plate-weight was trained.",
+        "bool",
+    )
     plate_tuning: bool = knob(
         False,
         "Colour generators with a background net, with pivotal tuning and the plate: the last tuning renders the "

@@ -285,6 +285,7 @@ class Pipeline:
             associate=opts.associate,
             centre_steps=opts.centre_steps,
             plate_search=opts.plate_search,
+            plate_fit=opts.plate_fit,
             restarts=opts.restarts,
         )
         cat = torch.cat
@@ -376,6 +377,7 @@ class Pipeline:
                         associate=opts.associate,
                         centre_steps=opts.centre_steps,
                         plate_search=opts.plate_search,
+                        plate_fit=opts.plate_fit,
                     )
                     z = [refit_clip(G, zk, xk, layout=self.layout, **fit) for G, zk, xk in zip(tuned, z, x)]
             plates = None  # the last tuning over the clip's plate, with `plate_tuning`

@@ -23,7 +23,9 @@ A digit's identity then cannot drift between keyframes: the path between them on
 With `plate_search` (colour, a background net) the template search of stages 1-2 and the ink of stage 4 measure
 objects against the clip's background plate (tune.background_plate: its keyframes where no slot covers them and
 they agree) instead of G's drawn backdrop, which can hold objects that no slot then looks for; the L-BFGS fits
-still render G's own backdrop.
+still render G's own backdrop, unless `plate_fit`: then the joint fit of stage 3 composes the slots over each
+clip's plate (taken once from its start), as a model trained with the plate critic (training/plates.py) was
+trained, and the background code keeps its start.
 """
 
 from __future__ import annotations
@@ -125,6 +127,7 @@ def invert_clips(
     associate: bool = True,
     centre_steps: int = CENTRE_STEPS,
     plate_search: bool = False,
+    plate_fit: bool = False,
     restarts: int = 1,
     seed: int = 0,
 ) -> ClipInversion:
@@ -133,9 +136,10 @@ def invert_clips(
     frame_steps: L-BFGS iterations per keyframe alone (stage 1); clip_steps: joint iterations (stage 3),
     the first third of them on images blurred with `coarse_sigma` px; associate and centre_steps: stage 4
     (gray, or RGB alpha-over onto a backdrop); plate_search: RGB objects are looked for against each clip's
-    background plate (module docstring); restarts: starts of the clip fit per clip (stage 3, each from another
-    keyframe's looks), the best kept. Without a projector stage 1 starts from zeros with the slots spread
-    around the canvas centre."""
+    background plate (module docstring); plate_fit: RGB, the joint fit of stage 3 composes the slots over that
+    plate instead of G's drawn backdrop (the background code keeps its start); restarts: starts of the clip fit
+    per clip (stage 3, each from another keyframe's looks), the best kept. Without a projector stage 1 starts
+    from zeros with the slots spread around the canvas centre."""
     layout = layout or latent_layout(G)
     if layout is None:
         raise LatentVideoError("clip-level inversion needs a generator that declares its position coordinates")
@@ -165,9 +169,10 @@ def invert_clips(
     templates = hasattr(G, "sprites") and (gray or alpha_over)
     inked = (gray or alpha_over) and hasattr(G, "layers")  # stage 4, and the ink-based slot association
     search = plate_search and alpha_over and hasattr(G, "layers")
+    over_plate = plate_fit and alpha_over and hasattr(G, "layers_shared")
 
-    def plates(zs, xs=sets):  # per clip latents -> each keyframe's plate [N, 3, R, R]; None: G's backdrop
-        return _plates(G, zs, xs) if search else None
+    def plates(zs, xs=sets, wanted=search):  # per clip latents -> each keyframe's plate [N, 3, R, R]
+        return _plates(G, zs, xs) if wanted else None  # None: G's backdrop
 
     bounds = np.cumsum([0] + [len(k) for k in sets])
     split = lambda z: [z[bounds[i] : bounds[i + 1]] for i in range(len(sets))]  # noqa: E731
@@ -196,12 +201,20 @@ def invert_clips(
     fitted = [None] * len(starts)
     for n in sorted(set(counts)):
         ids = [i for i, c in enumerate(counts) if c == n]
+        canvas = plates([starts[i] for i in ids], [cand_sets[i] for i in ids], over_plate)  # [m * n, 3, R, R]
+        canvas = None if canvas is None else canvas.view(len(ids), n, *canvas.shape[1:])  # fixed during the fit
         done = _joint_fit(
-            G, [starts[i] for i in ids], torch.stack([cand_sets[i] for i in ids]), layout, clip_steps, coarse_sigma
+            G,
+            [starts[i] for i in ids],
+            torch.stack([cand_sets[i] for i in ids]),
+            layout,
+            clip_steps,
+            coarse_sigma,
+            canvas,
         )
         for i, zc in zip(ids, done):
             fitted[i] = zc
-    out = _best_candidates(G, fitted, owner, sets, plates)
+    out = _best_candidates(G, fitted, owner, sets, lambda zs, xs: plates(zs, xs, search or over_plate))
     counts = [len(k) for k in sets]
     if inked:  # 4.
         backs = plates(out)
@@ -209,8 +222,8 @@ def invert_clips(
         if associate:  # ... and the same object in every keyframe
             z = associate_slots(G, z, images, layout, counts, backs=backs)[0]
         out = list(z.split(counts))
-    with torch.no_grad():
-        recons = [G(zc) for zc in out]
+    with torch.no_grad():  # over the clip's plate where the fit used one
+        recons = [G.compose(G.layers(zc), _plates(G, [zc], [x])) if over_plate else G(zc) for zc, x in zip(out, sets)]
     errors = [(r - x).pow(2).flatten(1).mean(1).cpu() for r, x in zip(recons, sets)]
     return ClipInversion([zc.cpu() for zc in out], [r.cpu() for r in recons], errors, time.perf_counter() - t0)
 
@@ -264,9 +277,10 @@ def _best_candidates(G, fitted: list[torch.Tensor], owner: list[int], sets: list
     return best
 
 
-def _joint_fit(G, starts, images, layout, steps, sigma):
+def _joint_fit(G, starts, images, layout, steps, sigma, canvas=None):
     """starts: per clip [n, z_dim]; images [m, n, C, H, W] -> fitted per clip [n, z_dim]. Per clip the
-    variables are its shared coordinates (taken from row 0) and n positions."""
+    variables are its shared coordinates (taken from row 0) and n positions. canvas [m, n, 3, H, W]: the slots are
+    composed over it (a clip's plate) instead of G's backdrop."""
     m, n = images.shape[:2]
     z_dim = starts[0].shape[1]
     pos = layout.index.flatten().to(images.device)  # [2K]
@@ -289,7 +303,11 @@ def _joint_fit(G, starts, images, layout, steps, sigma):
         def fg(vi, idx, target=target, s=s):
             with torch.enable_grad():
                 vi = vi.detach().requires_grad_(True)
-                x = blur(render_clips(G, unpack(vi)).flatten(0, 1), s).view(len(vi), n, *images.shape[2:])
+                if canvas is None:
+                    x = render_clips(G, unpack(vi)).flatten(0, 1)
+                else:  # shared sprites: the clip's frames differ only in positions
+                    x = G.compose(G.layers_shared(unpack(vi)).flatten(0, 1), canvas[idx].flatten(0, 1))
+                x = blur(x, s).view(len(vi), n, *images.shape[2:])
                 f = (x - target[idx]).pow(2).flatten(2).mean(2).mean(1)  # [c]
                 (grad,) = torch.autograd.grad(f.sum(), vi)
             return f.detach(), grad

@@ -85,6 +85,7 @@ def measure_recovery(pipe: Pipeline, n: int = 64, times=(0, 9, 19), seed: int = 
         associate=opts.associate,
         centre_steps=opts.centre_steps,
         plate_search=opts.plate_search,
+        plate_fit=opts.plate_fit,
     )
     seconds = (time.perf_counter() - t0) / n
     stages["clip"] = torch.cat(clip.latents).to(pipe.device)

@@ -58,6 +58,7 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
             ("background plate off (the background net draws it)", "objects", {"plate": False}),
             ("plate search off (objects looked for against G's drawn backdrop)", "objects", {"plate_search": False}),
             ("last pivotal tuning over the plate, sprites held to its matte", "objects", {"plate_tuning": True}),
+            ("clip fit over the plate (L-BFGS composes the slots over it)", "objects", {"plate_fit": True}),
         ]
         if colour
         else []
