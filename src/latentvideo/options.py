@@ -137,7 +137,7 @@ class Options:
         False,
         "Colour generators with a background net and position coordinates: the clip fit's L-BFGS composes the "
         "slots over the clip's background plate instead of the background net's drawing, as a model trained "
-        "with --plate-weight was trained.",
+        "with --plate-weight was trained (measured not better on either colour model: off).",
         "bool",
     )
     plate_tuning: bool = knob(

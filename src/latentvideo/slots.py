@@ -223,7 +223,8 @@ def invert_clips(
             z = associate_slots(G, z, images, layout, counts, backs=backs)[0]
         out = list(z.split(counts))
     with torch.no_grad():  # over the clip's plate where the fit used one
-        recons = [G.compose(G.layers(zc), _plates(G, [zc], [x])) if over_plate else G(zc) for zc, x in zip(out, sets)]
+        z = torch.cat(out)
+        recons = list((G.compose(G.layers(z), _plates(G, out, sets)) if over_plate else G(z)).split(counts))
     errors = [(r - x).pow(2).flatten(1).mean(1).cpu() for r, x in zip(recons, sets)]
     return ClipInversion([zc.cpu() for zc in out], [r.cpu() for r in recons], errors, time.perf_counter() - t0)
 
