@@ -77,10 +77,14 @@ def permute_slots(z: torch.Tensor, layout: LatentLayout, perm) -> torch.Tensor:
     return out
 
 
-def slot_matched_error(z_hat: torch.Tensor, z: torch.Tensor, layout: LatentLayout, position_weight: float = 10.0):
+def slot_matched_error(
+    z_hat: torch.Tensor, z: torch.Tensor, layout: LatentLayout, position_weight: float = 10.0, shared: bool = True
+):
     """Per-sample loss [N] between predicted and true latents whose slot order is arbitrary: the slots are
     matched by the Hungarian method (scipy linear_sum_assignment) on the detached costs. A slot's cost is
-    the mean squared appearance error plus position_weight times the squared error of its folded position."""
+    the mean squared appearance error plus position_weight times the squared error of its folded position.
+    The codes outside the slots (a background code) add their squared error unless `shared` is False (images
+    composed over real plates never showed them)."""
     blocks = slot_blocks(layout, z.shape[1])
     K, pos = len(blocks), layout.index.to(z.device)  # [K, 2]
     pa, pb = fold(z_hat[:, pos]), fold(z[:, pos])  # [N, K, 2]
@@ -93,8 +97,9 @@ def slot_matched_error(z_hat: torch.Tensor, z: torch.Tensor, layout: LatentLayou
     match = [linear_sum_assignment(c)[1] for c in cost.detach().cpu().numpy()]  # true slot of each predicted one
     idx = torch.as_tensor(np.stack(match), device=z.device)  # [N, K]
     rows = torch.arange(len(z), device=z.device)[:, None]
-    shared = [i for i in range(z.shape[1]) if i not in set(torch.cat(blocks).tolist())]
-    rest = (z_hat[:, shared] - z[:, shared]).pow(2).sum(1) if shared else 0
+    in_slots = set(torch.cat(blocks).tolist())
+    rest_idx = [i for i in range(z.shape[1]) if i not in in_slots] if shared else []
+    rest = (z_hat[:, rest_idx] - z[:, rest_idx]).pow(2).sum(1) if rest_idx else 0
     return (cost[rows, torch.arange(K, device=z.device)[None], idx].sum(1) + rest) / K
 
 

@@ -215,6 +215,12 @@ def train_projector_cmd(
     hidden: int = typer.Option(256, help="Units of the hidden layer before z."),
     data: str = typer.Option("moving-mnist", help="Frames to learn to project (train split by default)."),
     resize: int | None = typer.Option(None, help="Rescale your own images to this size (32, 64 or 128)."),
+    plates: bool = typer.Option(
+        False,
+        "--plates",
+        help="Colour objects G with a background code: learn the slots from G's samples over the footage's real "
+        "shot plates instead of G's backdrop.",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the projector run in --out."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto"),
@@ -236,6 +242,7 @@ def train_projector_cmd(
         hidden=hidden,
         seed=seed,
         resize=resize,
+        plates=plates,
     )
     path = train_projector(gan / "generator" if (gan / "generator").is_dir() else gan, out, cfg, resume, device)
     typer.echo(f"projector: {path}")

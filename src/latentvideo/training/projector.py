@@ -51,6 +51,10 @@ class ProjectorConfig:
     # generators with object slots (objects.LatentLayout): weight of the slot-matched error on G's own
     # samples, whose latents are known (slots.slot_matched_error; slot order does not matter)
     slots: float = 1.0
+    # colour footage and an objects G with a background code: G's samples for the slot term are composed over
+    # the footage's real shot plates (frames.ArrayFrames.plates), like the keyframes P-NET reads, instead of
+    # over G's own backdrop; their background codes are then not scored (those images never showed them)
+    plates: bool = False
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 50
@@ -72,10 +76,23 @@ def _check_config(config: ProjectorConfig) -> None:
             raise LatentVideoError(f"projector {name} must be a positive integer, got {value!r}")
     if not (np.isfinite(config.lr) and config.lr > 0):
         raise LatentVideoError(f"projector learning rate must be positive, got {config.lr}")
+    if not isinstance(config.plates, bool):
+        raise LatentVideoError(f"projector plates must be true or false, got {config.plates!r}")
     for name in ("supervised", "prior", "slots"):
         value = getattr(config, name)
         if not (np.isfinite(value) and value >= 0):
             raise LatentVideoError(f"projector {name} weight must be >= 0, got {value}")
+
+
+def _check_plates(G, layout, source) -> None:
+    if layout is None or G.channels != 3 or not getattr(G, "background", 0):
+        raise LatentVideoError(
+            "P-NET over real plates needs a colour objects generator with a background code",
+            hint="train it with --arch objects --background 32, or leave out --plates",
+        )
+    if not hasattr(source, "sample_plates"):
+        raise LatentVideoError("P-NET over real plates needs footage with shots", hint="--data a video or a sequence file")
+    source.plates()  # find the shots now: footage without any fails before the first step
 
 
 def train_projector(
@@ -109,6 +126,8 @@ def train_projector(
     if tuple(source.shape) != (G.channels, G.resolution, G.resolution):
         want = [G.channels, G.resolution, G.resolution]
         raise LatentVideoError(f"frames of {config.data} are {list(source.shape)} but G makes {want}")
+    if config.plates:
+        _check_plates(G, layout, source)
     torch.manual_seed(config.seed)
     P = Projector(G.z_dim, G.resolution, G.channels, config.width, config.hidden).to(dev)
     opt = torch.optim.Adam(P.parameters(), config.lr)
@@ -149,8 +168,13 @@ def train_projector(
         if config.slots and layout is not None:
             z_true = sample_latents(G, config.batch_size, gen).to(dev)
             with torch.no_grad():
-                x_fake = G(z_true)
-            loss = loss + config.slots * slot_matched_error(P(x_fake), z_true, layout).mean()
+                if config.plates:  # [B, C, H, W]
+                    over = torch.from_numpy(source.sample_plates(data_rng, config.batch_size)).to(dev).float() / 255
+                    x_fake = G(z_true, over=over)
+                else:
+                    x_fake = G(z_true)
+            error = slot_matched_error(P(x_fake), z_true, layout, shared=not config.plates)
+            loss = loss + config.slots * error.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
