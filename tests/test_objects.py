@@ -549,6 +549,25 @@ def test_refit_fits_the_clip_again_through_the_tuned_copy():
     assert err(again) < 0.6 * err(once)  # measured: 0.0049 against 0.0094
 
 
+def test_tunings_before_the_last_refit_pass_take_early_pivot_steps(monkeypatch):
+    """With refit passes, every pivotal tuning but the last takes early_pivot_steps, the last pivot_steps; the
+    presets tune every pass alike."""
+    import latentvideo.pipeline as pipeline_module
+
+    G = tiny_objects(objects=2, seed=0)
+    z = G.sample_latents(3, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        keys = G(z)
+    steps, tune = [], pipeline_module.pivotal_tune_clips
+    monkeypatch.setattr(pipeline_module, "pivotal_tune_clips", lambda *a, **k: steps.append(a[3]) or tune(*a, **k))
+    pipe = Pipeline.from_modules(G)
+    opts = pipe.options(method="lbfgs", lbfgs_steps=2, clip_steps=2, pivot_steps=5, early_pivot_steps=2, refit=2)
+    pipe.animate([z], [np.array([0.0, 4.0, 9.0])], 10, opts, keyframes=[keys])
+    assert steps == [2, 2, 5]
+    defaults = pipe.default_options()
+    assert defaults.early_pivot_steps == defaults.pivot_steps > 0
+
+
 def test_object_models_default_to_pivotal_tuning_and_refit_passes_in_gray_and_colour():
     """Sprite-net generators (gray or colour) default to pivotal tuning and two refit passes (measured on both
     shipped domains, BENCHMARK.md); a user's module with positions but no sprite net has nothing to tune."""

@@ -120,6 +120,13 @@ class Options:
         "int",
         high=3,
     )
+    early_pivot_steps: int = knob(
+        0,
+        "Generators with position coordinates, with refit passes: Adam steps of each pivotal tuning before the "
+        "last refit pass (the last takes pivot_steps; 0: the refits run through G untuned).",
+        "int",
+        high=200,
+    )
     plate: bool = knob(
         False,
         "Colour generators with a background net, with pivotal tuning: render the clip over a static background "

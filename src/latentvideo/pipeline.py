@@ -179,7 +179,7 @@ class Pipeline:
             # SSIM better, 6.3 s per clip batched against 4.1; it beat as many Adam steps spent on one pass. Colour,
             # 50 clips: motion 14.6 -> 9.9 px, identity 0.501 -> 0.589, MSE and SSIM better, 13.3 s against 11.0
             if pivot:
-                opts = replace(opts, refit=OBJECT_REFIT)
+                opts = replace(opts, refit=OBJECT_REFIT, early_pivot_steps=pivot)
             # colour: the clip's background from its keyframes where no object covers them (tune.background_plate)
             # instead of the background net's blurred drawing of a photograph it never saw (BENCHMARK.md); the
             # inversion looks for objects against that plate too: 50 test clips, motion 10.14 -> 9.14 px, identity
@@ -384,7 +384,8 @@ class Pipeline:
             if over_plate and opts.plate_tuning and i == opts.refit:
                 plates = [background_plate(G, zk, xk) for G, zk, xk in zip(tuned, z, x)]
             with timer("pivot"):
-                tuned = pivotal_tune_clips(tuned, z, x, opts.pivot_steps, plates=plates)
+                steps = opts.pivot_steps if i == opts.refit else opts.early_pivot_steps
+                tuned = pivotal_tune_clips(tuned, z, x, steps, plates=plates)
         # else the plate only for the render: fitting and tuning against it lost identity (docs/benchmark-history.md)
         if over_plate and not opts.plate_tuning:
             for G, zk, xk in zip(tuned, z, x):

@@ -52,6 +52,7 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
         ("refit off (one inversion, one pivotal tuning)", "objects", {"refit": 0}),
         ("refit, 1 pass", "objects", {"refit": 1}),
         ("refit, 2 passes", "objects", {"refit": 2}),
+        ("tunings before the last 40 steps (200 in all)", "objects", {"early_pivot_steps": 40}),
     ]
     rows += (
         [
