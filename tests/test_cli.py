@@ -448,3 +448,16 @@ def test_ppl_measures_each_model_with_the_same_classifier(tmp_path, capsys):
     for args, match in ((["--samples", "1"], "--samples must be at least 2"), (["--eps", "0"], "--eps must be")):
         _clean_error(*_run(["ppl", a, *args], capsys)[::2], match)
     _clean_error(*_run(["ppl", tmp_path / "missing"], capsys)[::2], "not found")
+
+
+def test_ppl_of_an_objects_model_also_reports_its_positions_and_the_rest_apart(tmp_path, capsys):
+    m = tiny_model_dir(tmp_path / "m", resolution=64, objects=2)
+    code, text, err = _run(["ppl", m, "--samples", "8", "--device", "cpu"], capsys)
+    assert code == 0, err
+    lines = text.strip().splitlines()
+    assert [line.split("PPL (")[1].split(",")[0:2] for line in lines] == [
+        ["z", " 8 samples"],
+        ["z", " positions alone"],
+        ["z", " all but positions"],
+    ]
+    assert all(float(line.rsplit(": ", 1)[1]) > 0 for line in lines)

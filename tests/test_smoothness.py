@@ -12,9 +12,10 @@ import torch
 from torch import nn
 
 from latentvideo.errors import LatentVideoError
-from latentvideo.evaluation.ppl import path_length_distances, perceptual_path_length, slerp
+from latentvideo.evaluation.ppl import path_length_distances, perceptual_path_length, prior_path, slerp
 from latentvideo.experimental.time_warp import arc_length_times
 from latentvideo.models import Critic, Generator, Synthesis, has_mapping, load_model, model_config, save_model
+from latentvideo.objects import ObjectGenerator
 from latentvideo.pipeline import Pipeline
 from latentvideo.training.gan import train_gan
 from latentvideo.training.regularisers import path_length_penalty
@@ -76,6 +77,56 @@ def test_ppl_in_w_needs_a_mapping_network():
         perceptual_path_length(SinGenerator(), _features, num_samples=4, space="x")
     with pytest.raises(LatentVideoError, match="eps"):
         perceptual_path_length(SinGenerator(), _features, num_samples=4, eps=0)
+
+
+def test_prior_path_lerps_positions_and_slerps_the_rest():
+    g = torch.Generator().manual_seed(0)
+    a, b, pos = torch.randn(3, 6, generator=g), torch.randn(3, 6, generator=g), torch.tensor([1, 4])
+    t = torch.tensor([0.0, 0.3, 1.0])
+    p = prior_path(a, b, t, pos)
+    torch.testing.assert_close(p[:, pos], torch.lerp(a[:, pos], b[:, pos], t[:, None]))
+    rest = torch.tensor([0, 2, 3, 5])
+    torch.testing.assert_close(p[:, rest], slerp(a[:, rest], b[:, rest], t))
+    torch.testing.assert_close(prior_path(a, b, t, None), slerp(a, b, t))
+
+
+class Recording(ObjectGenerator):
+    """A tiny objects generator that keeps every latent batch it renders."""
+
+    def forward(self, z, *args, **kwargs):
+        self.seen.append(z.clone())
+        return super().forward(z, *args, **kwargs)
+
+
+@pytest.mark.parametrize("moving", ["all", "positions", "appearance"])
+def test_object_paths_come_from_the_prior_and_move_only_what_is_asked(moving):
+    torch.manual_seed(0)
+    G = Recording(objects=2, appearance=4, resolution=32, sprite=12, width=4)
+    G.seen = []
+    d = path_length_distances(G, _features, num_samples=16, eps=1e-3, moving=moving)
+    assert d.shape == (16,) and np.isfinite(d).all() and (d >= 0).all()
+    z = torch.cat(G.seen)  # [2 * 16, z_dim]: the points at t, then at t + eps
+    pos = G.latent_layout.index.flatten()
+    rest = torch.tensor([i for i in range(G.z_dim) if i not in set(pos.tolist())])
+    assert ((z[:, pos] >= 0) & (z[:, pos] <= 1)).all()  # uniform ends over the fold range, lerped: inside it
+    at, after = z[:16], z[16:]
+    if moving == "positions":  # every appearance code is held: both points share it
+        torch.testing.assert_close(at[:, rest], after[:, rest])
+        assert not torch.equal(at[:, pos], after[:, pos])
+    if moving == "appearance":
+        torch.testing.assert_close(at[:, pos], after[:, pos])
+        assert not torch.equal(at[:, rest], after[:, rest])
+    if moving != "all":
+        assert perceptual_path_length(G, _features, 16, 1e-3, moving=moving) > 0
+
+
+def test_only_a_position_layout_can_move_its_parts():
+    with pytest.raises(LatentVideoError, match="cannot move only 'positions'"):
+        path_length_distances(SinGenerator(), _features, num_samples=4, moving="positions")
+    G = Recording(objects=1, appearance=2, resolution=32, sprite=12, width=4)
+    G.seen = []
+    with pytest.raises(LatentVideoError, match="cannot move only 'colour'"):
+        path_length_distances(G, _features, num_samples=4, moving="colour")
 
 
 def test_slerp_ends_and_norms():

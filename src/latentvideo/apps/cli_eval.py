@@ -166,6 +166,14 @@ def bench(
     typer.echo(f"wrote {out}/results.json, report.md, per_frame.png, examples.png")
 
 
+PPL_LINES = (
+    ("ppl_z", "z"),
+    ("ppl_w", "w"),
+    ("ppl_z_positions", "z, positions alone"),
+    ("ppl_z_appearance", "z, all but positions"),
+)
+
+
 @app.command()
 def ppl(
     models: list[Path] | None = typer.Argument(
@@ -179,7 +187,9 @@ def ppl(
 ):
     """Perceptual path length of generators, in the digit classifier's feature space (lower is smoother).
 
-    Every model is measured with the same classifier, so the numbers compare.
+    Every model is measured with the same classifier, so the numbers compare. A generator with position
+    coordinates draws its paths from its own prior and also reports paths that move its positions alone (its
+    objects translate) and all but its positions.
 
     Examples:
       latentvideo ppl
@@ -196,7 +206,6 @@ def ppl(
     clf = load_classifier(classifier, None).to(resolve_device(device))
     for model in models or [None]:
         result = measure_smoothness(load_pipeline(model, device), clf, samples, eps, seed)
-        for space in ("z", "w"):  # w only with a mapping network
-            if f"ppl_{space}" in result:
-                value = result[f"ppl_{space}"]
-                typer.echo(f"{model or 'shipped model'}  PPL ({space}, {samples} samples, eps {eps:g}): {value:.1f}")
+        for key, what in PPL_LINES:  # w only with a mapping network, the parts only with position coordinates
+            if key in result:
+                typer.echo(f"{model or 'shipped model'}  PPL ({what}, {samples} samples, eps {eps:g}): {result[key]:.1f}")

@@ -394,6 +394,9 @@ def measure_smoothness(
     out = {"samples": samples, "eps": eps}
     for space in ("z", "w") if has_mapping(pipe.generator) else ("z",):
         out[f"ppl_{space}"] = perceptual_path_length(pipe.generator, feats, samples, eps, space, seed)
+    if pipe.layout is not None and hasattr(pipe.generator, "sample_latents"):  # motion and looks apart
+        for part in ("positions", "appearance"):
+            out[f"ppl_z_{part}"] = perceptual_path_length(pipe.generator, feats, samples, eps, "z", seed, moving=part)
     return out
 
 
