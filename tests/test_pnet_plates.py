@@ -48,7 +48,9 @@ def test_the_background_code_is_scored_only_when_shared(colour_dir):
     torch.testing.assert_close(b - a, torch.full_like(a, G.background / G.objects))
 
 
-def test_g_s_samples_for_the_slot_term_are_composed_over_the_footage_s_plates(tmp_path, colour_dir, shapes32, monkeypatch):
+def test_g_s_samples_for_the_slot_term_are_composed_over_the_footage_s_plates(
+    tmp_path, colour_dir, shapes32, monkeypatch
+):
     seen = []
     forward = ObjectGenerator.forward
 

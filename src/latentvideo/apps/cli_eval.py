@@ -208,4 +208,6 @@ def ppl(
         result = measure_smoothness(load_pipeline(model, device), clf, samples, eps, seed)
         for key, what in PPL_LINES:  # w only with a mapping network, the parts only with position coordinates
             if key in result:
-                typer.echo(f"{model or 'shipped model'}  PPL ({what}, {samples} samples, eps {eps:g}): {result[key]:.1f}")
+                typer.echo(
+                    f"{model or 'shipped model'}  PPL ({what}, {samples} samples, eps {eps:g}): {result[key]:.1f}"
+                )

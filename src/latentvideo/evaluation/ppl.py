@@ -73,7 +73,8 @@ def path_length_distances(
     squared L2 distance of `feature_fn` features ([N, C, H, W] images -> [N, ...]) and p a random full path:
     slerp between z0, z1 ~ N(0, I) (space 'z'; with position coordinates from G's prior, `prior_path`) or lerp
     between mapping(z0), mapping(z1) (space 'w'), t ~ U(0, 1). `moving` 'positions' or 'appearance' (generators
-    with position coordinates): the path moves those coordinates only, the others held at z0's. Seeded: the same arguments give the same samples on any device."""
+    with position coordinates): the path moves those coordinates only, the others held at z0's. Seeded: the same
+    arguments give the same samples on any device."""
     _check_space(G, space)
     if not (isinstance(num_samples, int) and num_samples >= 1) or not (isinstance(batch_size, int) and batch_size >= 1):
         raise LatentVideoError(f"num_samples and batch_size must be integers >= 1, got {num_samples}, {batch_size}")

@@ -91,7 +91,9 @@ def _check_plates(G, layout, source) -> None:
             hint="train it with --arch objects --background 32, or leave out --plates",
         )
     if not hasattr(source, "sample_plates"):
-        raise LatentVideoError("P-NET over real plates needs footage with shots", hint="--data a video or a sequence file")
+        raise LatentVideoError(
+            "P-NET over real plates needs footage with shots", hint="--data a video or a sequence file"
+        )
     source.plates()  # find the shots now: footage without any fails before the first step
 
 
