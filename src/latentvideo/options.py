@@ -123,7 +123,8 @@ class Options:
     early_pivot_steps: int = knob(
         0,
         "Generators with position coordinates, with refit passes: Adam steps of each pivotal tuning before the "
-        "last refit pass (the last takes pivot_steps; 0: the refits run through G untuned).",
+        "last refit pass (the last takes pivot_steps; 0: the refits run through G untuned). Presets tune every "
+        "pass alike: 40 early steps measured a little worse on motion and MSE for 6 % less time.",
         "int",
         high=200,
     )
