@@ -42,6 +42,17 @@ def seq32(tmp_path_factory, train_digits) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def shapes32_file(tmp_path_factory) -> Path:
+    """A tiny Moving Shapes sequence file, 32x32 RGB, 3 sequences of 10 frames (each a shot with a plate):
+    uint8 [10, 3, 32, 32, 3]."""
+    from latentvideo.shapes import moving_shapes, write_moving_shapes
+
+    path = tmp_path_factory.mktemp("shapes") / "shapes32.npy"
+    write_moving_shapes(path, moving_shapes(3, 10, 32, split="train", seed=0, objects=(1, 1)))
+    return path
+
+
 @pytest.fixture
 def tiny_config(seq32):
     """Factory for a GANConfig that trains in well under a second on one CPU thread."""

@@ -15,19 +15,10 @@ from latentvideo.errors import LatentVideoError
 from latentvideo.frames import ArrayFrames, frame_source, shot_plates
 from latentvideo.models import load_model
 from latentvideo.objects import ObjectGenerator
-from latentvideo.shapes import moving_shapes, write_moving_shapes
 from latentvideo.training.gan import train_gan
 
 CPU = dict(device="cpu", progress=False)
 COLOUR = dict(arch="objects", objects=1, appearance=4, sprite=12, background=3)
-
-
-@pytest.fixture(scope="module")
-def shapes32(tmp_path_factory):
-    """A tiny Moving Shapes sequence file, 32x32 RGB: uint8 [10, 3, 32, 32, 3]."""
-    path = tmp_path_factory.mktemp("shapes") / "shapes32.npy"
-    write_moving_shapes(path, moving_shapes(3, 10, 32, split="train", seed=0, objects=(1, 1)))
-    return path
 
 
 def moving_square(shots: int, length: int) -> np.ndarray:
@@ -52,13 +43,13 @@ def test_a_shot_median_drops_the_moving_object():
         shot_plates(frames[:5], np.zeros(5, int))
 
 
-def test_a_video_s_plates_are_its_shots_and_a_sequence_file_s_its_sequences(shapes32):
+def test_a_video_s_plates_are_its_shots_and_a_sequence_file_s_its_sequences(shapes32_file):
     video = ArrayFrames(moving_square(3, 10))  # cuts between the shots
     plates = video.plates()
     assert [int(p[0, 0, 0]) for p in plates] == [40, 100, 160]
     assert video.sample_plates(np.random.default_rng(0), 7).shape == (7, 3, 32, 32)
-    source = frame_source(str(shapes32))  # [T * N] frames, frame t of sequence n at t * N + n
-    v = np.load(shapes32)  # [T, N, H, W, 3]
+    source = frame_source(str(shapes32_file))  # [T * N] frames, frame t of sequence n at t * N + n
+    v = np.load(shapes32_file)  # [T, N, H, W, 3]
     want = np.round(np.median(v, 0)).astype(np.uint8).transpose(0, 3, 1, 2)  # [N, 3, H, W]
     np.testing.assert_array_equal(source.plates(), want)
 
@@ -80,8 +71,8 @@ def test_forward_over_plates_keeps_the_background_net_out_of_the_image():
     assert G.sprite_fc.weight.grad.abs().sum() > 0
 
 
-def test_training_with_the_plate_critic_resumes_bit_exactly(tiny_config, shapes32, tmp_path):
-    cfg = tiny_config(**COLOUR, data=str(shapes32), steps=4, checkpoint_every=2, plate_weight=1.0)
+def test_training_with_the_plate_critic_resumes_bit_exactly(tiny_config, shapes32_file, tmp_path):
+    cfg = tiny_config(**COLOUR, data=str(shapes32_file), steps=4, checkpoint_every=2, plate_weight=1.0)
     a = train_gan(tmp_path / "a", cfg, **CPU)
     b = train_gan(tmp_path / "b", cfg, stop_after=2, **CPU)
     train_gan(b, resume=True, **CPU)
@@ -98,7 +89,7 @@ def test_training_with_the_plate_critic_resumes_bit_exactly(tiny_config, shapes3
     with safe_open(str(a / "checkpoint.safetensors"), "pt") as f:
         assert any(k.startswith("C_plate.") for k in f.keys())
     # the plate critic moves the background net: the same run without it ends elsewhere
-    plain = train_gan(tmp_path / "p", tiny_config(**COLOUR, data=str(shapes32), steps=4), **CPU)
+    plain = train_gan(tmp_path / "p", tiny_config(**COLOUR, data=str(shapes32_file), steps=4), **CPU)
     bg = [k for k in load_model(a / "generator").state_dict() if k.startswith("bg_")]
     sa, sp = load_model(a / "generator").state_dict(), load_model(plain / "generator").state_dict()
     assert any(not torch.equal(sa[k], sp[k]) for k in bg)
@@ -121,20 +112,20 @@ def test_bad_plate_settings_are_refused_before_any_work(tiny_config, tmp_path, o
     assert not (tmp_path / "run").exists()
 
 
-def test_cli_plate_flag(tmp_path, shapes32, capsys):
+def test_cli_plate_flag(tmp_path, shapes32_file, capsys):
     obj = [*TINY_OBJECTS_CLI, "--background", "3"]
     run = tmp_path / "run"
-    assert main(["train", "gan", "--out", str(run), "--data", str(shapes32), *obj, "--plate-weight", "1"]) == 0
+    assert main(["train", "gan", "--out", str(run), "--data", str(shapes32_file), *obj, "--plate-weight", "1"]) == 0
     assert json.loads((run / "config.json").read_text())["plate_weight"] == 1.0
     capsys.readouterr()
     before = listing(tmp_path)
     for bad in (["--out", str(tmp_path / "x"), "--plate-weight", "-1"], ["--resume", str(run), "--plate-weight", "2"]):
-        assert_cli_refuses(["train", "gan", "--data", str(shapes32), *obj, *bad], capsys)
+        assert_cli_refuses(["train", "gan", "--data", str(shapes32_file), *obj, *bad], capsys)
     assert listing(tmp_path) == before
 
 
-def test_the_plate_and_pair_critics_train_together(tiny_config, shapes32, tmp_path):
-    cfg = tiny_config(**COLOUR, data=str(shapes32), steps=2, plate_weight=0.5, pair_weight=1.0, pair_gap=2)
+def test_the_plate_and_pair_critics_train_together(tiny_config, shapes32_file, tmp_path):
+    cfg = tiny_config(**COLOUR, data=str(shapes32_file), steps=2, plate_weight=0.5, pair_weight=1.0, pair_gap=2)
     run = train_gan(tmp_path / "both", cfg, **CPU)
     rows = [json.loads(s) for s in (run / "stats.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(math.isfinite(r["wdist_plate"]) and math.isfinite(r["wdist_pair"]) for r in rows)

@@ -12,20 +12,11 @@ from latentvideo.errors import LatentVideoError
 from latentvideo.frames import frame_source
 from latentvideo.models import load_model
 from latentvideo.objects import ObjectGenerator, latent_layout
-from latentvideo.shapes import moving_shapes, write_moving_shapes
 from latentvideo.slots import slot_matched_error
 from latentvideo.training.projector import ProjectorConfig, train_projector
 
 CPU = dict(device="cpu", progress=False)
 TINY_P = dict(width=4, hidden=16, batch_size=4, log_every=1, checkpoint_every=100, steps=3)
-
-
-@pytest.fixture(scope="module")
-def shapes32(tmp_path_factory):
-    """Moving Shapes, 32x32 RGB, 3 sequences of 10 frames (each a shot with a plate): uint8 [10, 3, 32, 32, 3]."""
-    path = tmp_path_factory.mktemp("shapes") / "shapes32.npy"
-    write_moving_shapes(path, moving_shapes(3, 10, 32, split="train", seed=0, objects=(1, 1)))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +40,7 @@ def test_the_background_code_is_scored_only_when_shared(colour_dir):
 
 
 def test_g_s_samples_for_the_slot_term_are_composed_over_the_footage_s_plates(
-    tmp_path, colour_dir, shapes32, monkeypatch
+    tmp_path, colour_dir, shapes32_file, monkeypatch
 ):
     seen = []
     forward = ObjectGenerator.forward
@@ -59,9 +50,9 @@ def test_g_s_samples_for_the_slot_term_are_composed_over_the_footage_s_plates(
         return forward(self, z, with_backdrop, over)
 
     monkeypatch.setattr(ObjectGenerator, "forward", spy)
-    cfg = ProjectorConfig(data=str(shapes32), plates=True, **TINY_P)
+    cfg = ProjectorConfig(data=str(shapes32_file), plates=True, **TINY_P)
     train_projector(colour_dir / "generator", tmp_path / "run", cfg, **CPU)
-    plates = torch.from_numpy(frame_source(str(shapes32)).plates()).float() / 255  # [3, 3, 32, 32]
+    plates = torch.from_numpy(frame_source(str(shapes32_file)).plates()).float() / 255  # [3, 3, 32, 32]
     backdrops = [o for o in seen if o is not None]
     assert len(backdrops) == 3  # one batch of G's samples per step, each over real plates
     for batch in backdrops:
@@ -69,22 +60,22 @@ def test_g_s_samples_for_the_slot_term_are_composed_over_the_footage_s_plates(
         assert all(any(torch.equal(b, p) for p in plates) for b in batch)
 
 
-def test_plates_change_training_and_resume_exactly(tmp_path, colour_dir, shapes32):
+def test_plates_change_training_and_resume_exactly(tmp_path, colour_dir, shapes32_file):
     def weights(run):
         return load_model(run / "projector", "cpu").state_dict()
 
-    cfg = ProjectorConfig(data=str(shapes32), plates=True, **dict(TINY_P, steps=4))
+    cfg = ProjectorConfig(data=str(shapes32_file), plates=True, **dict(TINY_P, steps=4))
     train_projector(colour_dir / "generator", tmp_path / "a", cfg, stop_after=2, **CPU)
     train_projector(colour_dir / "generator", tmp_path / "a", None, resume=True, **CPU)
     train_projector(colour_dir / "generator", tmp_path / "b", cfg, **CPU)
-    plain = ProjectorConfig(data=str(shapes32), plates=False, **dict(TINY_P, steps=4))
+    plain = ProjectorConfig(data=str(shapes32_file), plates=False, **dict(TINY_P, steps=4))
     train_projector(colour_dir / "generator", tmp_path / "c", plain, **CPU)
     a, b, c = weights(tmp_path / "a"), weights(tmp_path / "b"), weights(tmp_path / "c")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(b[k], c[k]) for k in b)
 
 
-def test_plates_need_a_colour_objects_generator_with_a_background(tmp_path, shapes32, seq32):
+def test_plates_need_a_colour_objects_generator_with_a_background(tmp_path, shapes32_file, seq32):
     gray = tiny_model_dir(tmp_path / "gray", objects=2)
     with pytest.raises(LatentVideoError, match="background code"):
         train_projector(gray / "generator", tmp_path / "run", ProjectorConfig(data=str(seq32), plates=True, **TINY_P))
