@@ -102,6 +102,13 @@ class Options:
         low=1,
         high=3,
     )
+    cover: bool = knob(
+        False,
+        "Generators with position coordinates: after the clip fit, move a slot onto an object that no slot draws "
+        "(the largest region the fit leaves unexplained in a keyframe), kept where the clip then reconstructs its "
+        "keyframes better.",
+        "bool",
+    )
     unwrap: bool = knob(
         True, "Generators with position coordinates: unwrap positions so that the path bounces off the walls.", "bool"
     )

@@ -287,6 +287,7 @@ class Pipeline:
             plate_search=opts.plate_search,
             plate_fit=opts.plate_fit,
             restarts=opts.restarts,
+            cover=opts.cover,
         )
         cat = torch.cat
         return Inversion(cat(ci.latents), cat(ci.reconstructions), cat(ci.errors), ci.seconds)
@@ -378,6 +379,7 @@ class Pipeline:
                         centre_steps=opts.centre_steps,
                         plate_search=opts.plate_search,
                         plate_fit=opts.plate_fit,
+                        cover=opts.cover,
                     )
                     z = [refit_clip(G, zk, xk, layout=self.layout, **fit) for G, zk, xk in zip(tuned, z, x)]
             plates = None  # the last tuning over the clip's plate, with `plate_tuning`

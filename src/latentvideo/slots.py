@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from .cover import cover_candidates, missed_regions, sprite_shades, tint_index
 from .errors import LatentVideoError
 from .ink import CENTRE_STEPS, associate_slots, blur, centre_on_ink
 from .invert import invert, lbfgs
@@ -134,6 +135,7 @@ def invert_clips(
     plate_search: bool = False,
     plate_fit: bool = False,
     restarts: int = 1,
+    cover: bool = False,
     seed: int = 0,
 ) -> ClipInversion:
     """Clip-level inversion of keyframe sets [K_i, C, H, W] (each a clip) through a generator with slots.
@@ -143,7 +145,8 @@ def invert_clips(
     (gray, or RGB alpha-over onto a backdrop); plate_search: RGB objects are looked for against each clip's
     background plate (module docstring); plate_fit: RGB, the joint fit of stage 3 composes the slots over that
     plate instead of G's drawn backdrop (the background code keeps its start); restarts: starts of the clip fit
-    per clip (stage 3, each from another keyframe's looks), the best kept. Without a projector stage 1 starts
+    per clip (stage 3, each from another keyframe's looks), the best kept; cover: after stage 3, a slot is moved onto
+    an object that no slot draws where that fits the keyframes better (cover.py). Without a projector stage 1 starts
     from zeros with the slots spread around the canvas centre."""
     layout = layout or latent_layout(G)
     if layout is None:
@@ -219,7 +222,11 @@ def invert_clips(
         )
         for i, zc in zip(ids, done):
             fitted[i] = zc
-    out = _best_candidates(G, fitted, owner, sets, lambda zs, xs: plates(zs, xs, search or over_plate))
+    compare = lambda zs, xs: plates(zs, xs, search or over_plate)  # noqa: E731
+    out = _best_candidates(G, fitted, owner, sets, compare)
+    if cover and hasattr(G, "layers"):  # 3b. objects no slot draws
+        fit_canvas = lambda zs, xs: plates(zs, xs, over_plate)  # noqa: E731
+        out = _cover(G, out, sets, layout, compare, fit_canvas, clip_steps, coarse_sigma)
     counts = [len(k) for k in sets]
     if inked:  # 4.
         backs = plates(out)
@@ -281,6 +288,40 @@ def _best_candidates(G, fitted: list[torch.Tensor], owner: list[int], sets: list
         if e < err[i]:
             best[i], err[i] = zc, e
     return best
+
+
+def _cover(G, out, sets, layout, compare, fit_canvas, steps, sigma):
+    """Stage 3b (cover.py): per clip whose keyframes show an object no slot draws, the candidate slot move that
+    reconstructs them best is fitted again (`_joint_fit`, over `fit_canvas`'s plates where it gives them) and kept
+    where the refitted clip reconstructs its keyframes better. Renderings are over `compare`'s plates where it gives
+    them, else G's own, as `_best_candidates` compares."""
+
+    def render(zc, x):  # [n, z_dim] -> [n, C, H, W]
+        canvas = compare([zc], [x])
+        return G(zc) if canvas is None else G.compose(G.layers(zc), canvas)
+
+    tints, picks = tint_index(G, layout), {}
+    with torch.no_grad():
+        for i, (zc, x) in enumerate(zip(out, sets)):
+            free = (1 - G.layers(zc)[:, :, -1]).prod(1)  # [n, H, W]: no slot draws the pixel
+            regions = missed_regions(render(zc, x), x, free)
+            if any(r is not None for r in regions):
+                shades = sprite_shades(G, zc, layout) if tints else None
+                cands = cover_candidates(zc, regions, layout, x.shape[-1], tints, shades)  # [M, n, z_dim]
+                picks[i] = cands[int(np.argmin([(render(c, x) - x).pow(2).mean().item() for c in cands]))]
+    for n in sorted({len(sets[i]) for i in picks}):  # batched over clips with the same number of keyframes
+        ids = [i for i in picks if len(sets[i]) == n]
+        canvas = fit_canvas([picks[i] for i in ids], [sets[i] for i in ids])
+        canvas = None if canvas is None else canvas.view(len(ids), n, *canvas.shape[1:])
+        images = torch.stack([sets[i] for i in ids])
+        for i, zc in zip(ids, _joint_fit(G, [picks[i] for i in ids], images, layout, steps, sigma, canvas)):
+            with torch.no_grad():
+                better = (render(zc, sets[i]) - sets[i]).pow(2).mean() < (render(out[i], sets[i]) - sets[i]).pow(
+                    2
+                ).mean()
+            if better:
+                out[i] = zc
+    return out
 
 
 def _joint_fit(G, starts, images, layout, steps, sigma, canvas=None):
