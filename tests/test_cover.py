@@ -89,6 +89,17 @@ def test_a_slot_stacked_on_another_object_is_moved_onto_the_object_no_slot_draws
     assert torch.equal(kept, truth)  # nothing missed: unchanged
 
 
+def test_a_move_that_does_not_lower_the_error_by_cover_gain_is_not_kept(monkeypatch):
+    G, truth, keys = red_blue()
+    lay = G.latent_layout
+    stacked = truth.clone()
+    stacked[:, list(lay.positions[1])] = truth[:, list(lay.positions[0])]
+    none = lambda zs, xs: None  # noqa: E731
+    monkeypatch.setattr(slots, "COVER_GAIN", 0.9999)  # the move above lowers it by 99.8 %
+    (kept,) = _cover(G, [stacked], [keys], lay, none, none, 30, 2.0)
+    assert torch.equal(kept, stacked)
+
+
 def test_invert_clips_runs_the_cover_stage_only_when_asked(monkeypatch):
     G, truth, keys = red_blue()
     lay = G.latent_layout

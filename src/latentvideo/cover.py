@@ -9,11 +9,12 @@ move it, and the clip either loses it or shows it faint, wherever the backdrop k
 keyframe, the largest connected region where no slot's alpha covers the pixel and the rendering (over the clip's
 plate where there is one) differs from the keyframe by more than `threshold` in RGB distance, of at least
 `min_area` px, is a missed object. Candidates move one slot onto the missed objects' centres:
-  - in every keyframe that shows one (the slot becomes that object: its colour coordinates, with `tint`, are
-    reset to the region's median colour over the sprite's shade);
+  - in every keyframe, where every keyframe shows one (the slot becomes that object: its colour coordinates, with
+    `tint`, are reset to the regions' median colour over the sprite's shade);
   - or in one keyframe only (the slot tracks that object elsewhere and lost it in this keyframe).
 The candidate that reconstructs the keyframes best is fitted again (the joint L-BFGS fit, blurred then sharp),
-and kept only if the fitted clip reconstructs its keyframes better than before. All in latent space: a slot's
+and kept only if the fitted clip's keyframe error is at least COVER_GAIN lower than before: a move that barely
+helps is more often a second slot on an object already drawn than a missed one. All in latent space: a slot's
 position and colour are latent coordinates, and the objects still move only along the latent path.
 """
 
@@ -28,6 +29,7 @@ from .objects import LatentLayout
 
 COVER_THRESHOLD = 0.3  # RGB distance (channels in [0, 1]) above which a pixel is left unexplained
 COVER_MIN_AREA = 24  # px: a smaller unexplained region is an edge or noise, not an object
+COVER_GAIN = 0.05  # a refitted move is kept where it lowers the keyframes' error by this fraction at least
 
 
 def missed_regions(
@@ -62,20 +64,23 @@ def cover_candidates(
     z: torch.Tensor, regions, layout: LatentLayout, size: int, colour_index=None, shades=None
 ) -> torch.Tensor:
     """A clip's keyframe latents [n, z_dim] and its `missed_regions` -> candidates [M, n, z_dim], each moving one
-    slot onto the missed objects: in every keyframe with one, then in each such keyframe alone. A slot's centre of
-    mass renders at fold(u) * fold_range + (S - 1) / 2 px (objects.ObjectGenerator.place), with S = size -
-    fold_range; `colour_index` [K, 3] (latent indices of each slot's tint) resets the slot's colour when it moves
-    in every keyframe, to the region's colour over the slot's shade (`shades` [K], 1 if not given)."""
+    slot onto the missed objects: in every keyframe, when every keyframe shows one (the slot becomes that object);
+    then in each keyframe that shows one, alone (the slot tracks that object in the other keyframes). A slot's
+    centre of mass renders at fold(u) * fold_range + (S - 1) / 2 px (objects.ObjectGenerator.place), with S = size
+    - fold_range; `colour_index` [K, 3] (latent indices of each slot's tint) resets the slot's colour when it moves
+    in every keyframe, to the regions' median colour over the slot's shade (`shades` [K], 1 if not given). A slot
+    is never moved in some keyframes and recoloured: it would show its new colour where it was left."""
     found = [i for i, r in enumerate(regions) if r is not None]
     half = (size - layout.fold_range - 1) / 2
+    moves = ([found] if len(found) == len(regions) > 1 else []) + [[i] for i in found]
     cands = []
     for k, pair in enumerate(layout.positions):
-        for frames in [found] + ([[i] for i in found] if len(found) > 1 else []):
+        for frames in moves:
             c = z.clone()
             for i in frames:
                 centre = torch.tensor(regions[i][0], dtype=z.dtype)
                 c[i, list(pair)] = ((centre - half) / layout.fold_range).clamp(0, 1).to(z)
-            if colour_index is not None and frames is found:
+            if colour_index is not None and len(frames) == len(regions) > 1:
                 colour = torch.stack([regions[i][1] for i in found]).median(0).values
                 colour = (colour / (1.0 if shades is None else float(shades[k]))).clamp(0.02, 0.98)
                 c[:, colour_index[k]] = (math.sqrt(2) * torch.erfinv(2 * colour - 1)).to(z)  # Phi^-1

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from .cover import cover_candidates, missed_regions, sprite_shades, tint_index
+from .cover import COVER_GAIN, cover_candidates, missed_regions, sprite_shades, tint_index
 from .errors import LatentVideoError
 from .ink import CENTRE_STEPS, associate_slots, blur, centre_on_ink
 from .invert import invert, lbfgs
@@ -145,9 +145,9 @@ def invert_clips(
     (gray, or RGB alpha-over onto a backdrop); plate_search: RGB objects are looked for against each clip's
     background plate (module docstring); plate_fit: RGB, the joint fit of stage 3 composes the slots over that
     plate instead of G's drawn backdrop (the background code keeps its start); restarts: starts of the clip fit
-    per clip (stage 3, each from another keyframe's looks), the best kept; cover: after stage 3, a slot is moved onto
-    an object that no slot draws where that fits the keyframes better (cover.py). Without a projector stage 1 starts
-    from zeros with the slots spread around the canvas centre."""
+    per clip (stage 3, each from another keyframe's looks), the best kept; cover: after stage 3, a slot is moved
+    onto an object that no slot draws where that fits the keyframes clearly better (cover.py). Without a projector
+    stage 1 starts from zeros with the slots spread around the canvas centre."""
     layout = layout or latent_layout(G)
     if layout is None:
         raise LatentVideoError("clip-level inversion needs a generator that declares its position coordinates")
@@ -293,8 +293,8 @@ def _best_candidates(G, fitted: list[torch.Tensor], owner: list[int], sets: list
 def _cover(G, out, sets, layout, compare, fit_canvas, steps, sigma):
     """Stage 3b (cover.py): per clip whose keyframes show an object no slot draws, the candidate slot move that
     reconstructs them best is fitted again (`_joint_fit`, over `fit_canvas`'s plates where it gives them) and kept
-    where the refitted clip reconstructs its keyframes better. Renderings are over `compare`'s plates where it gives
-    them, else G's own, as `_best_candidates` compares."""
+    where the refitted clip's keyframe error is at least COVER_GAIN lower. Renderings are over `compare`'s plates
+    where it gives them, else G's own, as `_best_candidates` compares."""
 
     def render(zc, x):  # [n, z_dim] -> [n, C, H, W]
         canvas = compare([zc], [x])
@@ -316,10 +316,8 @@ def _cover(G, out, sets, layout, compare, fit_canvas, steps, sigma):
         images = torch.stack([sets[i] for i in ids])
         for i, zc in zip(ids, _joint_fit(G, [picks[i] for i in ids], images, layout, steps, sigma, canvas)):
             with torch.no_grad():
-                better = (render(zc, sets[i]) - sets[i]).pow(2).mean() < (render(out[i], sets[i]) - sets[i]).pow(
-                    2
-                ).mean()
-            if better:
+                new, old = ((render(z, sets[i]) - sets[i]).pow(2).mean().item() for z in (zc, out[i]))
+            if new < (1 - COVER_GAIN) * old:
                 out[i] = zc
     return out
 
