@@ -123,7 +123,14 @@ def test_the_pipeline_option_reaches_the_inversion_and_every_refit(monkeypatch):
     monkeypatch.setattr(slots, "_cover", lambda *a: calls.append(len(a[1])) or real(*a))
     pipe = Pipeline.from_modules(G)
     opts = dict(method="lbfgs", lbfgs_steps=2, clip_steps=3, centre_steps=0, pivot_steps=2, refit=1, critic="off")
-    clip = pipe(keys, [0, 9], 10, **opts)
+    clip = pipe(keys, [0, 9], 10, cover=False, **opts)
     assert not calls and clip.frames.shape == (10, 3, 32, 32)
     pipe(keys, [0, 9], 10, cover=True, **opts)
     assert calls == [1, 1]  # the inversion, then the refit through the tuned copy
+
+
+def test_the_colour_preset_covers_and_the_gray_preset_does_not():
+    G, _, _ = red_blue()
+    gray = ObjectGenerator(objects=2, appearance=4, resolution=32, sprite=12, width=4)
+    assert Pipeline.from_modules(G).default_options().cover
+    assert not Pipeline.from_modules(gray).default_options().cover

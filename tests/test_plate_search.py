@@ -87,6 +87,7 @@ def test_plate_search_reaches_every_stage_of_the_clip_inversion_and_is_the_colou
     )
     calls.clear()
     opts = dict(plate_search=True, pivot_steps=2, refit=1, clip_steps=2, method="lbfgs", lbfgs_steps=0, critic="off")
+    opts["cover"] = False  # its own plates: test_cover.py
     pipe(keys, times=[0, 3, 7], num_frames=8, **opts)
     assert len(calls) == 8  # the first inversion and one refit pass
 
@@ -124,6 +125,8 @@ def test_plate_fit_reaches_the_joint_fit_and_the_refit_passes_and_is_ignored_in_
     invert_clips(gray, [gray_keys], lambda x: truth, frame_steps=0, clip_steps=2, plate_fit=True)
     assert canvases[-1] is None
     canvases.clear()
-    opts = dict(plate_fit=True, pivot_steps=2, refit=1, clip_steps=2, method="lbfgs", lbfgs_steps=0, critic="off")
+    opts = dict(
+        plate_fit=True, pivot_steps=2, refit=1, clip_steps=2, method="lbfgs", lbfgs_steps=0, critic="off", cover=False
+    )
     Pipeline.from_modules(G, layout=lay)(keys, times=[0, 3, 7], num_frames=8, **opts)
     assert len(canvases) == 2 and all(c is not None for c in canvases)  # the first inversion and one refit pass

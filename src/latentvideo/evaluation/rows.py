@@ -38,7 +38,10 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
         ("25 L-BFGS steps per keyframe before the clip fit", "objects", {"method": "pnet+lbfgs", "lbfgs_steps": 25}),
         ("clip fit 40 steps", "objects", {"clip_steps": 40}),
         ("clip fit from 3 starts (each keyframe's looks), the best kept", "objects", {"restarts": 3}),
-        ("a slot moved onto objects no slot draws (cover)", "objects", {"cover": True}),
+        # the colour default moves a slot onto objects no slot draws; the gray default does not
+        ("cover off (no slot moved onto objects no slot draws)", "objects", {"cover": False})
+        if colour
+        else ("a slot moved onto objects no slot draws (cover)", "objects", {"cover": True}),
         ("slot association off", "objects", {"associate": False}),
         ("centre-of-mass steps off", "objects", {"centre_steps": 0}),
         ("ink stage off (no centre steps, no slot association)", "objects", {"centre_steps": 0, "associate": False}),
