@@ -172,4 +172,5 @@ def runs_group(cfg: BenchConfig, group: str) -> bool:
 
 
 def _all_variants() -> list[tuple[str, str, dict]]:
-    return pipeline_variants(False, 5, speed=1.0, objects=True, colour=True) + [DEGREE_3]
+    gray = object_variants(1.0, colour=False)  # rows that differ between the colour and the gray presets
+    return pipeline_variants(False, 5, speed=1.0, objects=True, colour=True) + gray + [DEGREE_3]
