@@ -20,12 +20,11 @@ position and colour are latent coordinates, and the objects still move only alon
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
 from .objects import LatentLayout
+from .tints import phi_inverse, sprite_shades, tint_index  # noqa: F401 (re-exported for slots.py)
 
 COVER_THRESHOLD = 0.3  # RGB distance (channels in [0, 1]) above which a pixel is left unexplained
 COVER_MIN_AREA = 24  # px: a smaller unexplained region is an edge or noise, not an object
@@ -82,25 +81,7 @@ def cover_candidates(
                 c[i, list(pair)] = ((centre - half) / layout.fold_range).clamp(0, 1).to(z)
             if colour_index is not None and len(frames) == len(regions) > 1:
                 colour = torch.stack([regions[i][1] for i in found]).median(0).values
-                colour = (colour / (1.0 if shades is None else float(shades[k]))).clamp(0.02, 0.98)
-                c[:, colour_index[k]] = (math.sqrt(2) * torch.erfinv(2 * colour - 1)).to(z)  # Phi^-1
+                colour = colour / (1.0 if shades is None else float(shades[k]))
+                c[:, colour_index[k]] = phi_inverse(colour).to(z)
             cands.append(c)
     return torch.stack(cands) if cands else z.new_zeros(0, *z.shape)
-
-
-def tint_index(G, layout: LatentLayout) -> list[list[int]] | None:
-    """Latent indices [K, 3] of each slot's colour where G tints its sprites (the last 3 appearance coordinates)."""
-    if not getattr(G, "tint", False) or not layout.appearance:
-        return None
-    return [list(range(b - 3, b)) for _, b in layout.appearance]
-
-
-def sprite_shades(G, z: torch.Tensor, layout: LatentLayout) -> torch.Tensor:
-    """Each slot's mean shade [K] where G tints its sprites (colour = Phi(t) * shade): the sprite drawn white
-    (tint far positive), its gray level averaged over its alpha, from keyframe latents z [n, z_dim] (row 0)."""
-    codes = torch.stack([z[0, slice(*r)] for r in layout.appearance]).clone()  # [K, A]
-    codes[:, -3:] = 8.0  # Phi(8) = 1
-    with torch.no_grad():
-        sprites = G.sprites(codes)  # [K, 4, S, S]
-    alpha = sprites[:, 3]
-    return ((sprites[:, 0] * alpha).sum((1, 2)) / (alpha.sum((1, 2)) + 1e-6)).clamp(0.05, 1.0)

@@ -109,6 +109,12 @@ class Options:
         "error is 5 % lower or more. The colour preset turns it on.",
         "bool",
     )
+    tint_fit: bool = knob(
+        False,
+        "Generators that tint their sprites: after the clip fit, solve every slot's colour by least squares "
+        "from the keyframes, over the background the clip is rendered on. The colour preset turns it on.",
+        "bool",
+    )
     unwrap: bool = knob(
         True, "Generators with position coordinates: unwrap positions so that the path bounces off the walls.", "bool"
     )

@@ -291,6 +291,7 @@ class Pipeline:
             plate_fit=opts.plate_fit,
             restarts=opts.restarts,
             cover=opts.cover,
+            tint_fit=opts.tint_fit,
         )
         cat = torch.cat
         return Inversion(cat(ci.latents), cat(ci.reconstructions), cat(ci.errors), ci.seconds)
@@ -383,6 +384,7 @@ class Pipeline:
                         plate_search=opts.plate_search,
                         plate_fit=opts.plate_fit,
                         cover=opts.cover,
+                        tint_fit=opts.tint_fit,
                     )
                     z = [refit_clip(G, zk, xk, layout=self.layout, **fit) for G, zk, xk in zip(tuned, z, x)]
             plates = None  # the last tuning over the clip's plate, with `plate_tuning`

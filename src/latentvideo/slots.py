@@ -16,6 +16,8 @@
            not objects); then slots matched across keyframes again, by the keyframes' own ink
            (`associate_slots`: the joint fit can leave a slot on one object in one keyframe and on the
            other in the next, when G's sprites do not tell the objects apart)
+        5. (tints.py, with `tint_fit`) where G tints its sprites, every slot's colour solved by least squares
+           from the clip's keyframes, over the background the clip is rendered on
 
 A digit's identity then cannot drift between keyframes: the path between them only moves it.
 `slot_matched_error` is P-NET's supervised loss on G's own samples (slot order does not matter).
@@ -44,6 +46,7 @@ from .ink import CENTRE_STEPS, associate_slots, blur, centre_on_ink
 from .invert import invert, lbfgs
 from .objects import LatentLayout, fold, latent_layout, render_clips
 from .templates import template_positions
+from .tints import fit_tints
 from .tune import background_plate
 
 
@@ -136,6 +139,7 @@ def invert_clips(
     plate_fit: bool = False,
     restarts: int = 1,
     cover: bool = False,
+    tint_fit: bool = False,
     seed: int = 0,
 ) -> ClipInversion:
     """Clip-level inversion of keyframe sets [K_i, C, H, W] (each a clip) through a generator with slots.
@@ -146,7 +150,8 @@ def invert_clips(
     background plate (module docstring); plate_fit: RGB, the joint fit of stage 3 composes the slots over that
     plate instead of G's drawn backdrop (the background code keeps its start); restarts: starts of the clip fit
     per clip (stage 3, each from another keyframe's looks), the best kept; cover: after stage 3, a slot is moved
-    onto an object that no slot draws where that fits the keyframes clearly better (cover.py). Without a projector
+    onto an object that no slot draws where that fits the keyframes clearly better (cover.py); tint_fit: stage 5
+    (over the clip's plate with plate_search or plate_fit, else over G's backdrop). Without a projector
     stage 1 starts from zeros with the slots spread around the canvas centre."""
     layout = layout or latent_layout(G)
     if layout is None:
@@ -234,6 +239,13 @@ def invert_clips(
         if associate:  # ... and the same object in every keyframe
             z = associate_slots(G, z, images, layout, counts, backs=backs)[0]
         out = list(z.split(counts))
+    if tint_fit and alpha_over:  # 5. every slot's colour by least squares, over the background it is rendered on
+        backs = _plates(G, out, sets) if search or over_plate else None
+        z = torch.cat(out)
+        if backs is None:
+            with torch.no_grad():
+                backs = G.backdrop(G.split(z)[2])
+        out = list(fit_tints(G, z, images, layout, backs, counts).split(counts))
     with torch.no_grad():  # over the clip's plate where the fit used one
         z = torch.cat(out)
         recons = list((G.compose(G.layers(z), _plates(G, out, sets)) if over_plate else G(z)).split(counts))

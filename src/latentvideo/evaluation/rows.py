@@ -42,6 +42,7 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
         ("cover off (no slot moved onto objects no slot draws)", "objects", {"cover": False})
         if colour
         else ("a slot moved onto objects no slot draws (cover)", "objects", {"cover": True}),
+        ("slot colours solved by least squares (tint fit)", "objects", {"tint_fit": True}),
         ("slot association off", "objects", {"associate": False}),
         ("centre-of-mass steps off", "objects", {"centre_steps": 0}),
         ("ink stage off (no centre steps, no slot association)", "objects", {"centre_steps": 0, "associate": False}),
