@@ -139,3 +139,9 @@ def test_the_pipeline_option_reaches_the_inversion_and_every_refit(monkeypatch):
     assert not calls
     pipe(keys, [0, 9], 10, tint_fit=True, **opts)
     assert calls == [[2], [2]]  # the inversion, then the refit through the tuned copy
+
+
+def test_the_colour_preset_solves_the_colours_and_the_gray_preset_has_none_to_solve():
+    assert Pipeline.from_modules(tinted()).default_options().tint_fit
+    gray = ObjectGenerator(objects=2, appearance=4, resolution=32, sprite=12, width=4)
+    assert not Pipeline.from_modules(gray).default_options().tint_fit

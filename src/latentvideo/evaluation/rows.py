@@ -42,7 +42,6 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
         ("cover off (no slot moved onto objects no slot draws)", "objects", {"cover": False})
         if colour
         else ("a slot moved onto objects no slot draws (cover)", "objects", {"cover": True}),
-        ("slot colours solved by least squares (tint fit)", "objects", {"tint_fit": True}),
         ("slot association off", "objects", {"associate": False}),
         ("centre-of-mass steps off", "objects", {"centre_steps": 0}),
         ("ink stage off (no centre steps, no slot association)", "objects", {"centre_steps": 0, "associate": False}),
@@ -65,6 +64,7 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
             ("plate search off (objects looked for against G's drawn backdrop)", "objects", {"plate_search": False}),
             ("last pivotal tuning over the plate, sprites held to its matte", "objects", {"plate_tuning": True}),
             ("clip fit over the plate (L-BFGS composes the slots over it)", "objects", {"plate_fit": True}),
+            ("tint fit off (slot colours as the L-BFGS fit left them)", "objects", {"tint_fit": False}),
         ]
         if colour
         else []
