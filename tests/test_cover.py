@@ -9,10 +9,11 @@ import pytest
 import torch
 
 import latentvideo.slots as slots
-from latentvideo.cover import cover_candidates, missed_regions, tint_index
+from latentvideo.cover import cover_candidates, missed_regions
 from latentvideo.objects import ObjectGenerator
 from latentvideo.pipeline import Pipeline
 from latentvideo.slots import _cover, invert_clips
+from latentvideo.tints import tint_index
 
 
 def red_blue(seed: int = 0):

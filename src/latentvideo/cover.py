@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .objects import LatentLayout
-from .tints import phi_inverse, sprite_shades, tint_index  # noqa: F401 (re-exported for slots.py)
+from .tints import phi_inverse
 
 COVER_THRESHOLD = 0.3  # RGB distance (channels in [0, 1]) above which a pixel is left unexplained
 COVER_MIN_AREA = 24  # px: a smaller unexplained region is an edge or noise, not an object

@@ -40,13 +40,13 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from .cover import COVER_GAIN, cover_candidates, missed_regions, sprite_shades, tint_index
+from .cover import COVER_GAIN, cover_candidates, missed_regions
 from .errors import LatentVideoError
 from .ink import CENTRE_STEPS, associate_slots, blur, centre_on_ink
 from .invert import invert, lbfgs
 from .objects import LatentLayout, fold, latent_layout, render_clips
 from .templates import template_positions
-from .tints import fit_tints
+from .tints import fit_tints, sprite_shades, tint_index
 from .tune import background_plate
 
 
