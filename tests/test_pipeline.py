@@ -194,6 +194,7 @@ def test_every_option_is_accepted(pipe):
         centre_steps=1,
         restarts=2,  # ... and test_restarts.py
         cover=True,  # ... and test_cover.py
+        tint_fit=True,  # ... and test_tints.py
         unwrap=False,
         pivot_steps=0,
         refit=0,
