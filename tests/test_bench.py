@@ -41,6 +41,9 @@ def test_rows_use_the_sequences_they_say(results):
     assert rows["pixel crossfade"]["sequences"] == 4
     assert rows["line (the original path)"]["sequences"] == 2 and rows["slerp"]["sequences"] == 2
     assert rows["original settings"]["sequences"] == 1
+    for row in rows.values():  # each row's per-sequence means: one per scored sequence, averaging to its value
+        assert len(row["per_sequence"]["motion"]) == row["sequences"]
+        assert np.mean(row["per_sequence"]["mse_pixel"]) == pytest.approx(row["values"]["mse_pixel"][0], rel=1e-3)
     for ks in ("0,19", "0,4,9,14,19"):  # the beyond-the-original rows run with every keyframe set
         names = {r["name"]: r["sequences"] for r in res["keyframe_sets"][ks]}
         assert names["pipeline (default)"] == 4 and names["bounce prior, P-NET only"] == 2
@@ -93,10 +96,12 @@ def test_rows_on_a_subset_score_only_the_subset():
     scorer = bench.Scorer(video, data.labels, load_classifier(None, None), (0, 9, 19))
     clips = video.copy()
     clips[:, :2] = 0  # black on the first two sequences, truth after
-    values, curves = scorer(clips, 2)
+    values, curves, clipwise = scorer(clips, 2)
     others = [t for t in range(20) if t not in (0, 9, 19)]
     expected = metrics.mse_per_pixel(clips[others, :2], video[others, :2]).mean()
     assert values["mse_pixel"][0] == pytest.approx(expected) and expected > 0
+    each = metrics.mse_per_pixel(clips[others, :2], video[others, :2]).mean(0)  # [2]: one mean per sequence
+    assert clipwise["mse_pixel"] == pytest.approx(each, rel=1e-4) and len(clipwise["motion"]) == 2
     assert values["ink"][0] == 0 and np.isnan(curves["mse_pixel"][0])
 
 

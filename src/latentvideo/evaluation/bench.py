@@ -76,6 +76,7 @@ class Row:
     command: str = ""
     values: dict = field(default_factory=dict)  # metric -> [mean, low, high]
     per_frame: dict = field(default_factory=dict)  # metric -> list over t (nan at keyframes)
+    per_sequence: dict = field(default_factory=dict)  # metric -> its mean per scored sequence, list over n
     seconds_per_clip: float | None = None
     sequences: int = 0
 
@@ -211,8 +212,9 @@ def run_benchmark(
         times = [float(k) for k in ks]
 
         def add(name, group, clips, seconds=None, n=None, rows=rows, scorer=scorer):
-            values, curves = scorer(clips, n)
-            rows.append(Row(name, group, row_command(cfg, name), values, curves, seconds, n or clips.shape[1]))
+            values, curves, clipwise = scorer(clips, n)
+            n = n or clips.shape[1]
+            rows.append(Row(name, group, row_command(cfg, name), values, curves, clipwise, seconds, n))
 
         # baselines
         add("all black", "baseline", baselines.all_black(video, ks))

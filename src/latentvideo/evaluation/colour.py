@@ -201,14 +201,14 @@ def shapes_oracle(truth: MovingShapes, keyframes) -> np.ndarray:
 
 class ShapesScorer:
     """Every metric of a colour clip set uint8 [T, N, H, W, 3] against Moving Shapes ground truth (the
-    interface of `bench.Scorer`: `scorer(clips, n) -> (values, per-frame curves)`)."""
+    interface of `bench.Scorer`: `scorer(clips, n) -> (values, per-frame curves, per-sequence means)`)."""
 
     def __init__(self, truth: MovingShapes, classifier, keyframes, seed: int = 0):
         self.truth, self.classifier, self.seed = truth, classifier, seed
         T = truth.video.shape[0]
         self.others = np.array([t for t in range(T) if t not in set(keyframes)])
 
-    def __call__(self, clips: np.ndarray, n: int | None = None) -> tuple[dict, dict]:
+    def __call__(self, clips: np.ndarray, n: int | None = None) -> tuple[dict, dict, dict]:
         n = n or clips.shape[1]
         gen, true = clips[self.others, :n], self.truth.video[self.others, :n]  # [T', n, H, W, 3]
         g, t = (np.moveaxis(v, -1, -3) for v in (gen, true))  # [T', n, 3, H, W]
@@ -222,7 +222,7 @@ class ShapesScorer:
             "motion": object_motion(gen, true, colours, present),
             "identity": object_identity(self.classifier, gen, colours, self.truth.shapes[:n], present),
         }
-        values, curves = summarise(per, self.others, clips.shape[0], self.seed)
+        values, curves, clipwise = summarise(per, self.others, clips.shape[0], self.seed)
         flicker = metrics.flicker(np.moveaxis(clips[:, :n], -1, -3)).mean(-1)  # [n], channels averaged
         values["flicker"] = list(metrics.bootstrap_ci(flicker, seed=self.seed))
-        return values, curves
+        return values, curves, clipwise
