@@ -92,7 +92,8 @@ def bench(
 ):
     """Benchmark the pipeline, its ablations and the baselines on held-out test sequences.
 
-    Writes results.json, report.md, per_frame.png and examples.png.
+    Writes results.json (every row's metrics with intervals, per frame, and per sequence), report.md,
+    per_frame.png and examples.png.
 
     Examples:
       latentvideo bench --quick --out bench-out
