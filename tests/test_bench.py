@@ -140,10 +140,12 @@ def test_groups_run_only_their_rows(tmp_path):
         assert [r["name"] for r in rows if r["group"] != "baseline"] == list(named)
         assert rows[-1]["command"].endswith("--groups motion,path --rows 'motion prior off;bounce prior, P-NET only'")
     assert {"motion prior off", "line, no unwrap", "pipeline (default)", "degree 3"} <= set(bench.row_names())
-    # both presets' cover rows: on in colour (a row turns it off), off in gray (a row turns it on)
+    # both presets' cover and attempts rows: on in colour (a row turns it off), off in gray (a row turns it on)
     assert {
         "cover off (no slot moved onto objects no slot draws)",
         "a slot moved onto objects no slot draws (cover)",
+        "one attempt per clip",
+        "two attempts per clip (the second from jittered looks), the better kept",
     } <= set(bench.row_names())
     assert not bench.runs_group(
         BenchConfig(rows=("motion prior off",)), "inversion"

@@ -124,6 +124,7 @@ def test_the_pipeline_option_reaches_the_inversion_and_every_refit(monkeypatch):
     monkeypatch.setattr(slots, "_cover", lambda *a: calls.append(len(a[1])) or real(*a))
     pipe = Pipeline.from_modules(G)
     opts = dict(method="lbfgs", lbfgs_steps=2, clip_steps=3, centre_steps=0, pivot_steps=2, refit=1, critic="off")
+    opts["attempts"] = 1  # each attempt inverts and refits: test_attempts.py
     clip = pipe(keys, [0, 9], 10, cover=False, **opts)
     assert not calls and clip.frames.shape == (10, 3, 32, 32)
     pipe(keys, [0, 9], 10, cover=True, **opts)

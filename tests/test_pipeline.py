@@ -193,6 +193,7 @@ def test_every_option_is_accepted(pipe):
         associate=False,
         centre_steps=1,
         restarts=2,  # ... and test_restarts.py
+        attempts=2,  # ... and test_attempts.py
         cover=True,  # ... and test_cover.py
         tint_fit=True,  # ... and test_tints.py
         unwrap=False,

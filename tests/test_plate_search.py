@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+import latentvideo.pipeline as pipeline
 from latentvideo.evaluation.recovery import position_errors
 from latentvideo.ink import centre_on_ink, slot_ink
 from latentvideo.objects import ObjectGenerator
@@ -89,8 +90,11 @@ def test_plate_search_reaches_every_stage_of_the_clip_inversion_and_is_the_colou
     opts = dict(plate_search=True, pivot_steps=2, refit=1, clip_steps=2, method="lbfgs", lbfgs_steps=0, critic="off")
     opts["cover"] = False  # its own plates: test_cover.py
     opts["tint_fit"] = False  # ... and the colour solve's: test_tints.py
-    pipe(keys, times=[0, 3, 7], num_frames=8, **opts)
+    pipe(keys, times=[0, 3, 7], num_frames=8, **opts, attempts=1)
     assert len(calls) == 8  # the first inversion and one refit pass
+    calls.clear()
+    pipe(keys, times=[0, 3, 7], num_frames=8, **opts)  # the colour preset's attempts: each inverts and refits
+    assert len(calls) == 8 * pipeline.COLOUR_ATTEMPTS
 
 
 def test_the_clip_fit_over_the_plate_finds_objects_that_the_backdrop_would_explain():
@@ -129,5 +133,6 @@ def test_plate_fit_reaches_the_joint_fit_and_the_refit_passes_and_is_ignored_in_
     opts = dict(
         plate_fit=True, pivot_steps=2, refit=1, clip_steps=2, method="lbfgs", lbfgs_steps=0, critic="off", cover=False
     )
+    opts["attempts"] = 1  # each attempt inverts and refits: test_attempts.py
     Pipeline.from_modules(G, layout=lay)(keys, times=[0, 3, 7], num_frames=8, **opts)
     assert len(canvases) == 2 and all(c is not None for c in canvases)  # the first inversion and one refit pass

@@ -135,6 +135,7 @@ def test_the_pipeline_option_reaches_the_inversion_and_every_refit(monkeypatch):
     monkeypatch.setattr(slots, "fit_tints", lambda *a: calls.append(a[5]) or real(*a))
     pipe = Pipeline.from_modules(G)
     opts = dict(method="lbfgs", lbfgs_steps=2, clip_steps=3, centre_steps=0, pivot_steps=2, refit=1, critic="off")
+    opts["attempts"] = 1  # each attempt inverts and refits: test_attempts.py
     pipe(keys, [0, 9], 10, tint_fit=False, **opts)
     assert not calls
     pipe(keys, [0, 9], 10, tint_fit=True, **opts)

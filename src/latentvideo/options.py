@@ -102,6 +102,16 @@ class Options:
         low=1,
         high=3,
     )
+    attempts: int = knob(
+        1,
+        "Generators with position coordinates: the whole inversion (clip fit, pivotal tuning, refits) this many "
+        "times, the first from P-NET's guess and each other from that guess with seeded noise on the objects' "
+        "looks, keeping per clip the attempt whose frames reconstruct its keyframes best. The colour preset "
+        "makes two.",
+        "int",
+        low=1,
+        high=4,
+    )
     cover: bool = knob(
         False,
         "Generators with position coordinates: after the clip fit, move a slot onto an object that no slot draws "

@@ -50,6 +50,8 @@ OBJECT_FRAME_STEPS = 50  # generators with position coordinates: L-BFGS per keyf
 # (used without a P-NET, or with method pnet+lbfgs; with a P-NET the clip fit starts from its latents: BENCHMARK.md)
 OBJECT_PIVOT_STEPS = 120  # ... and pivotal tuning of the sprite net per clip (Adam, lr 1e-3; docs/benchmark-history.md)
 OBJECT_REFIT = 2  # passes of inversion + pivotal tuning again through the tuned copy (BENCHMARK.md)
+COLOUR_ATTEMPTS = 2  # the colour preset's attempts per clip (BENCHMARK.md)
+ATTEMPT_NOISE = 0.2  # std of the noise on the looks of every attempt's start after the first (codes ~N(0, I))
 
 
 @dataclass
@@ -72,6 +74,7 @@ class Animation:
     latents: torch.Tensor  # [clips * T, z_dim], CPU
     timings: dict  # seconds per clip of each stage: path, render, correct
     keyframe_latents: list  # [K, z_dim] per clip, CPU: the latents the path runs through (refit may move them)
+    reconstructions: list | None = None  # [K, C, H, W] per clip, CPU: those latents drawn by the clip's tuned copy
 
 
 class Timer:
@@ -191,7 +194,7 @@ class Pipeline:
             # motion 9.84 -> 6.85 px, identity 0.626 -> 0.678, MSE 0.0074 -> 0.0076, SSIM 0.872 -> 0.870, 8.85 s
             # per clip batched against 9.14 (solved again after the last tuning: motion 10.04, MSE 0.0083; not kept)
             if pivot and self.has_backdrop:
-                opts = replace(opts, plate=True, plate_search=True, cover=True, tint_fit=True)
+                opts = replace(opts, plate=True, plate_search=True, cover=True, tint_fit=True, attempts=COLOUR_ATTEMPTS)
         return opts
 
     def options(self, **overrides) -> Options:
@@ -214,26 +217,41 @@ class Pipeline:
         return self.generate_many([keyframes], [times], num_frames, **options)[0]
 
     def generate_many(self, keyframe_sets, times_list=None, num_frames: int = 20, **options) -> list[Clip]:
-        """Many clips at once: all keyframes are inverted in one batched optimisation."""
+        """Many clips at once: all keyframes are inverted in one batched optimisation. With `attempts` > 1
+        (generators with position coordinates) every clip is made again from other starts, and per clip the
+        attempt whose frames reconstruct its keyframes best is kept; its timings are those of all attempts."""
         opts = self.options(**options)
         sets, times_list = self.check_inputs(keyframe_sets, times_list, num_frames, opts)
-        inv = self.project_sets(sets, opts)  # 1.
+        fits = self.fit_motion(sets, times_list, opts)  # image-space paths (None: the latent path)
+        clips = self._attempt(sets, times_list, num_frames, opts, fits, 0)
+        attempts = opts.attempts if self.layout is not None and opts.clip_steps else 1
+        for attempt in range(1, attempts):
+            again = self._attempt(sets, times_list, num_frames, opts, fits, attempt)
+            clips = [_better(a, b) for a, b in zip(clips, again)]
+        return clips
+
+    def _attempt(self, sets, times_list, num_frames: int, opts: Options, fits, attempt: int) -> list[Clip]:
+        """Steps 1-5 for every clip, the inversion from start number `attempt` (0: P-NET's guess)."""
+        inv = self.project_sets(sets, opts, attempt)  # 1.
         bounds = np.cumsum([0] + [len(k) for k in sets])
         latents = [inv.latents[bounds[i] : bounds[i + 1]] for i in range(len(sets))]
-        fits = self.fit_motion(sets, times_list, opts)  # image-space paths (None: the latent path)
         anim = self.animate(latents, times_list, num_frames, opts, keyframes=sets, fits=fits)  # 2-5.
         timings = {"project": inv.seconds / len(sets), **anim.timings}
         clips = []
         for i in range(len(sets)):
             s, k = slice(i * num_frames, (i + 1) * num_frames), slice(bounds[i], bounds[i + 1])
+            recon, errors = inv.reconstructions[k].cpu(), inv.errors[k].cpu()
+            if anim.reconstructions is not None:  # the keyframes as the clip's tuned copy draws them
+                recon = anim.reconstructions[i]
+                errors = (recon - sets[i].cpu()).pow(2).flatten(1).mean(1)
             clips.append(
                 Clip(
                     anim.frames[s],
                     anim.latents[s],
                     times_list[i],
                     anim.keyframe_latents[i],
-                    inv.reconstructions[k].cpu(),
-                    inv.errors[k].cpu(),
+                    recon,
+                    errors,
                     dict(timings),
                     fits[i],
                 )
@@ -258,11 +276,12 @@ class Pipeline:
                 )
         return sets, times_list
 
-    def project_sets(self, keyframe_sets: list[torch.Tensor], opts: Options) -> Inversion:
+    def project_sets(self, keyframe_sets: list[torch.Tensor], opts: Options, attempt: int = 0) -> Inversion:
         """Step 1 for clips: every keyframe of every clip in one batch, or, for a generator with position
-        coordinates (and opts.clip_steps > 0), clip by clip (`project_clips`). Latents in keyframe order."""
+        coordinates (and opts.clip_steps > 0), clip by clip (`project_clips`, from start number `attempt`).
+        Latents in keyframe order."""
         if self.layout is not None and opts.clip_steps:
-            return self.project_clips(keyframe_sets, opts)
+            return self.project_clips(keyframe_sets, opts, attempt)
         return self.project(torch.cat(keyframe_sets), opts)
 
     def project(self, images: torch.Tensor, opts: Options) -> Inversion:
@@ -277,8 +296,9 @@ class Pipeline:
             z_dim=self.z_dim,
         )
 
-    def project_clips(self, keyframe_sets: list[torch.Tensor], opts: Options) -> Inversion:
-        """Step 1 for a generator with slots: slots.invert_clips, flattened to one Inversion over all keyframes."""
+    def project_clips(self, keyframe_sets: list[torch.Tensor], opts: Options, attempt: int = 0) -> Inversion:
+        """Step 1 for a generator with slots: slots.invert_clips, flattened to one Inversion over all keyframes.
+        Start number `attempt` > 0 jitters the start's looks (ATTEMPT_NOISE, seeded by opts.seed + attempt)."""
         P = self.projector if opts.method in ("pnet", "pnet+lbfgs") else None
         steps = 0 if opts.method == "pnet" else opts.lbfgs_steps
         ci = invert_clips(
@@ -295,6 +315,8 @@ class Pipeline:
             restarts=opts.restarts,
             cover=opts.cover,
             tint_fit=opts.tint_fit,
+            start_noise=ATTEMPT_NOISE if attempt else 0.0,
+            seed=opts.seed + attempt,
         )
         cat = torch.cat
         return Inversion(cat(ci.latents), cat(ci.reconstructions), cat(ci.errors), ci.seconds)
@@ -367,7 +389,11 @@ class Pipeline:
             )
         else:
             frames = self.render_and_correct(z, opts, timer)  # 4-5.
-        return Animation(frames, z.cpu(), timer.per(len(latents)), [zk.cpu() for zk in latents])
+        recons = None
+        if tuned is not None:
+            with timer("render"):
+                recons = [render(G, zk.to(self.device), batch_size=opts.render_batch) for G, zk in zip(tuned, latents)]
+        return Animation(frames, z.cpu(), timer.per(len(latents)), [zk.cpu() for zk in latents], recons)
 
     def pivot(self, latents: list[torch.Tensor], keyframes: list[torch.Tensor], opts: Options, timer: Timer):
         """Pivotal tuning of every clip at once (tune.pivotal_tune_clips), and `opts.refit` passes of each clip's
@@ -450,6 +476,14 @@ class Pipeline:
         if not torch.isfinite(k).all():
             raise LatentVideoError("keyframes contain NaN or inf")
         return k
+
+
+def _better(a: Clip, b: Clip) -> Clip:
+    """Of two attempts at one clip, the one whose keyframes reconstruct better (the first on a tie), carrying
+    the seconds of both."""
+    keep = b if b.keyframe_errors.mean() < a.keyframe_errors.mean() else a
+    timings = {k: a.timings.get(k, 0.0) + b.timings.get(k, 0.0) for k in {**a.timings, **b.timings}}
+    return replace(keep, timings=timings)
 
 
 def model_dir(path: str | Path | None = None) -> Path:

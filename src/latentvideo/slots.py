@@ -140,6 +140,7 @@ def invert_clips(
     restarts: int = 1,
     cover: bool = False,
     tint_fit: bool = False,
+    start_noise: float = 0.0,
     seed: int = 0,
 ) -> ClipInversion:
     """Clip-level inversion of keyframe sets [K_i, C, H, W] (each a clip) through a generator with slots.
@@ -151,8 +152,10 @@ def invert_clips(
     plate instead of G's drawn backdrop (the background code keeps its start); restarts: starts of the clip fit
     per clip (stage 3, each from another keyframe's looks), the best kept; cover: after stage 3, a slot is moved
     onto an object that no slot draws where that fits the keyframes clearly better (cover.py); tint_fit: stage 5
-    (over the clip's plate with plate_search or plate_fit, else over G's backdrop). Without a projector
-    stage 1 starts from zeros with the slots spread around the canvas centre."""
+    (over the clip's plate with plate_search or plate_fit, else over G's backdrop); start_noise: the start's looks
+    (every coordinate but the positions) get Gaussian noise of this scale, drawn from `seed`, so that another
+    attempt settles in another optimum (the pipeline's `attempts`). Without a projector stage 1 starts from zeros
+    with the slots spread around the canvas centre."""
     layout = layout or latent_layout(G)
     if layout is None:
         raise LatentVideoError("clip-level inversion needs a generator that declares its position coordinates")
@@ -164,6 +167,8 @@ def invert_clips(
     ):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
             raise LatentVideoError(f"{name} must be an integer >= {low}, got {v!r}")
+    if not (isinstance(start_noise, (int, float)) and math.isfinite(start_noise) and start_noise >= 0):
+        raise LatentVideoError(f"start_noise must be a finite number >= 0, got {start_noise!r}")
     t0 = time.perf_counter()
     dev = next(iter(G.parameters())).device
     sets = [k.to(dev).float() for k in keyframe_sets]
@@ -177,6 +182,10 @@ def invert_clips(
         K = len(layout.positions)  # slots around the canvas centre: identical starts would get identical gradients
         angle = 2 * math.pi * torch.arange(K, device=dev) / K
         init[:, layout.index] = 0.5 + (0.25 if K > 1 else 0.0) * torch.stack([angle.cos(), angle.sin()], 1)
+    if start_noise:  # another start: the same positions, other looks
+        noise = torch.randn(init.shape, generator=torch.Generator().manual_seed(seed)) * start_noise
+        noise[:, layout.index.flatten()] = 0
+        init = init + noise.to(init)
     gray = getattr(G, "channels", 0) == 1 and not getattr(G, "background", 0)  # max-composed on black
     alpha_over = getattr(G, "channels", 0) == 3 and hasattr(G, "backdrop") and hasattr(G, "split")  # RGBA, backdrop
     templates = hasattr(G, "sprites") and (gray or alpha_over)

@@ -38,6 +38,10 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
         ("25 L-BFGS steps per keyframe before the clip fit", "objects", {"method": "pnet+lbfgs", "lbfgs_steps": 25}),
         ("clip fit 40 steps", "objects", {"clip_steps": 40}),
         ("clip fit from 3 starts (each keyframe's looks), the best kept", "objects", {"restarts": 3}),
+        # the colour default makes every clip twice (the second from jittered looks); the gray default once
+        ("one attempt per clip", "objects", {"attempts": 1})
+        if colour
+        else ("two attempts per clip (the second from jittered looks), the better kept", "objects", {"attempts": 2}),
         # the colour default moves a slot onto objects no slot draws; the gray default does not
         ("cover off (no slot moved onto objects no slot draws)", "objects", {"cover": False})
         if colour
