@@ -73,7 +73,7 @@ def test_attempts_invert_again_from_a_jittered_start_and_keep_the_better_clip(mo
     assert [(k["start_noise"], k["seed"]) for k in calls] == [(0.0, 5), (ATTEMPT_NOISE, 6)]
     o = pipe.options(attempts=2, **opts)
     sets, times = pipe.check_inputs(sets, times, 10, o)
-    second = pipe._attempt(sets, times, 10, o, [None, None], 1)
+    second = pipe._attempt(sets, times, 10, o, [None, None], pipe.project_sets(sets, o, 1))
     kept = 0
     for a, b, c in zip(one, second, two):
         ea, eb = float(a.keyframe_errors.mean()), float(b.keyframe_errors.mean())

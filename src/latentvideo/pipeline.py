@@ -52,6 +52,20 @@ OBJECT_PIVOT_STEPS = 120  # ... and pivotal tuning of the sprite net per clip (A
 OBJECT_REFIT = 2  # passes of inversion + pivotal tuning again through the tuned copy (BENCHMARK.md)
 COLOUR_ATTEMPTS = 2  # the colour preset's attempts per clip (BENCHMARK.md)
 ATTEMPT_NOISE = 0.2  # std of the noise on the looks of every attempt's start after the first (codes ~N(0, I))
+# the options the clip-level inversion (project_clips) reads: two runs that agree on these share step 1
+CLIP_INVERSION_OPTIONS = (
+    "method",
+    "lbfgs_steps",
+    "clip_steps",
+    "associate",
+    "centre_steps",
+    "plate_search",
+    "plate_fit",
+    "restarts",
+    "cover",
+    "tint_fit",
+    "seed",
+)
 
 
 @dataclass
@@ -222,20 +236,27 @@ class Pipeline:
         attempt whose frames reconstruct its keyframes best is kept; its timings are those of all attempts."""
         opts = self.options(**options)
         sets, times_list = self.check_inputs(keyframe_sets, times_list, num_frames, opts)
+        return self.run_clips(sets, times_list, num_frames, opts)
+
+    def run_clips(self, sets, times_list, num_frames: int, opts: Options, project=None, reference=None) -> list[Clip]:
+        """`generate_many` on checked inputs (`check_inputs`) and options. `project(sets, opts, attempt)` ->
+        Inversion replaces step 1 (default `project_sets`): the benchmark shares one inversion between its rows;
+        `reference` latents [M, z_dim] give the 'line' path its PCA basis (`fit_paths`)."""
+        project = project or self.project_sets
         fits = self.fit_motion(sets, times_list, opts)  # image-space paths (None: the latent path)
-        clips = self._attempt(sets, times_list, num_frames, opts, fits, 0)
+        made = partial(self._attempt, sets, times_list, num_frames, opts, fits, reference=reference)
+        clips = made(project(sets, opts, 0))
         attempts = opts.attempts if self.layout is not None and opts.clip_steps else 1
         for attempt in range(1, attempts):
-            again = self._attempt(sets, times_list, num_frames, opts, fits, attempt)
-            clips = [_better(a, b) for a, b in zip(clips, again)]
+            clips = [_better(a, b) for a, b in zip(clips, made(project(sets, opts, attempt)))]
         return clips
 
-    def _attempt(self, sets, times_list, num_frames: int, opts: Options, fits, attempt: int) -> list[Clip]:
-        """Steps 1-5 for every clip, the inversion from start number `attempt` (0: P-NET's guess)."""
-        inv = self.project_sets(sets, opts, attempt)  # 1.
+    def _attempt(self, sets, times_list, num_frames: int, opts: Options, fits, inv: Inversion, reference=None):
+        """Steps 2-5 for every clip from its keyframes' inversion `inv` (step 1, all clips in keyframe order):
+        a Clip per clip."""
         bounds = np.cumsum([0] + [len(k) for k in sets])
         latents = [inv.latents[bounds[i] : bounds[i + 1]] for i in range(len(sets))]
-        anim = self.animate(latents, times_list, num_frames, opts, keyframes=sets, fits=fits)  # 2-5.
+        anim = self.animate(latents, times_list, num_frames, opts, reference, keyframes=sets, fits=fits)  # 2-5.
         timings = {"project": inv.seconds / len(sets), **anim.timings}
         clips = []
         for i in range(len(sets)):
