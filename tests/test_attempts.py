@@ -120,3 +120,17 @@ def test_attempts_default_to_one_except_in_the_colour_preset():
     assert Pipeline.from_modules(G, layout=G.latent_layout).default_options().attempts == 1
     G3, *_ = clip(3)
     assert Pipeline.from_modules(G3, layout=G3.latent_layout).default_options().attempts == pipeline.COLOUR_ATTEMPTS
+
+
+def test_the_clip_inversion_options_name_every_option_step_1_reads():
+    """The benchmark shares one clip inversion between rows that agree on CLIP_INVERSION_OPTIONS, so every option
+    that project_sets or project_clips reads must be among them (a row that changed another would be scored on
+    the default's inversion)."""
+    import inspect
+    import re
+
+    read = set()
+    for fn in (Pipeline.project_sets, Pipeline.project_clips):
+        read |= set(re.findall(r"opts\.(\w+)", inspect.getsource(fn)))
+    assert read and read <= set(pipeline.CLIP_INVERSION_OPTIONS)
+    assert set(pipeline.CLIP_INVERSION_OPTIONS) <= set(pipeline.Options.__dataclass_fields__)
