@@ -121,7 +121,7 @@ COLOUR_PIN = {  # measured with 2 threads (measure_colour sets them: the colour 
     # MSE/px of the 51 in-between frames (RGB). Not the colour-mask motion: an object that vanishes scores the
     # canvas diagonal (90.5 px), so across machines that number jumped 35.6 -> 43.8 px with the same code
     "mse": 0.01452,  # two refit passes, objects looked for against the plate, colours solved (0.01461 without);
-    # two attempts: the same (each clip kept its first)
+    # with two attempts: unchanged on these three clips
 }
 
 
