@@ -195,7 +195,7 @@ def test_every_option_is_accepted(pipe):
         restarts=2,  # ... and test_restarts.py
         attempts=2,  # ... and test_attempts.py
         cover=True,  # ... and test_cover.py
-        tint_fit=True,  # ... and test_tints.py
+        tint_fit="every",  # ... and test_tints.py
         unwrap=False,
         pivot_steps=0,
         refit=0,

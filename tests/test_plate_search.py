@@ -89,7 +89,7 @@ def test_plate_search_reaches_every_stage_of_the_clip_inversion_and_is_the_colou
     calls.clear()
     opts = dict(plate_search=True, pivot_steps=2, refit=1, clip_steps=2, method="lbfgs", lbfgs_steps=0, critic="off")
     opts["cover"] = False  # its own plates: test_cover.py
-    opts["tint_fit"] = False  # ... and the colour solve's: test_tints.py
+    opts["tint_fit"] = "off"  # ... and the colour solve's: test_tints.py
     pipe(keys, times=[0, 3, 7], num_frames=8, **opts, attempts=1)
     assert len(calls) == 8  # the first inversion and one refit pass
     calls.clear()

@@ -136,13 +136,16 @@ def test_the_pipeline_option_reaches_the_inversion_and_every_refit(monkeypatch):
     pipe = Pipeline.from_modules(G)
     opts = dict(method="lbfgs", lbfgs_steps=2, clip_steps=3, centre_steps=0, pivot_steps=2, refit=1, critic="off")
     opts["attempts"] = 1  # each attempt inverts and refits: test_attempts.py
-    pipe(keys, [0, 9], 10, tint_fit=False, **opts)
+    pipe(keys, [0, 9], 10, tint_fit="off", **opts)
     assert not calls
-    pipe(keys, [0, 9], 10, tint_fit=True, **opts)
+    pipe(keys, [0, 9], 10, tint_fit="every", **opts)
     assert calls == [[2], [2]]  # the inversion, then the refit through the tuned copy
+    calls.clear()
+    pipe(keys, [0, 9], 10, tint_fit="refits", **{**opts, "refit": 2})
+    assert calls == [[2], [2]]  # the two refits only
 
 
 def test_the_colour_preset_solves_the_colours_and_the_gray_preset_has_none_to_solve():
-    assert Pipeline.from_modules(tinted()).default_options().tint_fit
+    assert Pipeline.from_modules(tinted()).default_options().tint_fit == "every"
     gray = ObjectGenerator(objects=2, appearance=4, resolution=32, sprite=12, width=4)
-    assert not Pipeline.from_modules(gray).default_options().tint_fit
+    assert Pipeline.from_modules(gray).default_options().tint_fit == "off"

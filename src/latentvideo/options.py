@@ -22,6 +22,7 @@ from .slots import CENTRE_STEPS
 PATHS = ("lerp", "slerp", "line")
 CRITIC_SPACES = ("off", "pixel", "latent")
 MOTION_PRIORS = ("off", "bounce")
+TINT_FITS = ("off", "every", "refits")  # where the colour solve runs: no clip fit, every clip fit, the refits only
 KINDS = ("choice", "int", "float", "fraction", "speed", "bool")
 
 
@@ -119,11 +120,13 @@ class Options:
         "error is 5 % lower or more. The colour preset turns it on.",
         "bool",
     )
-    tint_fit: bool = knob(
-        False,
-        "Generators that tint their sprites: after the clip fit, solve every slot's colour by least squares "
-        "from the keyframes, over the background the clip is rendered on. The colour preset turns it on.",
-        "bool",
+    tint_fit: str = knob(
+        "off",
+        "Generators that tint their sprites: solve every slot's colour by least squares from the keyframes, over "
+        "the background the clip is rendered on, after the clip fit: off; every (the first fit and each refit); "
+        "refits (the refit passes only, the first fit's colours left to L-BFGS). The colour preset solves it.",
+        "choice",
+        choices=TINT_FITS,
     )
     unwrap: bool = knob(
         True, "Generators with position coordinates: unwrap positions so that the path bounces off the walls.", "bool"

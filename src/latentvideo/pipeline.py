@@ -215,7 +215,9 @@ class Pipeline:
             # batched against 9.0 (BENCHMARK.md; a hard clip's outcome is near chance, the keyframe error tells
             # which attempt found the objects)
             if pivot and self.has_backdrop:
-                opts = replace(opts, plate=True, plate_search=True, cover=True, tint_fit=True, attempts=COLOUR_ATTEMPTS)
+                opts = replace(
+                    opts, plate=True, plate_search=True, cover=True, tint_fit="every", attempts=COLOUR_ATTEMPTS
+                )
         return opts
 
     def options(self, **overrides) -> Options:
@@ -342,7 +344,7 @@ class Pipeline:
             plate_fit=opts.plate_fit,
             restarts=opts.restarts,
             cover=opts.cover,
-            tint_fit=opts.tint_fit,
+            tint_fit=opts.tint_fit == "every",
             start_noise=ATTEMPT_NOISE if attempt else 0.0,
             seed=opts.seed + attempt,
         )
@@ -441,7 +443,7 @@ class Pipeline:
                         plate_search=opts.plate_search,
                         plate_fit=opts.plate_fit,
                         cover=opts.cover,
-                        tint_fit=opts.tint_fit,
+                        tint_fit=opts.tint_fit != "off",
                     )
                     z = [refit_clip(G, zk, xk, layout=self.layout, **fit) for G, zk, xk in zip(tuned, z, x)]
             plates = None  # the last tuning over the clip's plate, with `plate_tuning`

@@ -68,7 +68,12 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
             ("plate search off (objects looked for against G's drawn backdrop)", "objects", {"plate_search": False}),
             ("last pivotal tuning over the plate, sprites held to its matte", "objects", {"plate_tuning": True}),
             ("clip fit over the plate (L-BFGS composes the slots over it)", "objects", {"plate_fit": True}),
-            ("tint fit off (slot colours as the L-BFGS fit left them)", "objects", {"tint_fit": False}),
+            ("tint fit off (slot colours as the L-BFGS fit left them)", "objects", {"tint_fit": "off"}),
+            (
+                "colours solved in the refit passes only (the first fit's left to L-BFGS)",
+                "objects",
+                {"tint_fit": "refits"},
+            ),
         ]
         if colour
         else []
