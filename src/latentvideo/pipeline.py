@@ -208,9 +208,8 @@ class Pipeline:
             # motion 9.84 -> 6.85 px, identity 0.626 -> 0.678, MSE 0.0074 -> 0.0076, SSIM 0.872 -> 0.870, 8.85 s
             # per clip batched against 9.14 (solved again after the last tuning: motion 10.04, MSE 0.0083; not kept;
             # that row solved in the refit passes only, a bench bug since fixed: the default, solving in every pass,
-            # was measured whole on 200 clips, 12.40 -> 10.34 px; `tint_fit="refits"` on its own, 100 clips, two
-            # attempts: motion 9.98 -> 8.67 px, identity 0.609 -> 0.626, MSE 0.0080 -> 0.0084, all inside their
-            # intervals: not adopted)
+            # was measured whole on 200 clips, 12.40 -> 10.34 px; `tint_fit="refits"` measured on its own was
+            # level with it: history, 2026-12-05 late afternoon)
             # ... and each clip made twice, the second from jittered looks, the attempt whose tuned keyframes
             # reconstruct best kept: 100 test clips, paired, identity 0.541 -> 0.609, MSE 0.0089 -> 0.0080, SSIM
             # 0.863 -> 0.877, motion 11.09 -> 9.98 px (interval of the difference [-2.40, 0.11]), 18.3 s per clip
