@@ -230,3 +230,65 @@ def test_rendered_keyframe_psnr_averages_every_channel_of_an_image():
     gen[0, 0] = 0  # one image exact (capped at 100 dB): the median is unmoved
     assert _median_psnr(gen, true) == pytest.approx(10 * np.log10(75))
     assert _median_psnr(gen[..., 0], true[..., 0]) == pytest.approx(10 * np.log10(25))  # gray [K, n, H, W]
+
+
+# ------------------------------------------------------------------ latentvideo compare
+
+
+def test_compare_pairs_rows_clip_by_clip(results):
+    from latentvideo.evaluation.compare import compare_rows, find_row
+
+    res, _ = results
+    fade, truth = find_row(res, "pixel crossfade"), find_row(res, "ground truth")
+    diffs = {d.metric: d for d in compare_rows(fade, truth)}
+    motion = diffs["motion"]  # truth moves nothing wrongly: B - A is minus the crossfade's error, clip by clip
+    assert motion.a == pytest.approx(np.mean(fade["per_sequence"]["motion"]))
+    assert motion.diff == pytest.approx(-motion.a) and motion.clips == 4
+    assert motion.high < 0 and motion.better == "B" and diffs["mse_pixel"].better == "B"
+    assert diffs["ssim"].better == "B" and diffs["ink"].better == ""  # ink has no better direction
+    same = compare_rows(fade, fade)
+    assert all(d.diff == d.low == d.high == 0 and d.better == "" for d in same)
+    # a row on the ablation subset pairs with the first clips of a full row only
+    full, sub = find_row(res, "pipeline (default)"), find_row(res, "pipeline (default), ablation subset")
+    d = {d.metric: d for d in compare_rows(full, find_row(res, "motion prior off"))}["mse_pixel"]
+    assert d.clips == 2 and d.a == pytest.approx(np.mean(sub["per_sequence"]["mse_pixel"]))
+
+
+def test_compare_interval_is_paired():
+    """Rows whose clips vary widely but whose difference is steady: their own intervals overlap, the paired
+    difference's does not hold 0 (an unpaired test would call them level)."""
+    from latentvideo.evaluation.compare import compare_rows
+    from latentvideo.evaluation.metrics import bootstrap_ci
+
+    hard = np.random.default_rng(0).uniform(1, 9, 40)  # how hard each clip is, shared by both rows
+    a = {"per_sequence": {"motion": hard.tolist(), "identity": (hard / 10).tolist()}}
+    b = {"per_sequence": {"motion": (hard - 0.3).tolist(), "identity": (hard / 10 - 0.01).tolist()}}
+    assert bootstrap_ci(hard)[1] < bootstrap_ci(hard - 0.3)[2]  # the rows' own intervals overlap
+    motion, ident = compare_rows(a, b)
+    assert motion.diff == pytest.approx(-0.3) and motion.better == "B"  # lower motion error is better
+    assert ident.diff == pytest.approx(-0.01) and ident.better == "A"  # higher identity is better
+
+
+def test_compare_cli(results, tmp_path, capsys):
+    res, out = results
+    assert main(["compare", str(out), "--row", "pixel crossfade", "--row-b", "ground truth"]) == 0
+    text = capsys.readouterr().out
+    assert "paired over 4 clips" in text and "| motion px |" in text and "| B |" in text
+    assert main(["compare", str(out / "results.json"), str(out), "--row", "hold nearest keyframe"]) == 0
+    assert "| neither |" in capsys.readouterr().out  # a row against itself in a copy of its run
+    other = json.loads((out / "results.json").read_text())
+    other["config"]["seed"] = 1
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    (tmp_path / "broken.json").write_text("{")
+    for args, needle in (
+        ([str(tmp_path / "missing")], "cannot read"),
+        ([str(tmp_path / "broken.json")], "not JSON"),
+        ([str(out), str(tmp_path / "other.json")], "seed 0 against 1"),
+        ([str(out)], "two rows"),
+        ([str(out), "--row-b", "no such row"], "no row 'no such row'"),
+        ([str(out), "--row-b", "ground truth", "--keyframes", "0,5"], "no keyframe set 0,5"),
+        ([str(out), "--row-b", "ground truth", "--boot", "10"], "--boot"),
+    ):
+        assert main(["compare", *args]) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and needle in err and "\n" not in err, err

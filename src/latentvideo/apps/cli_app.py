@@ -1,6 +1,6 @@
 """The `latentvideo` command's typer app and its `train` and `dataset` groups, with what every command
 shares: the --debug flag, `_fail` and the --model help. Commands register themselves on these apps:
-cli_train.py the `dataset` and `train` commands, cli_eval.py `demo`, `bench` and `ppl`, cli.py the rest
+cli_train.py the `dataset` and `train` commands, cli_eval.py `demo`, `bench`, `compare` and `ppl`, cli.py the rest
 (and the entry point, `main`)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typer.core import TyperGroup
 from ..errors import LatentVideoError
 
 # the order `latentvideo --help` lists the commands in, whichever module registers them
-COMMANDS = ("export", "generate", "invert", "render", "demo", "bench", "ppl", "serve", "train", "dataset")
+COMMANDS = ("export", "generate", "invert", "render", "demo", "bench", "compare", "ppl", "serve", "train", "dataset")
 
 MODEL_HELP = (
     "A shipped model by name (moving-mnist-objects, the default; moving-mnist-64; moving-shapes), or a model "

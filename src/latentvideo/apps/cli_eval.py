@@ -1,5 +1,6 @@
 """The commands that run a model on held-out test sequences and score it: `demo` (clips and a contact
-sheet), `bench` (the pipeline, its ablations and the baselines) and `ppl` (perceptual path length)."""
+sheet), `bench` (the pipeline, its ablations and the baselines), `compare` (two bench rows, paired clip by
+clip) and `ppl` (perceptual path length)."""
 
 from __future__ import annotations
 
@@ -165,6 +166,44 @@ def bench(
 
     typer.echo(report_markdown(results))
     typer.echo(f"wrote {out}/results.json, report.md, per_frame.png, examples.png")
+
+
+@app.command()
+def compare(
+    a: Path = typer.Argument(..., help="Bench folder (or its results.json) of row A."),
+    b: Path | None = typer.Argument(None, help="Bench folder of row B (default: the same run as A)."),
+    row: str = typer.Option("pipeline (default)", "--row", help="Row A's name."),
+    row_b: str | None = typer.Option(None, "--row-b", help="Row B's name (default: --row)."),
+    keyframes: str | None = typer.Option(None, help="Keyframe set, e.g. 0,19 (default: the run's main set)."),
+    boot: int = typer.Option(2000, help="Bootstrap draws over clips."),
+):
+    """Compare two benchmark rows clip by clip: B - A per metric, with a paired 95 % interval.
+
+    Both rows must be scored on the same test sequences: two bench runs with the same --data, --seed,
+    --dynamics and --sequences (e.g. two models, or the default against a --rows variant), or two rows of
+    one run. Pairing removes what both rows share (which clips are hard), so the interval of the difference
+    is far narrower than the two rows' own intervals.
+
+    Examples:
+      latentvideo compare bench-old bench-new
+      latentvideo compare bench-out --row-b 'refit off'
+      latentvideo compare bench-a bench-b --row 'pipeline (default)' --keyframes 0,19
+    """
+    from ..evaluation.compare import check_same_sequences, compare_markdown, compare_rows, find_row, load_results
+
+    if boot < 100:
+        _fail(f"--boot must be at least 100, got {boot}")
+    keys = parse_floats(keyframes, "--keyframes")
+    keyframes = None if keys is None else ",".join(str(int(k)) for k in keys)
+    ra = load_results(a)
+    rb = ra if b is None else load_results(b)
+    if b is not None:
+        check_same_sequences(ra, rb)
+    name_b = row if row_b is None else row_b
+    if b is None and name_b == row:
+        _fail("compare needs two rows: pass a second bench folder or --row-b")
+    diffs = compare_rows(find_row(ra, row, keyframes), find_row(rb, name_b, keyframes), n_boot=boot)
+    typer.echo(compare_markdown(diffs, f"{row} ({a})", f"{name_b} ({b or a})"))
 
 
 PPL_LINES = (
