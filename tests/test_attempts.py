@@ -8,9 +8,11 @@ import pytest
 import torch
 
 import latentvideo.pipeline as pipeline
+import latentvideo.presets as presets
 import latentvideo.slots as slots
 from latentvideo.errors import LatentVideoError
-from latentvideo.pipeline import ATTEMPT_NOISE, Clip, Pipeline, _better
+from latentvideo.pipeline import Clip, Pipeline, _better
+from latentvideo.presets import ATTEMPT_NOISE
 from latentvideo.slots import invert_clips
 from test_restarts import clip
 
@@ -119,7 +121,7 @@ def test_attempts_default_to_one_except_in_the_colour_preset():
     G, truth, keys, guess = clip(1)
     assert Pipeline.from_modules(G, layout=G.latent_layout).default_options().attempts == 1
     G3, *_ = clip(3)
-    assert Pipeline.from_modules(G3, layout=G3.latent_layout).default_options().attempts == pipeline.COLOUR_ATTEMPTS
+    assert Pipeline.from_modules(G3, layout=G3.latent_layout).default_options().attempts == presets.COLOUR_ATTEMPTS
 
 
 def test_the_clip_inversion_options_name_every_option_step_1_reads():

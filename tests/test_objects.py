@@ -571,7 +571,7 @@ def test_tunings_before_the_last_refit_pass_take_early_pivot_steps(monkeypatch):
 def test_object_models_default_to_pivotal_tuning_and_refit_passes_in_gray_and_colour():
     """Sprite-net generators (gray or colour) default to pivotal tuning and two refit passes (measured on both
     shipped domains, BENCHMARK.md); a user's module with positions but no sprite net has nothing to tune."""
-    from latentvideo.pipeline import OBJECT_PIVOT_STEPS, OBJECT_REFIT
+    from latentvideo.presets import OBJECT_PIVOT_STEPS, OBJECT_REFIT
 
     for G in (tiny_objects(), tiny_objects(channels=3, background=3)):
         opts = Pipeline.from_modules(G).default_options()
@@ -584,7 +584,7 @@ def test_object_models_default_to_pivotal_tuning_and_refit_passes_in_gray_and_co
 def test_object_models_start_the_clip_fit_from_pnet_or_from_per_keyframe_lbfgs_without_one(tmp_path):
     """With a P-NET, the clip fit starts from its latents (no per-keyframe L-BFGS: BENCHMARK.md); without one,
     from per-keyframe L-BFGS. A dcgan keeps P-NET + L-BFGS per keyframe."""
-    from latentvideo.pipeline import OBJECT_FRAME_STEPS
+    from latentvideo.presets import OBJECT_FRAME_STEPS
 
     def defaults(name, **kw):
         return Pipeline.from_dir(tiny_model_dir(tmp_path / name, **kw), device="cpu").default_options()

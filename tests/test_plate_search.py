@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-import latentvideo.pipeline as pipeline
+import latentvideo.presets as presets
 from latentvideo.evaluation.recovery import position_errors
 from latentvideo.ink import centre_on_ink, slot_ink
 from latentvideo.objects import ObjectGenerator
@@ -94,7 +94,7 @@ def test_plate_search_reaches_every_stage_of_the_clip_inversion_and_is_the_colou
     assert len(calls) == 8  # the first inversion and one refit pass
     calls.clear()
     pipe(keys, times=[0, 3, 7], num_frames=8, **opts)  # the colour preset's attempts: each inverts and refits
-    assert len(calls) == 8 * pipeline.COLOUR_ATTEMPTS
+    assert len(calls) == 8 * presets.COLOUR_ATTEMPTS
 
 
 def test_the_clip_fit_over_the_plate_finds_objects_that_the_backdrop_would_explain():

@@ -34,6 +34,7 @@ from .models import GENERATORS, load_model, module_device, resolve_device
 from .motion import BounceFit, fit_bounce
 from .objects import LatentLayout, latent_layout
 from .options import OptionError, Options
+from .presets import ATTEMPT_NOISE, model_defaults
 from .render import render
 from .slots import invert_clips, refit_clip
 from .trajectory import check_times, evenly_spaced_times, fit_trajectory, lerp_path, slerp_path
@@ -46,12 +47,6 @@ SHIPPED = Path(__file__).parent / "pretrained"  # one folder per shipped model, 
 DEFAULT_MODEL = "moving-mnist-objects"  # the object-structured digits model: the latent line moves the digits
 PRETRAINED = SHIPPED / DEFAULT_MODEL
 MAX_FRAMES = 10_000  # cap on --frames; rendering is chunked, so memory stays bounded
-OBJECT_FRAME_STEPS = 50  # generators with position coordinates: L-BFGS per keyframe before the clip-level fit
-# (used without a P-NET, or with method pnet+lbfgs; with a P-NET the clip fit starts from its latents: BENCHMARK.md)
-OBJECT_PIVOT_STEPS = 120  # ... and pivotal tuning of the sprite net per clip (Adam, lr 1e-3; docs/benchmark-history.md)
-OBJECT_REFIT = 2  # passes of inversion + pivotal tuning again through the tuned copy (BENCHMARK.md)
-COLOUR_ATTEMPTS = 2  # the colour preset's attempts per clip (BENCHMARK.md)
-ATTEMPT_NOISE = 0.2  # std of the noise on the looks of every attempt's start after the first (codes ~N(0, I))
 # the options the clip-level inversion (project_clips) reads: two runs that agree on these share step 1
 CLIP_INVERSION_OPTIONS = (
     "method",
@@ -170,56 +165,9 @@ class Pipeline:
         return self.channels == 3 and hasattr(self.generator, "draw_backdrop")
 
     def default_options(self) -> Options:
-        """Options() adapted to the model: no P-NET -> L-BFGS from zero; no critic -> no correction; position
-        coordinates -> no pixel-space motion prior and fewer L-BFGS steps per keyframe before the clip fit."""
-        opts = Options()
-        if self.projector is None:
-            opts = replace(opts, method="lbfgs")
-        if self.critic is None:
-            opts = replace(opts, critic="off")
-        if self.layout is not None:  # positions are latent coordinates: the path moves objects by itself
-            # measured on the objects runs (docs/benchmark-history.md): pivotal tuning lifts identity 0.17 -> 0.44
-            # (60 steps against 30: keyframe PSNR 20.5 -> 21.4 dB on 24 test clips; lr 2e-3 or more lost), and critic
-            # correction changes nothing there (MSE 0.0382 either way) but costs 0.26 s per clip
-            pivot = OBJECT_PIVOT_STEPS if hasattr(self.generator, "sprites") else 0  # a sprite net to tune
-            opts = replace(opts, motion_prior="off", lbfgs_steps=OBJECT_FRAME_STEPS, pivot_steps=pivot, critic="off")
-            # the clip fit starts from P-NET's latents: the 50 L-BFGS steps per keyframe before it cost 0.8 s per
-            # clip, which buys more as pivotal tuning (120 steps, not 60). 200 digit sequences: motion 3.01 -> 2.18
-            # px, identity 0.595 -> 0.638, 4.57 s per clip against 4.86; colour, 50 clips: better on every metric
-            # (motion 16.0 -> 14.6 px), but 11.6 s per clip against 6.9 (docs/benchmark-history.md)
-            if self.projector is not None:
-                opts = replace(opts, method="pnet")
-            # objects fitted a second time, through the tuned copy whose sprites (and backdrop) already match the
-            # clip's: colour (test backgrounds are photographs G never drew) motion 44.1 -> 20.0 px, identity
-            # 0.22 -> 0.44 on 50 test clips; digits motion 3.10 -> 2.51 px, identity 0.454 -> 0.563 on 200. A
-            # second pass on the digits (200 sequences): motion 2.18 -> 1.95 px, identity 0.638 -> 0.674, MSE and
-            # SSIM better, 6.3 s per clip batched against 4.1; it beat as many Adam steps spent on one pass. Colour,
-            # 50 clips: motion 14.6 -> 9.9 px, identity 0.501 -> 0.589, MSE and SSIM better, 13.3 s against 11.0
-            if pivot:
-                opts = replace(opts, refit=OBJECT_REFIT, early_pivot_steps=pivot)
-            # colour: the clip's background from its keyframes where no object covers them (tune.background_plate)
-            # instead of the background net's blurred drawing of a photograph it never saw (BENCHMARK.md); the
-            # inversion looks for objects against that plate too: 50 test clips, motion 10.14 -> 9.14 px, identity
-            # 0.591 -> 0.611, SSIM 0.857 -> 0.864, MSE 0.0080 -> 0.0082, each inside its interval
-            # ... and a slot is moved onto an object that no slot draws (cover.py): 50 test clips, motion 10.03 ->
-            # 9.84 px, identity 0.594 -> 0.626, MSE 0.0080 -> 0.0074, SSIM 0.866 -> 0.872, 9.33 s per clip batched
-            # against 7.99 (each inside its interval; docs/benchmark-history.md)
-            # ... and every slot's colour solved by least squares after the clip fit (tints.py): 50 test clips,
-            # motion 9.84 -> 6.85 px, identity 0.626 -> 0.678, MSE 0.0074 -> 0.0076, SSIM 0.872 -> 0.870, 8.85 s
-            # per clip batched against 9.14 (solved again after the last tuning: motion 10.04, MSE 0.0083; not kept;
-            # that row solved in the refit passes only, a bench bug since fixed: the default, solving in every pass,
-            # was measured whole on 200 clips, 12.40 -> 10.34 px; `tint_fit="refits"` measured on its own was
-            # level with it: history, 2026-12-05 late afternoon)
-            # ... and each clip made twice, the second from jittered looks, the attempt whose tuned keyframes
-            # reconstruct best kept: 100 test clips, paired, identity 0.541 -> 0.609, MSE 0.0089 -> 0.0080, SSIM
-            # 0.863 -> 0.877, motion 11.09 -> 9.98 px (interval of the difference [-2.40, 0.11]), 18.3 s per clip
-            # batched against 9.0 (BENCHMARK.md; a hard clip's outcome is near chance, the keyframe error tells
-            # which attempt found the objects)
-            if pivot and self.has_backdrop:
-                opts = replace(
-                    opts, plate=True, plate_search=True, cover=True, tint_fit="every", attempts=COLOUR_ATTEMPTS
-                )
-        return opts
+        """Options() adapted to this model (presets.model_defaults): what it has (a P-NET, a critic, position
+        coordinates, a sprite net, a background) decides which measured preset applies."""
+        return model_defaults(self)
 
     def options(self, **overrides) -> Options:
         known = {f.name for f in fields(Options)}

@@ -1,0 +1,71 @@
+"""The model-dependent defaults: which of the pipeline's options a model gets, from what it has.
+
+`Options()` holds the defaults of any generator. A model changes some of them by what it has (a P-NET, a critic,
+position coordinates, a sprite net to tune, a background a clip's plate replaces); each preset below says what
+was measured to choose it (BENCHMARK.md, docs/benchmark-history.md). `Pipeline.default_options` is this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .options import Options
+
+OBJECT_FRAME_STEPS = 50  # generators with position coordinates: L-BFGS per keyframe before the clip-level fit
+# (used without a P-NET, or with method pnet+lbfgs; with a P-NET the clip fit starts from its latents: BENCHMARK.md)
+OBJECT_PIVOT_STEPS = 120  # ... and pivotal tuning of the sprite net per clip (Adam, lr 1e-3; docs/benchmark-history.md)
+OBJECT_REFIT = 2  # passes of inversion + pivotal tuning again through the tuned copy (BENCHMARK.md)
+COLOUR_ATTEMPTS = 2  # the colour preset's attempts per clip (BENCHMARK.md)
+ATTEMPT_NOISE = 0.2  # std of the noise on the looks of every attempt's start after the first (codes ~N(0, I))
+
+
+def model_defaults(pipe) -> Options:
+    """Options() adapted to `pipe`'s model: no P-NET -> L-BFGS from zero; no critic -> no correction; position
+    coordinates -> no pixel-space motion prior, the clip fit from P-NET's latents, pivotal tuning with refit
+    passes where there is a sprite net; colour with a background -> the plate, cover, tints and two attempts."""
+    opts = Options()
+    if pipe.projector is None:
+        opts = replace(opts, method="lbfgs")
+    if pipe.critic is None:
+        opts = replace(opts, critic="off")
+    if pipe.layout is not None:  # positions are latent coordinates: the path moves objects by itself
+        # measured on the objects runs (docs/benchmark-history.md): pivotal tuning lifts identity 0.17 -> 0.44
+        # (60 steps against 30: keyframe PSNR 20.5 -> 21.4 dB on 24 test clips; lr 2e-3 or more lost), and critic
+        # correction changes nothing there (MSE 0.0382 either way) but costs 0.26 s per clip
+        pivot = OBJECT_PIVOT_STEPS if hasattr(pipe.generator, "sprites") else 0  # a sprite net to tune
+        opts = replace(opts, motion_prior="off", lbfgs_steps=OBJECT_FRAME_STEPS, pivot_steps=pivot, critic="off")
+        # the clip fit starts from P-NET's latents: the 50 L-BFGS steps per keyframe before it cost 0.8 s per
+        # clip, which buys more as pivotal tuning (120 steps, not 60). 200 digit sequences: motion 3.01 -> 2.18
+        # px, identity 0.595 -> 0.638, 4.57 s per clip against 4.86; colour, 50 clips: better on every metric
+        # (motion 16.0 -> 14.6 px), but 11.6 s per clip against 6.9 (docs/benchmark-history.md)
+        if pipe.projector is not None:
+            opts = replace(opts, method="pnet")
+        # objects fitted a second time, through the tuned copy whose sprites (and backdrop) already match the
+        # clip's: colour (test backgrounds are photographs G never drew) motion 44.1 -> 20.0 px, identity
+        # 0.22 -> 0.44 on 50 test clips; digits motion 3.10 -> 2.51 px, identity 0.454 -> 0.563 on 200. A
+        # second pass on the digits (200 sequences): motion 2.18 -> 1.95 px, identity 0.638 -> 0.674, MSE and
+        # SSIM better, 6.3 s per clip batched against 4.1; it beat as many Adam steps spent on one pass. Colour,
+        # 50 clips: motion 14.6 -> 9.9 px, identity 0.501 -> 0.589, MSE and SSIM better, 13.3 s against 11.0
+        if pivot:
+            opts = replace(opts, refit=OBJECT_REFIT, early_pivot_steps=pivot)
+        # colour: the clip's background from its keyframes where no object covers them (tune.background_plate)
+        # instead of the background net's blurred drawing of a photograph it never saw (BENCHMARK.md); the
+        # inversion looks for objects against that plate too: 50 test clips, motion 10.14 -> 9.14 px, identity
+        # 0.591 -> 0.611, SSIM 0.857 -> 0.864, MSE 0.0080 -> 0.0082, each inside its interval
+        # ... and a slot is moved onto an object that no slot draws (cover.py): 50 test clips, motion 10.03 ->
+        # 9.84 px, identity 0.594 -> 0.626, MSE 0.0080 -> 0.0074, SSIM 0.866 -> 0.872, 9.33 s per clip batched
+        # against 7.99 (each inside its interval; docs/benchmark-history.md)
+        # ... and every slot's colour solved by least squares after the clip fit (tints.py): 50 test clips,
+        # motion 9.84 -> 6.85 px, identity 0.626 -> 0.678, MSE 0.0074 -> 0.0076, SSIM 0.872 -> 0.870, 8.85 s
+        # per clip batched against 9.14 (solved again after the last tuning: motion 10.04, MSE 0.0083; not kept;
+        # that row solved in the refit passes only, a bench bug since fixed: the default, solving in every pass,
+        # was measured whole on 200 clips, 12.40 -> 10.34 px; `tint_fit="refits"` measured on its own was
+        # level with it: history, 2026-12-05 late afternoon)
+        # ... and each clip made twice, the second from jittered looks, the attempt whose tuned keyframes
+        # reconstruct best kept: 100 test clips, paired, identity 0.541 -> 0.609, MSE 0.0089 -> 0.0080, SSIM
+        # 0.863 -> 0.877, motion 11.09 -> 9.98 px (interval of the difference [-2.40, 0.11]), 18.3 s per clip
+        # batched against 9.0 (BENCHMARK.md; a hard clip's outcome is near chance, the keyframe error tells
+        # which attempt found the objects)
+        if pivot and pipe.has_backdrop:
+            opts = replace(opts, plate=True, plate_search=True, cover=True, tint_fit="every", attempts=COLOUR_ATTEMPTS)
+    return opts
