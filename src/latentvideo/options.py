@@ -22,7 +22,7 @@ from .slots import CENTRE_STEPS
 PATHS = ("lerp", "slerp", "line")
 CRITIC_SPACES = ("off", "pixel", "latent")
 MOTION_PRIORS = ("off", "bounce")
-TINT_FITS = ("off", "every", "refits")  # where the colour solve runs: no clip fit, every clip fit, the refits only
+TINT_FITS = ("off", "every", "refits", "alternate")  # where the colour solve runs (Options.tint_fit)
 KINDS = ("choice", "int", "float", "fraction", "speed", "bool")
 
 
@@ -124,7 +124,9 @@ class Options:
         "off",
         "Generators that tint their sprites: solve every slot's colour by least squares from the keyframes, over "
         "the background the clip is rendered on, after the clip fit: off; every (the first fit and each refit); "
-        "refits (the refit passes only, the first fit's colours left to L-BFGS). The colour preset solves it.",
+        "refits (the refit passes only, the first fit's colours left to L-BFGS); alternate (every on the first "
+        "attempt, refits on the others, so that attempts differ in how they find colours). The colour preset "
+        "solves it.",
         "choice",
         choices=TINT_FITS,
     )

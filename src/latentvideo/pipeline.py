@@ -293,7 +293,7 @@ class Pipeline:
             plate_fit=opts.plate_fit,
             restarts=opts.restarts,
             cover=opts.cover,
-            tint_fit=opts.tint_fit == "every",
+            tint_fit=opts.tint_fit == "every" or (opts.tint_fit == "alternate" and attempt == 0),
             start_noise=ATTEMPT_NOISE if attempt else 0.0,
             seed=opts.seed + attempt,
         )

@@ -74,6 +74,11 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
                 "objects",
                 {"tint_fit": "refits"},
             ),
+            (
+                "colours solved every pass on the first attempt, in the refits only on the second",
+                "objects",
+                {"tint_fit": "alternate"},
+            ),
         ]
         if colour
         else []
