@@ -431,7 +431,7 @@ def test_manifest_rank_environment_without_torchrun(tmp_path, model, keys, capsy
 # ---------------------------------------------------------------- help
 
 
-@pytest.mark.parametrize("command", [["generate"], ["invert"], ["demo"]])
+@pytest.mark.parametrize("command", [["generate"], ["invert"], ["demo"], ["compare"]])
 def test_help_shows_an_example(command, capsys):
     code, out, _ = _run([*command, "--help"], capsys)
     assert code == 0 and "Example" in out and f"latentvideo {command[0]}" in out
