@@ -199,6 +199,7 @@ def test_every_option_is_accepted(pipe):
         unwrap=False,
         pivot_steps=0,
         refit=0,
+        refit_looks=False,  # ... and test_refit_looks.py
         early_pivot_steps=0,  # ... and test_objects.py
         plate=True,  # colour generators with a background net only: test_objects.py
         plate_search=True,  # ... and test_plate_search.py

@@ -148,6 +148,12 @@ class Options:
         "int",
         high=3,
     )
+    refit_looks: bool = knob(
+        True,
+        "Generators with position coordinates, with refit passes: the refits' clip fit moves the objects' looks "
+        "as well as their positions (off: positions only, the tuned sprites drawn once per fit; faster).",
+        "bool",
+    )
     early_pivot_steps: int = knob(
         0,
         "Generators with position coordinates, with refit passes: Adam steps of each pivotal tuning before the "

@@ -393,6 +393,7 @@ class Pipeline:
                         plate_fit=opts.plate_fit,
                         cover=opts.cover,
                         tint_fit=opts.tint_fit != "off",
+                        looks=opts.refit_looks,
                     )
                     z = [refit_clip(G, zk, xk, layout=self.layout, **fit) for G, zk, xk in zip(tuned, z, x)]
             plates = None  # the last tuning over the clip's plate, with `plate_tuning`

@@ -48,6 +48,11 @@ def model_defaults(pipe) -> Options:
         # 50 clips: motion 14.6 -> 9.9 px, identity 0.501 -> 0.589, MSE and SSIM better, 13.3 s against 11.0
         if pivot:
             opts = replace(opts, refit=OBJECT_REFIT, early_pivot_steps=pivot)
+        # ... whose clip fit moves the positions alone in gray (the tuned sprites are already the clip's, so the
+        # sprite net runs once per fit): 100 digit sequences, paired, every metric level (motion +0.03 [-0.10,
+        # +0.16] px, identity +0.008 [-0.012, +0.031]), 3.18 s per clip batched against 4.80
+        if pivot and not pipe.has_backdrop:
+            opts = replace(opts, refit_looks=False)
         # colour: the clip's background from its keyframes where no object covers them (tune.background_plate)
         # instead of the background net's blurred drawing of a photograph it never saw (BENCHMARK.md); the
         # inversion looks for objects against that plate too: 50 test clips, motion 10.14 -> 9.14 px, identity

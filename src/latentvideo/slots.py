@@ -142,6 +142,7 @@ def invert_clips(
     tint_fit: bool = False,
     start_noise: float = 0.0,
     seed: int = 0,
+    looks: bool = True,
 ) -> ClipInversion:
     """Clip-level inversion of keyframe sets [K_i, C, H, W] (each a clip) through a generator with slots.
 
@@ -154,8 +155,10 @@ def invert_clips(
     onto an object that no slot draws where that fits the keyframes clearly better (cover.py); tint_fit: stage 5
     (over the clip's plate with plate_search or plate_fit, else over G's backdrop); start_noise: the start's looks
     (every coordinate but the positions) get Gaussian noise of this scale, drawn from `seed`, so that another
-    attempt settles in another optimum (the pipeline's `attempts`). Without a projector stage 1 starts from zeros
-    with the slots spread around the canvas centre."""
+    attempt settles in another optimum (the pipeline's `attempts`); looks False: the clip fits of stages 3 and 3b
+    move the positions only, every other coordinate held at its start (a refit through a tuned copy, whose sprites
+    are already the clip's: the sprite net then runs once per fit, not once per L-BFGS evaluation). Without a
+    projector stage 1 starts from zeros with the slots spread around the canvas centre."""
     layout = layout or latent_layout(G)
     if layout is None:
         raise LatentVideoError("clip-level inversion needs a generator that declares its position coordinates")
@@ -233,6 +236,7 @@ def invert_clips(
             clip_steps,
             coarse_sigma,
             canvas,
+            looks,
         )
         for i, zc in zip(ids, done):
             fitted[i] = zc
@@ -240,7 +244,7 @@ def invert_clips(
     out = _best_candidates(G, fitted, owner, sets, compare)
     if cover and hasattr(G, "layers"):  # 3b. objects no slot draws
         fit_canvas = lambda zs, xs: plates(zs, xs, over_plate)  # noqa: E731
-        out = _cover(G, out, sets, layout, compare, fit_canvas, clip_steps, coarse_sigma)
+        out = _cover(G, out, sets, layout, compare, fit_canvas, clip_steps, coarse_sigma, looks)
     counts = [len(k) for k in sets]
     if inked:  # 4.
         backs = plates(out)
@@ -311,7 +315,7 @@ def _best_candidates(G, fitted: list[torch.Tensor], owner: list[int], sets: list
     return best
 
 
-def _cover(G, out, sets, layout, compare, fit_canvas, steps, sigma):
+def _cover(G, out, sets, layout, compare, fit_canvas, steps, sigma, looks=True):
     """Stage 3b (cover.py): per clip whose keyframes show an object no slot draws, the candidate slot move that
     reconstructs them best is fitted again (`_joint_fit`, over `fit_canvas`'s plates where it gives them) and kept
     where the refitted clip's keyframe error is at least COVER_GAIN lower. Renderings are over `compare`'s plates
@@ -335,7 +339,7 @@ def _cover(G, out, sets, layout, compare, fit_canvas, steps, sigma):
         canvas = fit_canvas([picks[i] for i in ids], [sets[i] for i in ids])
         canvas = None if canvas is None else canvas.view(len(ids), n, *canvas.shape[1:])
         images = torch.stack([sets[i] for i in ids])
-        for i, zc in zip(ids, _joint_fit(G, [picks[i] for i in ids], images, layout, steps, sigma, canvas)):
+        for i, zc in zip(ids, _joint_fit(G, [picks[i] for i in ids], images, layout, steps, sigma, canvas, looks)):
             with torch.no_grad():
                 new, old = ((render(z, sets[i]) - sets[i]).pow(2).mean().item() for z in (zc, out[i]))
             if new < (1 - COVER_GAIN) * old:
@@ -343,24 +347,37 @@ def _cover(G, out, sets, layout, compare, fit_canvas, steps, sigma):
     return out
 
 
-def _joint_fit(G, starts, images, layout, steps, sigma, canvas=None):
+def _joint_fit(G, starts, images, layout, steps, sigma, canvas=None, looks=True):
     """starts: per clip [n, z_dim]; images [m, n, C, H, W] -> fitted per clip [n, z_dim]. Per clip the
-    variables are its shared coordinates (taken from row 0) and n positions. canvas [m, n, 3, H, W]: the slots are
-    composed over it (a clip's plate) instead of G's backdrop."""
+    variables are its shared coordinates (taken from row 0) and n positions; `looks` False: the positions alone,
+    the shared coordinates held at their start (G's sprites drawn once, `_drawn_once`). canvas [m, n, 3, H, W]: the
+    slots are composed over it (a clip's plate) instead of G's backdrop."""
     m, n = images.shape[:2]
     z_dim = starts[0].shape[1]
     pos = layout.index.flatten().to(images.device)  # [2K]
     shared = torch.tensor([i for i in range(z_dim) if i not in set(pos.tolist())], dtype=torch.long)
     shared = shared.to(images.device)
     S, P = len(shared), len(pos)
+    v = torch.stack([torch.cat([s[0, shared], s[:, pos].flatten()]) for s in starts])  # [m, S + n * P]
+    held = None if looks else v[:, :S]  # [m, S]: the shared coordinates, fixed
 
-    def unpack(v):  # [c, S + n * P] -> z [c, n, z_dim]
+    def unpack(v, idx=None):  # [c, S + n * P] (looks) or [c, n * P] -> z [c, n, z_dim]
+        v = v if held is None else torch.cat([held[idx], v], 1)
         z = v.new_zeros(len(v), n, z_dim)
         z[:, :, shared] = v[:, None, :S]
         z[:, :, pos] = v[:, S:].view(len(v), n, P)
         return z
 
-    v = torch.stack([torch.cat([s[0, shared], s[:, pos].flatten()]) for s in starts])  # [m, S + n * P]
+    def draw(vi, idx):  # the variables of clips idx -> their keyframes [c * n, C, H, W]
+        if drawn is not None:
+            return drawn(vi.view(len(vi), n, -1, 2), idx)
+        if canvas is None:
+            return render_clips(G, unpack(vi, idx)).flatten(0, 1)
+        # shared sprites: the clip's frames differ only in positions
+        return G.compose(G.layers_shared(unpack(vi, idx)).flatten(0, 1), canvas[idx].flatten(0, 1))
+
+    drawn = None if looks else _drawn_once(G, unpack(v[:, S:], torch.arange(m)), canvas)
+    v = v if looks else v[:, S:]
     for stage_steps, s in ((steps // 3, sigma), (steps - steps // 3, 0.0)):
         if not stage_steps:
             continue
@@ -369,22 +386,44 @@ def _joint_fit(G, starts, images, layout, steps, sigma, canvas=None):
         def fg(vi, idx, target=target, s=s):
             with torch.enable_grad():
                 vi = vi.detach().requires_grad_(True)
-                if canvas is None:
-                    x = render_clips(G, unpack(vi)).flatten(0, 1)
-                else:  # shared sprites: the clip's frames differ only in positions
-                    x = G.compose(G.layers_shared(unpack(vi)).flatten(0, 1), canvas[idx].flatten(0, 1))
-                x = blur(x, s).view(len(vi), n, *images.shape[2:])
+                x = blur(draw(vi, idx), s).view(len(vi), n, *images.shape[2:])
                 f = (x - target[idx]).pow(2).flatten(2).mean(2).mean(1)  # [c]
                 (grad,) = torch.autograd.grad(f.sum(), vi)
             return f.detach(), grad
 
         v, _ = lbfgs(fg, v, steps=stage_steps)
-    return list(unpack(v).detach())
+    return list(unpack(v.detach(), torch.arange(m)))
+
+
+def _drawn_once(G, z: torch.Tensor, canvas=None):
+    """Clips z [m, n, z_dim] whose looks are fixed -> draw(u [c, n, K, 2], idx [c]) -> their keyframes [c * n, C, H,
+    W] with the positions u: G's sprites (and backdrop) for clips idx drawn once here, only placed and composed per
+    call. None where G cannot place sprites it drew (no `sprites`, `place` and `compose`): every call renders."""
+    if not all(hasattr(G, f) for f in ("sprites", "place", "compose", "split")):
+        return None
+    m, n = z.shape[:2]
+    with torch.no_grad():
+        a, _, b = G.split(z[:, 0])  # [m, K, A], [m, B]
+        sprites = G.sprites(a.flatten(0, 1))  # [m * K, c, S, S]
+        sprites = sprites.view(m, a.shape[1], *sprites.shape[1:])  # [m, K, c, S, S]
+        back = canvas
+        if back is None and getattr(G, "channels", 1) == 3:
+            drawing = G.backdrop(b)  # [m, 3, H, W]
+            back = drawing[:, None].expand(m, n, *drawing.shape[1:])  # [m, n, 3, H, W]
+
+    def draw(u, idx):
+        c, K = len(u), sprites.shape[1]
+        sp = sprites[idx][:, None].expand(c, n, *sprites.shape[1:]).flatten(0, 2)  # [c * n * K, c, S, S]
+        placed = G.place(sp, u.flatten(0, 2))  # [c * n * K, c, H, W]
+        return G.compose(placed.view(c * n, K, *placed.shape[1:]), None if back is None else back[idx].flatten(0, 1))
+
+    return draw
 
 
 def refit_clip(G, latents: torch.Tensor, keyframes: torch.Tensor, **clip_options) -> torch.Tensor:
     """One clip's inversion again, through G (a pivotally tuned copy) and from `latents` [K, z_dim]: the clip
     fit and the ink stage of `invert_clips` (no per-keyframe L-BFGS), with `clip_options` (clip_steps,
-    associate, centre_steps). Returns the new latents [K, z_dim]."""
+    associate, centre_steps; looks=False: the clip fit moves the positions alone, the tuned sprites drawn once).
+    Returns the new latents [K, z_dim]."""
     start = latents.detach()
     return invert_clips(G, [keyframes], lambda images: start, frame_steps=0, **clip_options).latents[0].to(start)

@@ -61,6 +61,10 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
         ("refit, 1 pass", "objects", {"refit": 1}),
         ("refit, 2 passes", "objects", {"refit": 2}),
         ("tunings before the last 40 steps (200 in all)", "objects", {"early_pivot_steps": 40}),
+        # the gray default's refits move positions only; the colour default's move the looks too
+        ("refits move the looks too (not only the positions)", "objects", {"refit_looks": True})
+        if not colour
+        else ("refits move positions only (the tuned sprites drawn once per fit)", "objects", {"refit_looks": False}),
     ]
     rows += (
         [
