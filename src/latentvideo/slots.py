@@ -376,7 +376,8 @@ def _joint_fit(G, starts, images, layout, steps, sigma, canvas=None, looks=True)
         # shared sprites: the clip's frames differ only in positions
         return G.compose(G.layers_shared(unpack(vi, idx)).flatten(0, 1), canvas[idx].flatten(0, 1))
 
-    drawn = None if looks else _drawn_once(G, unpack(v[:, S:], torch.arange(m)), canvas)
+    own = latent_layout(G) == layout  # G's `split` reads the positions in the layout's order
+    drawn = None if looks or not own else _drawn_once(G, unpack(v[:, S:], torch.arange(m)), canvas)
     v = v if looks else v[:, S:]
     for stage_steps, s in ((steps // 3, sigma), (steps - steps // 3, 0.0)):
         if not stage_steps:
