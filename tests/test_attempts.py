@@ -90,6 +90,38 @@ def test_attempts_invert_again_from_a_jittered_start_and_keep_the_better_clip(mo
         pipe.options(attempts=0)
 
 
+def test_retry_above_makes_the_next_attempt_only_for_the_clips_whose_keyframe_error_is_above_it(monkeypatch):
+    """retry_above: the second attempt inverts (and tunes) only the clips whose first attempt drew its keyframes
+    worse than the threshold; each of them keeps the better attempt, the others their first."""
+    G, truth, keys, guess = clip(3)
+    pipe = Pipeline.from_modules(G, projector=Guess(torch.cat([guess, guess[[0, 2]]])), layout=G.latent_layout)
+    opts = dict(method="pnet", clip_steps=4, pivot_steps=3, refit=0, cover=False, seed=5)
+    sets, times = [keys, keys[[0, 2]]], [[0, 4, 9], [0, 9]]
+    one = pipe.generate_many(sets, times, 10, attempts=1, **opts)
+    errors = [float(c.keyframe_errors.mean()) for c in one]
+    assert errors[0] != errors[1]
+    hard = int(errors[1] > errors[0])  # the clip with the larger error; the threshold lies between the two
+    calls = []
+    real = pipeline.invert_clips
+    monkeypatch.setattr(
+        pipeline, "invert_clips", lambda G, s, *a, **k: calls.append((len(s), k)) or real(G, s, *a, **k)
+    )
+    kept = pipe.generate_many(sets, times, 10, attempts=2, retry_above=sum(errors) / 2, **opts)
+    assert [(n, k["seed"]) for n, k in calls] == [(2, 5), (1, 6)]  # attempt 2: the hard clip alone
+    torch.testing.assert_close(kept[1 - hard].frames, one[1 - hard].frames, atol=1e-5, rtol=0)
+    o = pipe.options(attempts=2, **opts)
+    s, t = pipe.check_inputs([sets[hard]], [times[hard]], 10, o)
+    second = pipe._attempt(s, t, 10, o, [None], pipe.project_sets(s, o, 1))[0]
+    best = min((one[hard], second), key=lambda c: float(c.keyframe_errors.mean()))
+    torch.testing.assert_close(kept[hard].frames, best.frames, atol=1e-5, rtol=0)
+    assert kept[hard].timings["pivot"] > kept[1 - hard].timings["pivot"]  # the seconds of both its attempts
+    calls.clear()
+    pipe.generate_many(sets, times, 10, attempts=3, retry_above=max(errors) * 2, **opts)
+    assert len(calls) == 1  # no clip above it: no attempt after the first
+    with pytest.raises(LatentVideoError, match="retry_above must be a finite number >= 0"):
+        pipe.options(retry_above=-1.0)
+
+
 def test_the_clip_keeps_the_keyframes_as_its_tuned_copy_draws_them():
     """With pivotal tuning the clip's reconstructions are its keyframe latents drawn by the tuned copy (the frames
     at the keyframe times), and its keyframe errors are theirs, not the inversion's through G."""
@@ -117,11 +149,13 @@ def test_better_keeps_the_lower_keyframe_error_and_adds_up_the_seconds():
     assert torch.equal(_better(a, made(0.2, {})).frames, a.frames)  # a tie keeps the first attempt
 
 
-def test_attempts_default_to_one_except_in_the_colour_preset():
+def test_the_presets_attempts_gray_retries_badly_drawn_clips_colour_every_clip():
     G, truth, keys, guess = clip(1)
-    assert Pipeline.from_modules(G, layout=G.latent_layout).default_options().attempts == 1
+    gray = Pipeline.from_modules(G, layout=G.latent_layout).default_options()
+    assert (gray.attempts, gray.retry_above) == (presets.GRAY_ATTEMPTS, presets.RETRY_ABOVE)
     G3, *_ = clip(3)
-    assert Pipeline.from_modules(G3, layout=G3.latent_layout).default_options().attempts == presets.COLOUR_ATTEMPTS
+    colour = Pipeline.from_modules(G3, layout=G3.latent_layout).default_options()
+    assert (colour.attempts, colour.retry_above) == (presets.COLOUR_ATTEMPTS, 0.0)
 
 
 def test_the_clip_inversion_options_name_every_option_step_1_reads():

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import tiny_model_dir
 from latentvideo.cli import main
@@ -140,12 +141,14 @@ def test_groups_run_only_their_rows(tmp_path):
         assert [r["name"] for r in rows if r["group"] != "baseline"] == list(named)
         assert rows[-1]["command"].endswith("--groups motion,path --rows 'motion prior off;bounce prior, P-NET only'")
     assert {"motion prior off", "line, no unwrap", "pipeline (default)", "degree 3"} <= set(bench.row_names())
-    # both presets' cover and attempts rows: on in colour (a row turns it off), off in gray (a row turns it on)
+    # both presets' cover and attempts rows: cover on in colour (a row turns it off), off in gray (a row turns it
+    # on); a second attempt for every colour clip (a row: only the badly drawn), for the badly drawn gray ones
     assert {
         "cover off (no slot moved onto objects no slot draws)",
         "a slot moved onto objects no slot draws (cover)",
         "one attempt per clip",
         "two attempts per clip (the second from jittered looks), the better kept",
+        "a second attempt only where the keyframe error is above 0.003",
     } <= set(bench.row_names())
     assert not bench.runs_group(
         BenchConfig(rows=("motion prior off",)), "inversion"
@@ -292,3 +295,20 @@ def test_compare_cli(results, tmp_path, capsys):
         assert main(["compare", *args]) == 2, args
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and needle in err and "\n" not in err, err
+
+
+def test_cached_clip_inversion_serves_a_prefix_from_the_cache_and_inverts_any_other_subset_alone(tmp_path):
+    """The rows share each attempt's clip inversion (the first n clips); the clips a retry makes again
+    (`retry_above`) are not a prefix, so they are inverted alone, as the pipeline would, and not cached."""
+    model = tiny_model_dir(tmp_path / "model", resolution=64, projector=True, objects=2)
+    pipe = Pipeline.from_dir(model, "cpu")
+    opts = pipe.options(clip_steps=2)
+    keys = [torch.rand(3, 1, 64, 64, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    cache = {}
+    head = bench._cached_clips(cache, pipe, (0, 9, 19), keys, keys[:2], opts, 1)
+    assert len(cache) == 1 and head.latents.shape[0] == 6
+    whole = next(iter(cache.values()))
+    torch.testing.assert_close(head.latents, whole.latents[:6])
+    alone = bench._cached_clips(cache, pipe, (0, 9, 19), keys, [keys[2]], opts, 1)
+    assert len(cache) == 1  # not cached
+    torch.testing.assert_close(alone.latents, pipe.project_clips([keys[2]], opts, 1).latents)

@@ -194,6 +194,7 @@ def test_every_option_is_accepted(pipe):
         centre_steps=1,
         restarts=2,  # ... and test_restarts.py
         attempts=2,  # ... and test_attempts.py
+        retry_above=0.001,  # ... and test_attempts.py
         cover=True,  # ... and test_cover.py
         tint_fit="every",  # ... and test_tints.py
         unwrap=False,

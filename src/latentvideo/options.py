@@ -113,6 +113,13 @@ class Options:
         low=1,
         high=4,
     )
+    retry_above: float = knob(
+        0.0,
+        "With attempts > 1: each attempt after the first is made only for the clips whose kept attempt draws its "
+        "keyframes with a mean squared error per pixel above this (0: every clip). A clip whose keyframes "
+        "reconstruct well has found its objects; the error is high where it has not.",
+        "float",
+    )
     cover: bool = knob(
         False,
         "Generators with position coordinates: after the clip fit, move a slot onto an object that no slot draws "

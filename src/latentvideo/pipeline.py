@@ -190,8 +190,9 @@ class Pipeline:
 
     def generate_many(self, keyframe_sets, times_list=None, num_frames: int = 20, **options) -> list[Clip]:
         """Many clips at once: all keyframes are inverted in one batched optimisation. With `attempts` > 1
-        (generators with position coordinates) every clip is made again from other starts, and per clip the
-        attempt whose frames reconstruct its keyframes best is kept; its timings are those of all attempts."""
+        (generators with position coordinates) every clip whose keyframe error is above `retry_above` is made
+        again from other starts, and per clip the attempt whose frames reconstruct its keyframes best is kept;
+        its timings are those of all its attempts."""
         opts = self.options(**options)
         sets, times_list = self.check_inputs(keyframe_sets, times_list, num_frames, opts)
         return self.run_clips(sets, times_list, num_frames, opts)
@@ -202,11 +203,19 @@ class Pipeline:
         `reference` latents [M, z_dim] give the 'line' path its PCA basis (`fit_paths`)."""
         project = project or self.project_sets
         fits = self.fit_motion(sets, times_list, opts)  # image-space paths (None: the latent path)
-        made = partial(self._attempt, sets, times_list, num_frames, opts, fits, reference=reference)
-        clips = made(project(sets, opts, 0))
+        clips = self._attempt(sets, times_list, num_frames, opts, fits, project(sets, opts, 0), reference)
         attempts = opts.attempts if self.layout is not None and opts.clip_steps else 1
         for attempt in range(1, attempts):
-            clips = [_better(a, b) for a, b in zip(clips, made(project(sets, opts, attempt)))]
+            redo = [i for i, c in enumerate(clips) if float(c.keyframe_errors.mean()) > opts.retry_above]
+            if not redo:
+                break
+            subset = [sets[i] for i in redo]
+            inv = project(subset, opts, attempt)
+            again = self._attempt(
+                subset, [times_list[i] for i in redo], num_frames, opts, [fits[i] for i in redo], inv, reference
+            )
+            for i, b in zip(redo, again):
+                clips[i] = _better(clips[i], b)
         return clips
 
     def _attempt(self, sets, times_list, num_frames: int, opts: Options, fits, inv: Inversion, reference=None):

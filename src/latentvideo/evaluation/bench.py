@@ -257,7 +257,8 @@ def run_benchmark(
                 project = functools.partial(_cached_clips, clip_cache, pipe, ks, keys)
                 ref = reference if use_ref else None
                 made = pipe.run_clips(keys[:n], [np.array(times)] * n, T, opts, project, reference=ref)
-                frames, seconds = torch.cat([c.frames for c in made]), sum(made[0].timings.values())
+                frames = torch.cat([c.frames for c in made])
+                seconds = float(np.mean([sum(c.timings.values()) for c in made]))  # retries: some clips' only
             else:
                 latents = keyframe_latents(per_frame(method), ks, n)
                 inv_s = next(r["seconds_per_image"] for r in inversion_rows if r["method"] == method) * len(ks)
@@ -343,7 +344,9 @@ def _clip_key(ks, opts: Options) -> tuple:
 def _cached_clips(cache: dict, pipe: Pipeline, ks, keys: list, sets: list, opts: Options, attempt: int) -> Inversion:
     """Pipeline.run_clips' step 1 for the first len(sets) of the clips `keys`: every clip's inversion from start
     `attempt`, made once per (keyframe set, inversion options, attempt) and cut to those clips (and their share
-    of its seconds)."""
+    of its seconds). Any other subset (the clips an attempt retries, `retry_above`) is inverted on its own."""
+    if any(s is not k for s, k in zip(sets, keys)):
+        return pipe.project_clips(sets, opts, attempt)
     key = (_clip_key(ks, opts), attempt)
     if key not in cache:
         cache[key] = pipe.project_clips(keys, opts, attempt)

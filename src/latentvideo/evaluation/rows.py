@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..presets import RETRY_ABOVE
+
 if TYPE_CHECKING:
     from .bench import BenchConfig
 
@@ -38,10 +40,16 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
         ("25 L-BFGS steps per keyframe before the clip fit", "objects", {"method": "pnet+lbfgs", "lbfgs_steps": 25}),
         ("clip fit 40 steps", "objects", {"clip_steps": 40}),
         ("clip fit from 3 starts (each keyframe's looks), the best kept", "objects", {"restarts": 3}),
-        # the colour default makes every clip twice (the second from jittered looks); the gray default once
-        ("one attempt per clip", "objects", {"attempts": 1})
-        if colour
-        else ("two attempts per clip (the second from jittered looks), the better kept", "objects", {"attempts": 2}),
+        # the colour default makes every clip twice (the second from jittered looks); the gray default makes
+        # again only the clips whose keyframes its first attempt draws badly (retry_above)
+        ("one attempt per clip", "objects", {"attempts": 1}),
+        ("two attempts per clip (the second from jittered looks), the better kept", "objects", {"retry_above": 0.0})
+        if not colour
+        else (
+            f"a second attempt only where the keyframe error is above {RETRY_ABOVE:g}",
+            "objects",
+            {"retry_above": RETRY_ABOVE},
+        ),
         # the colour default moves a slot onto objects no slot draws; the gray default does not
         ("cover off (no slot moved onto objects no slot draws)", "objects", {"cover": False})
         if colour
