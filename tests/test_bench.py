@@ -148,7 +148,7 @@ def test_groups_run_only_their_rows(tmp_path):
         "a slot moved onto objects no slot draws (cover)",
         "one attempt per clip",
         "two attempts per clip (the second from jittered looks), the better kept",
-        "a second attempt only where the keyframe error is above 0.003",
+        "a second attempt only where the keyframe error is above 0.002",
     } <= set(bench.row_names())
     assert not bench.runs_group(
         BenchConfig(rows=("motion prior off",)), "inversion"

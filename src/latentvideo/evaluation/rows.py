@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..presets import RETRY_ABOVE
+from ..presets import COLOUR_RETRY_ABOVE
 
 if TYPE_CHECKING:
     from .bench import BenchConfig
@@ -46,9 +46,9 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
         ("two attempts per clip (the second from jittered looks), the better kept", "objects", {"retry_above": 0.0})
         if not colour
         else (
-            f"a second attempt only where the keyframe error is above {RETRY_ABOVE:g}",
+            f"a second attempt only where the keyframe error is above {COLOUR_RETRY_ABOVE:g}",
             "objects",
-            {"retry_above": RETRY_ABOVE},
+            {"retry_above": COLOUR_RETRY_ABOVE},
         ),
         # the colour default moves a slot onto objects no slot draws; the gray default does not
         ("cover off (no slot moved onto objects no slot draws)", "objects", {"cover": False})
