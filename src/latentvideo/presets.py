@@ -18,8 +18,9 @@ OBJECT_REFIT = 2  # passes of inversion + pivotal tuning again through the tuned
 COLOUR_ATTEMPTS = 2  # the colour preset's attempts per clip (BENCHMARK.md)
 GRAY_ATTEMPTS = 2  # ... and the gray preset's, the second only where the first draws the keyframes badly:
 RETRY_ABOVE = 0.003  # the keyframe MSE per pixel above which it is made (chosen on test clips 100-199: BENCHMARK.md)
-COLOUR_RETRY_ABOVE = 0.002  # the colour threshold chosen the same way (test clips 40-79), a bench row until the
-# bench confirms it (the colour preset still makes every clip twice: BENCHMARK.md)
+COLOUR_RETRY_ABOVE = 0.002  # the colour threshold chosen the same way (test clips 40-79): a bench row only, the
+# bench did not confirm it (100 clips: MSE worse, motion and identity level; the colour preset makes every clip
+# twice: docs/benchmark-history.md, 2026-12-06 late morning)
 ATTEMPT_NOISE = 0.2  # std of the noise on the looks of every attempt's start after the first (codes ~N(0, I))
 
 
