@@ -10,7 +10,8 @@ import torch
 import latentvideo.pipeline as pipeline_module
 from latentvideo.objects import ObjectGenerator
 from latentvideo.pipeline import Pipeline
-from latentvideo.slots import _drawn_once, _joint_fit, refit_clip
+from latentvideo.refit import refit_clip
+from latentvideo.slots import _drawn_once, _joint_fit
 
 KW = {"objects": 2, "appearance": 4, "resolution": 32, "sprite": 12, "width": 4}
 COLOUR = {"channels": 3, "background": 3, "tint": True, "edge": 1}
@@ -73,8 +74,8 @@ def test_the_pipeline_passes_refit_looks_to_every_refit_and_presets_turn_it_off_
     z = clip(G, 2)
     with torch.no_grad():
         keys = G(z)
-    looks, refit = [], pipeline_module.refit_clip
-    monkeypatch.setattr(pipeline_module, "refit_clip", lambda *a, **k: looks.append(k["looks"]) or refit(*a, **k))
+    looks, refit = [], pipeline_module.refit_clips
+    monkeypatch.setattr(pipeline_module, "refit_clips", lambda *a, **k: looks.append(k["looks"]) or refit(*a, **k))
     pipe = Pipeline.from_modules(G)
     opts = pipe.options(method="lbfgs", lbfgs_steps=2, clip_steps=2, pivot_steps=2, early_pivot_steps=2, refit=2)
     times = [np.array([0.0, 4.0, 9.0])]

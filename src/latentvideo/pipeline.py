@@ -35,8 +35,9 @@ from .motion import BounceFit, fit_bounce
 from .objects import LatentLayout, latent_layout
 from .options import OptionError, Options
 from .presets import ATTEMPT_NOISE, model_defaults
+from .refit import refit_clips
 from .render import render
-from .slots import invert_clips, refit_clip
+from .slots import invert_clips
 from .trajectory import check_times, evenly_spaced_times, fit_trajectory, lerp_path, slerp_path
 from .tune import background_plate, pivotal_tune_clips
 from .unwrap import MAX_SPEED, unwrap_positions
@@ -404,7 +405,7 @@ class Pipeline:
                         tint_fit=opts.tint_fit != "off",
                         looks=opts.refit_looks,
                     )
-                    z = [refit_clip(G, zk, xk, layout=self.layout, **fit) for G, zk, xk in zip(tuned, z, x)]
+                    z = refit_clips(tuned, z, x, layout=self.layout, **fit)
             plates = None  # the last tuning over the clip's plate, with `plate_tuning`
             if over_plate and opts.plate_tuning and i == opts.refit:
                 plates = [background_plate(G, zk, xk) for G, zk, xk in zip(tuned, z, x)]

@@ -21,7 +21,7 @@
 
 A digit's identity then cannot drift between keyframes: the path between them only moves it.
 `slot_matched_error` is P-NET's supervised loss on G's own samples (slot order does not matter).
-`refit_clip` runs the clip fit again through a per-clip copy of G tuned on the keyframes (tune.py).
+refit.py runs the clip fit again through a per-clip copy of G tuned on the keyframes (tune.py).
 With `plate_search` (colour, a background net) the template search of stages 1-2 and the ink of stage 4 measure
 objects against the clip's background plate (tune.background_plate: its keyframes where no slot covers them and
 they agree) instead of G's drawn backdrop, which can hold objects that no slot then looks for; the L-BFGS fits
@@ -419,12 +419,3 @@ def _drawn_once(G, z: torch.Tensor, canvas=None):
         return G.compose(placed.view(c * n, K, *placed.shape[1:]), None if back is None else back[idx].flatten(0, 1))
 
     return draw
-
-
-def refit_clip(G, latents: torch.Tensor, keyframes: torch.Tensor, **clip_options) -> torch.Tensor:
-    """One clip's inversion again, through G (a pivotally tuned copy) and from `latents` [K, z_dim]: the clip
-    fit and the ink stage of `invert_clips` (no per-keyframe L-BFGS), with `clip_options` (clip_steps,
-    associate, centre_steps; looks=False: the clip fit moves the positions alone, the tuned sprites drawn once).
-    Returns the new latents [K, z_dim]."""
-    start = latents.detach()
-    return invert_clips(G, [keyframes], lambda images: start, frame_steps=0, **clip_options).latents[0].to(start)
