@@ -7,6 +7,7 @@ import torch
 
 from latentvideo.objects import ObjectGenerator
 from latentvideo.refit import DrawnSprites, can_batch, refit_clip, refit_clips
+from test_refit_looks import clip
 
 KW = {"objects": 2, "appearance": 4, "resolution": 32, "sprite": 12, "width": 4}
 FIT = dict(clip_steps=12, associate=True, centre_steps=2, looks=False)
@@ -15,15 +16,6 @@ FIT = dict(clip_steps=12, associate=True, centre_steps=2, looks=False)
 def tiny(seed: int, **extra) -> ObjectGenerator:
     torch.manual_seed(seed)
     return ObjectGenerator(**KW, **extra).eval().requires_grad_(False)
-
-
-def clip(G, seed: int, n: int = 3) -> torch.Tensor:
-    """A clip's latents [n, z_dim]: one look per slot, a position per keyframe."""
-    z = G.sample_latents(n, torch.Generator().manual_seed(seed))
-    keep = torch.ones(G.z_dim, dtype=torch.bool)
-    keep[G.latent_layout.index.flatten()] = False
-    z[1:, keep] = z[0, keep]
-    return z
 
 
 def test_drawn_sprites_render_as_the_copy_that_drew_them():
