@@ -68,6 +68,7 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
         ("refit off (one inversion, one pivotal tuning)", "objects", {"refit": 0}),
         ("refit, 1 pass", "objects", {"refit": 1}),
         ("refit, 2 passes", "objects", {"refit": 2}),
+        ("refit, 3 passes", "objects", {"refit": 3}),
         ("tunings before the last 40 steps (200 in all)", "objects", {"early_pivot_steps": 40}),
         # the gray default's refits move positions only; the colour default's move the looks too
         ("refits move the looks too (not only the positions)", "objects", {"refit_looks": True})
