@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from .objects import LatentLayout
 
@@ -73,24 +72,34 @@ def template_positions(G, z: torch.Tensor, images: torch.Tensor, layout: LatentL
     return out
 
 
+def correlate(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Each image's own kernels at every top-left position, by FFT: x [N, C, R, R], w [N, K, C, S, S] ->
+    [N, K, P*P] (P = R - S + 1), out[n, k, (i, j)] = sum_c,u,v x[n, c, i + u, j + v] w[n, k, c, u, v]. A circular
+    convolution of size R with the flipped kernel: its last P x P entries are the valid correlation, untouched by
+    the wrap. Equal to a grouped conv2d to float rounding, and several times faster on the CPU for sprite-sized
+    kernels."""
+    R, S = x.shape[-1], w.shape[-1]
+    X = torch.fft.rfft2(x, s=(R, R))[:, None]  # [N, 1, C, R, R // 2 + 1]
+    W = torch.fft.rfft2(w.flip(-2, -1), s=(R, R))  # [N, K, C, R, R // 2 + 1]
+    y = torch.fft.irfft2((X * W).sum(2), s=(R, R))  # [N, K, R, R]
+    return y[..., S - 1 :, S - 1 :].flatten(2)
+
+
 def _ink_match(residual: torch.Tensor, sprites: torch.Tensor) -> torch.Tensor:
     """Residual ink [N, 1, R, R], gray sprites [N, K, S, S] -> [N, K, P*P]: the drop in squared error
     when a sprite is added at each top-left position, <r, s> - |s|^2 / 2."""
-    N, K, S, _ = sprites.shape
-    score = F.conv2d(residual.transpose(0, 1), sprites.reshape(N * K, 1, S, S), groups=N)  # [1, N*K, P, P]
-    return score.view(N, K, -1) - 0.5 * sprites.pow(2).sum((2, 3))[..., None]
+    score = correlate(residual, sprites[:, :, None])  # [N, K, P*P]
+    return score - 0.5 * sprites.pow(2).sum((2, 3))[..., None]
 
 
 def _paste_gain(images: torch.Tensor, canvas: torch.Tensor, sprites: torch.Tensor) -> torch.Tensor:
     """Images and canvas [N, 3, R, R], RGBA sprites [N, K, 4, S, S] -> [N, K, P*P]: per top-left position
     the alpha-weighted drop in squared error, sum_p a_p (|x_p - canvas_p|^2 - |x_p - s_p|^2), by correlation."""
-    N, K, _, S, _ = sprites.shape
     rgb, a = sprites[:, :, :3], sprites[:, :, 3:]  # [N, K, 3 | 1, S, S]
-    corr = lambda x, w: F.conv2d(x.reshape(1, -1, *x.shape[2:]), w.flatten(0, 1), groups=N)  # noqa: E731
-    err_now = corr((images - canvas).pow(2).sum(1, keepdim=True), a)  # [1, N*K, P, P]
-    err_new = corr(images.pow(2).sum(1, keepdim=True), a) - 2 * corr(images, a * rgb)
-    err_new = err_new + (a * rgb.pow(2)).sum((2, 3, 4)).flatten()[None, :, None, None]
-    return (err_now - err_new).view(N, K, -1)
+    err_now = correlate((images - canvas).pow(2).sum(1, keepdim=True), a)  # [N, K, P*P]
+    err_new = correlate(images.pow(2).sum(1, keepdim=True), a) - 2 * correlate(images, a * rgb)
+    err_new = err_new + (a * rgb.pow(2)).sum((2, 3, 4))[..., None]
+    return err_now - err_new
 
 
 _WHITE = 8.0  # a colour coordinate t with Phi(t) = 1 in float32
@@ -107,13 +116,12 @@ def _tinted_paste_gain(images: torch.Tensor, canvas: torch.Tensor, sprites: torc
     c * shade with the sprite's alpha over the canvas, least squares per channel, and its drop in error:
     with d = x - canvas, w = alpha * shade, the error inside the box falls by
     2 c.(<d, w> + <canvas, alpha w>) - |c|^2 |w|^2 - 2 <<d, canvas>, alpha> - <|canvas|^2, alpha^2>."""
-    N, K, _, S, _ = sprites.shape
     a = sprites[:, :, 3:]  # [N, K, 1, S, S]
     w = a * sprites[:, :, :1]
-    corr = lambda x, f: F.conv2d(x.reshape(1, -1, *x.shape[2:]), f.flatten(0, 1), groups=N).view(N, K, -1)  # noqa: E731
     d = images - canvas  # [N, 3, R, R]
-    num = torch.stack([corr(d[:, ch : ch + 1], w) + corr(canvas[:, ch : ch + 1], a * w) for ch in range(3)], -1)
+    kernels = torch.cat([w, a * w], 2)  # [N, K, 2, S, S]
+    num = torch.stack([correlate(torch.stack([d[:, ch], canvas[:, ch]], 1), kernels) for ch in range(3)], -1)
     den = w.pow(2).sum((2, 3, 4))[..., None, None] + 1e-6  # [N, K, 1, 1]
     c = (num / den).clamp(0, 1)  # [N, K, P*P, 3]
-    cost = 2 * corr((d * canvas).sum(1, keepdim=True), a) + corr(canvas.pow(2).sum(1, keepdim=True), a.pow(2))
+    cost = 2 * correlate((d * canvas).sum(1, keepdim=True), a) + correlate(canvas.pow(2).sum(1, keepdim=True), a.pow(2))
     return 2 * (c * num).sum(-1) - c.pow(2).sum(-1) * den[..., 0] - cost, c
