@@ -24,7 +24,7 @@ from latentvideo.slots import (
     permute_slots,
     slot_matched_error,
 )
-from latentvideo.templates import template_positions
+from latentvideo.templates import correlate, template_positions
 from latentvideo.tune import pivotal_tune, pivotal_tune_clips
 from latentvideo.unwrap import unwrap_positions
 
@@ -159,6 +159,19 @@ def test_colour_template_starts_find_each_object_over_its_backdrop():
     found = template_positions(G, start, images, lay)
     err = position_errors(lay, found, truth)  # [4, 2] px, slots matched
     assert err.max() <= 1.0, err
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_fft_correlation_is_each_images_grouped_convolution(channels):
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(3, channels, 20, 20, generator=g)  # [N, C, R, R]
+    w = torch.randn(3, 2, channels, 7, 7, generator=g)  # [N, K, C, S, S]: each image's own two kernels
+    got = correlate(x, w)  # [N, K, P*P]
+    want = torch.nn.functional.conv2d(x.reshape(1, -1, 20, 20), w.flatten(0, 1), groups=3)  # [1, N*K, P, P]
+    assert got.shape == (3, 2, 14 * 14)
+    torch.testing.assert_close(got, want.view(3, 2, -1), rtol=1e-5, atol=1e-5)
+    # one position by hand: kernel 1 of image 2 at row 4, column 9
+    assert float(got[2, 1, 4 * 14 + 9]) == pytest.approx(float((x[2, :, 4:11, 9:16] * w[2, 1]).sum()), rel=1e-5)
 
 
 def test_tinted_sprites_start_faint_or_as_centred_blobs():

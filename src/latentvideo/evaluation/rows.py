@@ -43,6 +43,7 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
         # the colour default makes every clip twice (the second from jittered looks); the gray default makes
         # again only the clips whose keyframes its first attempt draws badly (retry_above)
         ("one attempt per clip", "objects", {"attempts": 1}),
+        ("a third attempt where the kept one still draws the keyframes badly", "objects", {"attempts": 3}),
         ("two attempts per clip (the second from jittered looks), the better kept", "objects", {"retry_above": 0.0})
         if not colour
         else (
