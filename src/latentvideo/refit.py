@@ -37,26 +37,20 @@ def refit_clips(generators, latents, keyframes, **clip_options) -> list[torch.Te
         return [refit_clip(G, z, x, **clip_options) for G, z, x in zip(generators, latents, keyframes)]
     G0 = generators[0]
     dev = next(G0.parameters()).device
-    counts = [len(z) for z in latents]
-    apps = [torch.arange(*r, device=dev) for r in G0.latent_layout.appearance]  # [K] index ranges
+    zs = [z.to(dev) for z in latents]
     with torch.no_grad():  # every row's every slot drawn by its clip's copy: table row = (row, slot) in order
-        codes = torch.cat([torch.stack([z.to(dev)[:, a] for a in apps], 1) for z in latents])  # [N, K, A]
-        sprites = [G.sprites(z.to(dev)[:, a]) for G, z in zip(generators, latents) for a in apps]  # [K_i, c, S, S]
-        table = torch.stack(_interleave(sprites, counts, len(apps)))  # [N * K, c, S, S]
+        looks = [G0.split(z)[0] for z in zs]  # per clip [K_i, K, A]
+        table = torch.cat([G.sprites(a.flatten(0, 1)) for G, a in zip(generators, looks)])  # [N * K, c, S, S]
+        codes = torch.cat(looks).flatten(0, 1)  # [N * K, A]: each table row's code
     bank = DrawnSprites(G0, table)
-    rows = torch.arange(len(table), dtype=table.dtype, device=dev).view(-1, len(apps))  # [N, K]: each slot's row
-    start = bank.join(rows[..., None], torch.cat([G0.split(z.to(dev))[1] for z in latents]))  # [N, 3K]
+    rows = torch.arange(len(table), dtype=table.dtype, device=dev).view(-1, G0.objects)  # [N, K]: each slot's row
+    start = bank.join(rows[..., None], torch.cat([G0.split(z)[1] for z in zs]))  # [N, 3K]
     options = {**clip_options, "layout": bank.latent_layout}
     fitted = invert_clips(bank, [x.to(dev) for x in keyframes], lambda images: start, frame_steps=0, **options).latents
     out = []
     for z, zb in zip(latents, fitted):
         a, u, _ = bank.split(zb.to(dev))  # [K_i, K, 1] table rows (slots may have been permuted), [K_i, K, 2]
-        looks = codes.view(-1, codes.shape[-1])[a[..., 0].round().long()]  # [K_i, K, A]: the rows' own codes
-        new = z.detach().clone().to(dev)
-        for k, idx in enumerate(apps):
-            new[:, idx] = looks[:, k]
-        new[:, G0.latent_layout.index] = u
-        out.append(new.to(z))
+        out.append(G0.join(codes[a[..., 0].round().long()], u).to(z))  # the rows' own codes, the fitted positions
     return out
 
 
@@ -95,12 +89,3 @@ class DrawnSprites(ObjectGenerator):
     def sprites(self, appearance: torch.Tensor) -> torch.Tensor:
         """appearance [M, 1] (table rows) -> sprites [M, 1, S, S]."""
         return self.table[appearance[:, 0].round().long()]
-
-
-def _interleave(sprites: list[torch.Tensor], counts: list[int], K: int) -> list[torch.Tensor]:
-    """Per clip and slot [K_i, c, S, S] (clip-major, then slot) -> one sprite per (row, slot), rows in order."""
-    out = []
-    for i, n in enumerate(counts):
-        for r in range(n):
-            out += [sprites[i * K + k][r] for k in range(K)]
-    return out

@@ -41,16 +41,22 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
         ("clip fit 40 steps", "objects", {"clip_steps": 40}),
         ("clip fit from 3 starts (each keyframe's looks), the best kept", "objects", {"restarts": 3}),
         # the colour default makes every clip twice (the second from jittered looks); the gray default makes
-        # again only the clips whose keyframes its first attempt draws badly (retry_above)
+        # again, up to twice, only the clips whose keyframes its kept attempt draws badly (retry_above)
         ("one attempt per clip", "objects", {"attempts": 1}),
-        ("a third attempt where the kept one still draws the keyframes badly", "objects", {"attempts": 3}),
-        ("two attempts per clip (the second from jittered looks), the better kept", "objects", {"retry_above": 0.0})
+        (
+            "two attempts per clip (the second from jittered looks), the better kept",
+            "objects",
+            {"attempts": 2, "retry_above": 0.0},
+        )
         if not colour
         else (
             f"a second attempt only where the keyframe error is above {COLOUR_RETRY_ABOVE:g}",
             "objects",
             {"retry_above": COLOUR_RETRY_ABOVE},
         ),
+        ("no third attempt (two at most)", "objects", {"attempts": 2})
+        if not colour
+        else ("three attempts per clip, the best kept", "objects", {"attempts": 3}),
         # the colour default moves a slot onto objects no slot draws; the gray default does not
         ("cover off (no slot moved onto objects no slot draws)", "objects", {"cover": False})
         if colour
