@@ -108,7 +108,7 @@ class Options:
         "Generators with position coordinates: the whole inversion (clip fit, pivotal tuning, refits) this many "
         "times, the first from P-NET's guess and each other from that guess with seeded noise on the objects' "
         "looks, keeping per clip the attempt whose frames reconstruct its keyframes best. The colour preset "
-        "makes two.",
+        "makes two; the gray preset up to three (see retry_above).",
         "int",
         low=1,
         high=4,
