@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from conftest import tiny_model_dir
+from latentvideo import templates
 from latentvideo.cli import main
 from latentvideo.errors import LatentVideoError
 from latentvideo.evaluation.recovery import position_errors
@@ -223,6 +224,21 @@ def test_colour_training_builds_the_centre_prior_into_the_model_folder(tmp_path,
     )
 
 
+def test_paste_gain_is_the_alpha_weighted_drop_in_error_at_every_position():
+    """RGB sprites without a colour coordinate: per top-left position, sum_p a_p (|x_p - canvas_p|^2 - |x_p -
+    s_p|^2) over the sprite's box, checked by hand at two positions of each image's two sprites."""
+    g = torch.Generator().manual_seed(4)
+    images, canvas = torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 3, 16, 16, generator=g)
+    sprites = torch.rand(2, 2, 4, 5, 5, generator=g)  # [N, K, RGB + alpha, S, S]
+    gain = templates._paste_gain(images, canvas, sprites)  # [N, K, 12 * 12]
+    assert gain.shape == (2, 2, 144)
+    for n, k, r, c in [(0, 0, 0, 0), (0, 1, 7, 3), (1, 0, 11, 11), (1, 1, 2, 9)]:
+        x, b = images[n, :, r : r + 5, c : c + 5], canvas[n, :, r : r + 5, c : c + 5]
+        rgb, a = sprites[n, k, :3], sprites[n, k, 3]
+        want = (a * ((x - b).pow(2).sum(0) - (x - rgb).pow(2).sum(0))).sum()
+        assert float(gain[n, k, r * 12 + c]) == pytest.approx(float(want), rel=1e-4, abs=1e-4)
+
+
 def test_tinted_template_starts_fit_each_objects_colour():
     """Colour is a latent coordinate: from a start with every slot at the canvas centre AND the wrong colours,
     the template starts put each slot within a px of its object and give it the object's colour (to 0.02)."""
@@ -404,6 +420,28 @@ def test_unwrap_keeps_straight_lines_and_uses_a_known_speed_with_two_keyframes()
     np.testing.assert_allclose(slow.positions, p)  # no speed: the direct path
     fast = unwrap_positions(p, t, speed=0.1)  # 1.9 fold units in 19 frames: there and back again
     np.testing.assert_allclose(fast.positions[:, 0], [[0.2, 0.5], [2.1, 0.5]], atol=1e-12)
+
+
+def test_unwrap_tolerates_an_ink_centre_off_its_box_at_the_wall():
+    """G folds a digit's ink centre at the walls where Moving MNIST bounces its box, so a reflected keyframe sits
+    twice the ink centre's offset (here 1 px of the 36 px fold range) off the line: still the bouncing line."""
+    t = np.array([0.0, 9.0, 19.0])
+    box = 0.62 - 0.1 * np.arange(20)  # the box bounces off the wall at 0 near frame 6
+    ink = fold(torch.tensor(box)).numpy() + 1 / 36  # the ink centre, 1 px below the box's corner
+    p = np.stack([ink, np.full(20, 0.5)], -1)[t.astype(int)][:, None]  # [3, 1, 2]
+    u = unwrap_positions(p, t)
+    assert u.unwrapped.all() and abs(u.speeds[0] - 0.1) < 0.01
+    assert not unwrap_positions(p, t, tol=0.02).unwrapped.any()  # 0.72 px of tolerance refuses it
+
+
+def test_unwrap_keeps_lerp_through_an_arc():
+    """A held-out arc (test clip 25 of that set, slot 1: top-left px at frames 0, 9, 19) that a line bouncing
+    at 0.11 fold units per frame also fits: beyond the speed limit, so lerp, which stays within ~1 px of it;
+    the earlier limit (0.12) and tolerance (0.05) took the false bounce, 6.5 px off on average."""
+    t = np.array([0.0, 9.0, 19.0])
+    p = np.array([[32.0, 17.0], [21.0, 16.0], [16.0, 27.0]])[:, None] / 36  # [3, 1, 2]
+    assert not unwrap_positions(p, t).unwrapped.any()
+    assert unwrap_positions(p, t, tol=0.05, max_speed=0.12).unwrapped.all()
 
 
 def test_unwrap_falls_back_to_lerp_when_no_line_fits():

@@ -96,10 +96,9 @@ def _paste_gain(images: torch.Tensor, canvas: torch.Tensor, sprites: torch.Tenso
     """Images and canvas [N, 3, R, R], RGBA sprites [N, K, 4, S, S] -> [N, K, P*P]: per top-left position
     the alpha-weighted drop in squared error, sum_p a_p (|x_p - canvas_p|^2 - |x_p - s_p|^2), by correlation."""
     rgb, a = sprites[:, :, :3], sprites[:, :, 3:]  # [N, K, 3 | 1, S, S]
-    err_now = correlate((images - canvas).pow(2).sum(1, keepdim=True), a)  # [N, K, P*P]
-    err_new = correlate(images.pow(2).sum(1, keepdim=True), a) - 2 * correlate(images, a * rgb)
-    err_new = err_new + (a * rgb.pow(2)).sum((2, 3, 4))[..., None]
-    return err_now - err_new
+    drop = ((images - canvas).pow(2) - images.pow(2)).sum(1, keepdim=True)  # [N, 1, R, R]: |x - canvas|^2 - |x|^2
+    gain = correlate(drop, a) + 2 * correlate(images, a * rgb)  # [N, K, P*P]
+    return gain - (a * rgb.pow(2)).sum((2, 3, 4))[..., None]
 
 
 _WHITE = 8.0  # a colour coordinate t with Phi(t) = 1 in float32
