@@ -226,7 +226,7 @@ def test_colour_training_builds_the_centre_prior_into_the_model_folder(tmp_path,
 
 def test_paste_gain_is_the_alpha_weighted_drop_in_error_at_every_position():
     """RGB sprites without a colour coordinate: per top-left position, sum_p a_p (|x_p - canvas_p|^2 - |x_p -
-    s_p|^2) over the sprite's box, checked by hand at two positions of each image's two sprites."""
+    s_p|^2) over the sprite's box, checked by hand at one position of each image's each sprite."""
     g = torch.Generator().manual_seed(4)
     images, canvas = torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 3, 16, 16, generator=g)
     sprites = torch.rand(2, 2, 4, 5, 5, generator=g)  # [N, K, RGB + alpha, S, S]
@@ -435,7 +435,7 @@ def test_unwrap_tolerates_an_ink_centre_off_its_box_at_the_wall():
 
 
 def test_unwrap_keeps_lerp_through_an_arc():
-    """A held-out arc (test clip 25 of that set, slot 1: top-left px at frames 0, 9, 19) that a line bouncing
+    """A held-out arc (test clip 25 of that set, its first digit: top-left px at frames 0, 9, 19) that a line bouncing
     at 0.11 fold units per frame also fits: beyond the speed limit, so lerp, which stays within ~1 px of it;
     the earlier limit (0.12) and tolerance (0.05) took the false bounce, 6.5 px off on average."""
     t = np.array([0.0, 9.0, 19.0])
