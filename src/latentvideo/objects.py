@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -241,18 +242,42 @@ class ObjectGenerator(nn.Module):
         mass lands at fold(u) * fold_range + (S - 1) / 2 px; at integer px the copy is pixel-exact."""
         M, _, S, _ = sprites.shape
         R = self.resolution
-        mass = sprites[:, -1]  # [M, S, S]: intensity (gray) or alpha (RGB)
-        coords = torch.arange(S, dtype=sprites.dtype, device=sprites.device)
-        total = mass.sum((1, 2)) + 1e-3
-        com = torch.stack([(mass.sum(2) * coords).sum(1), (mass.sum(1) * coords).sum(1)], 1) / total[:, None]
-        shift = (com - (S - 1) / 2).clamp(-S / 4, S / 4)  # [M, 2] (row, col)
-        top_left = fold(u) * self.latent_layout.fold_range - shift  # [M, 2] px
+        top_left = fold(u) * self.latent_layout.fold_range - self._shift(sprites)  # [M, 2] px
         theta = sprites.new_zeros(M, 2, 3)
         theta[:, 0, 0] = theta[:, 1, 1] = R / S
         theta[:, 0, 2] = (R - 2 * top_left[:, 1]) / S - 1  # x (col)
         theta[:, 1, 2] = (R - 2 * top_left[:, 0]) / S - 1  # y (row)
         grid = F.affine_grid(theta, [M, sprites.shape[1], R, R], align_corners=False)
         return F.grid_sample(sprites, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    @staticmethod
+    def _shift(sprites: torch.Tensor) -> torch.Tensor:
+        """Sprites [M, c, S, S] -> [M, 2] (row, col) px from the box centre to the ink (or alpha) centre of mass."""
+        S = sprites.shape[-1]
+        mass = sprites[:, -1]  # [M, S, S]: intensity (gray) or alpha (RGB)
+        coords = torch.arange(S, dtype=sprites.dtype, device=sprites.device)
+        total = mass.sum((1, 2)) + 1e-3
+        com = torch.stack([(mass.sum(2) * coords).sum(1), (mass.sum(1) * coords).sum(1)], 1) / total[:, None]
+        return (com - (S - 1) / 2).clamp(-S / 4, S / 4)
+
+    @torch.no_grad()
+    def walls(self, z: torch.Tensor, threshold: float = 0.5) -> np.ndarray:
+        """A latent [z_dim] -> [K, 2, 2]: per slot and axis (row, col), how far (fold units) past each end of the
+        fold range (below 0, above 1) the slot's sprite can go before its ink (alpha >= threshold) meets the
+        canvas edge: where an object of that sprite bounces (unwrap.py). 0 where the ink already meets it at the
+        fold's end, or where the slot draws nothing."""
+        sprites = self.sprites(self.split(z[None])[0][0])  # [K, c, S, S]
+        shift = self._shift(sprites)  # [K, 2]
+        fr, R = self.latent_layout.fold_range, self.resolution
+        out = np.zeros((self.objects, 2, 2))
+        for k in range(self.objects):
+            mass = sprites[k, -1]  # [S, S]
+            for axis in range(2):
+                inked = torch.nonzero(mass.amax(1 - axis) >= threshold).flatten()
+                if len(inked):  # the ink's first and last px meet the walls at these fold positions
+                    lo, hi = (shift[k, axis] - inked[0]) / fr, (R - 1 - inked[-1] + shift[k, axis]) / fr
+                    out[k, axis] = (float(-lo), float(hi - 1))
+        return out.clip(0, 0.5)
 
     def backdrop(self, b: torch.Tensor) -> torch.Tensor:
         """Background codes [N, B] -> [N, C, R, R]: the clip's plate where one is set, else `draw_backdrop`."""

@@ -23,6 +23,7 @@ PATHS = ("lerp", "slerp", "line")
 CRITIC_SPACES = ("off", "pixel", "latent")
 MOTION_PRIORS = ("off", "bounce")
 TINT_FITS = ("off", "every", "refits", "alternate")  # where the colour solve runs (Options.tint_fit)
+WALLS = ("fold", "sprite")  # where an unwrapped path bounces (Options.walls)
 KINDS = ("choice", "int", "float", "fraction", "speed", "bool")
 
 
@@ -139,6 +140,15 @@ class Options:
     )
     unwrap: bool = knob(
         True, "Generators with position coordinates: unwrap positions so that the path bounces off the walls.", "bool"
+    )
+    walls: str = knob(
+        "fold",
+        "Generators with position coordinates and a sprite net: where the unwrapped path bounces. fold: where G "
+        "folds a sprite's centre, the ends of its fold range (Moving MNIST bounces a digit's box, not its ink); "
+        "sprite: where the object's own edge meets the canvas edge, measured on the clip's tuned sprite (objects "
+        "of many sizes). The colour preset uses sprite.",
+        "choice",
+        choices=WALLS,
     )
     pivot_steps: int = knob(
         0,

@@ -40,7 +40,7 @@ from .render import render
 from .slots import invert_clips
 from .trajectory import check_times, evenly_spaced_times, fit_trajectory, lerp_path, slerp_path
 from .tune import background_plate, pivotal_tune_clips
-from .unwrap import MAX_SPEED, unwrap_positions
+from .unwrap import MAX_SPEED, to_generator, unwrap_positions
 
 __all__ = ["Clip", "Options", "Pipeline", "generate", "load_pipeline", "prepare_keyframes"]
 
@@ -310,19 +310,23 @@ class Pipeline:
         cat = torch.cat
         return Inversion(cat(ci.latents), cat(ci.reconstructions), cat(ci.errors), ci.seconds)
 
-    def unwrapped(self, z_key: torch.Tensor, times, opts: Options) -> torch.Tensor:
+    def unwrapped(self, z_key: torch.Tensor, times, opts: Options, G=None):
         """Keyframe latents [K, z_dim] with their position coordinates unwrapped (unwrap.py): the straight
-        line through them bounces off the walls. Unchanged without a layout or with opts.unwrap off."""
+        line through them bounces off the walls. With opts.walls 'sprite' and G (default: the pipeline's) a
+        generator with `walls`, positions are in each slot's own range, bouncing where its sprite's ink meets the
+        canvas edge. -> (latents, walls [slots, 2, 2] or None). Unchanged without a layout or with opts.unwrap off."""
         if self.layout is None or not opts.unwrap:
-            return z_key
+            return z_key, None
+        G = G if G is not None else self.generator
+        walls = G.walls(z_key[0]) if opts.walls == "sprite" and hasattr(G, "walls") else None
         idx = self.layout.index  # [slots, 2]
         speed = None if opts.motion_speed is None else opts.motion_speed / self.layout.fold_range
         fastest = MAX_SPEED if speed is None else max(MAX_SPEED, 1.25 * speed)
         u = z_key[:, idx].detach().cpu().double().numpy()
-        u = unwrap_positions(u, times, speed=speed, max_speed=fastest, degree=opts.degree)
+        u = unwrap_positions(u, times, speed=speed, max_speed=fastest, degree=opts.degree, walls=walls)
         z = z_key.detach().clone()
         z[:, idx] = torch.from_numpy(u.positions).to(z)
-        return z
+        return z, (walls if walls is not None and walls.any() else None)
 
     def fit_motion(self, keyframes: list[torch.Tensor], times_list, opts: Options) -> list[BounceFit | None]:
         """Per clip, the bounce paths of its keyframes' objects (motion.fit_bounce), or None where the
@@ -331,16 +335,18 @@ class Pipeline:
             return [None] * len(keyframes)
         return [fit_bounce(k[:, 0].cpu().numpy(), t, speed=opts.motion_speed) for k, t in zip(keyframes, times_list)]
 
-    def fit_paths(self, latents: list[torch.Tensor], times_list, opts: Options, reference=None) -> list:
+    def fit_paths(self, latents: list[torch.Tensor], times_list, opts: Options, reference=None, generators=None):
         """Step 2: per clip, a path: times [T] -> latents [T, z_dim]. Positions are unwrapped first where the
-        generator declares them; `reference` latents [M, z_dim], if given, supply the PCA basis of 'line'."""
+        generator declares them (at the walls of `generators`' sprites, per clip, with opts.walls 'sprite');
+        `reference` latents [M, z_dim], if given, supply the PCA basis of 'line'."""
         paths = []
-        for z_key, times in zip(latents, times_list):
-            z_key = self.unwrapped(z_key, times, opts)
+        for i, (z_key, times) in enumerate(zip(latents, times_list)):
+            z_key, walls = self.unwrapped(z_key, times, opts, None if generators is None else generators[i])
             if opts.path == "line":
-                paths.append(fit_trajectory(z_key, times, degree=opts.degree, pca=opts.pca, reference=reference))
+                path = fit_trajectory(z_key, times, degree=opts.degree, pca=opts.pca, reference=reference)
             else:
-                paths.append(partial(lerp_path if opts.path == "lerp" else slerp_path, z_key, times))
+                path = partial(lerp_path if opts.path == "lerp" else slerp_path, z_key, times)
+            paths.append(path if walls is None else partial(_walled, path, self.layout.index, walls))
         return paths
 
     def animate(
@@ -368,7 +374,7 @@ class Pipeline:
                 if keyframes is None or len(keyframes) != len(latents):
                     raise LatentVideoError("the motion prior needs every clip's keyframe images", hint="keyframes=")
                 fits = self.fit_motion(keyframes, times_list, opts)
-            paths = self.fit_paths(latents, times_list, opts, reference)
+            paths = self.fit_paths(latents, times_list, opts, reference, tuned)
             if fits is not None and any(f is not None for f in fits):
                 paths = self.motion_paths(paths, latents, times_list, fits, query, opts)
             z = torch.cat([p(query) for p in paths]).to(self.device)  # [clips * T, z_dim]
@@ -466,6 +472,13 @@ class Pipeline:
         if not torch.isfinite(k).all():
             raise LatentVideoError("keyframes contain NaN or inf")
         return k
+
+
+def _walled(path, index: torch.Tensor, walls: np.ndarray, query) -> torch.Tensor:
+    """A path whose positions are in each slot's own range (`Pipeline.unwrapped`) -> latents G renders."""
+    z = path(query).clone()  # [T, z_dim]
+    z[:, index] = to_generator(z[:, index], walls)
+    return z
 
 
 def _better(a: Clip, b: Clip) -> Clip:

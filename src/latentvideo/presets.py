@@ -88,4 +88,10 @@ def model_defaults(pipe) -> Options:
         # which attempt found the objects)
         if pivot and pipe.has_backdrop:
             opts = replace(opts, plate=True, plate_search=True, cover=True, tint_fit="every", attempts=COLOUR_ATTEMPTS)
+            # ... whose objects (12 to 20 px, where G's sprite box is 24) bounce where their own edge meets the
+            # canvas edge, up to 6 px nearer the wall than G folds a sprite's centre: the unwrap bounces at each
+            # slot's sprite's walls (`walls`, scripts/shape_walls.py). 50 test clips, paired: motion 8.26 -> 7.12
+            # px [-1.53, -0.74], MSE 0.0078 -> 0.0056, SSIM 0.873 -> 0.901, identity 0.709 -> 0.682 [-0.057,
+            # -0.001] (BENCHMARK.md)
+            opts = replace(opts, walls="sprite")
     return opts

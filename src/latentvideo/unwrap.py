@@ -9,6 +9,13 @@ description's "a line in latent space is a video" for bouncing objects. Where no
 or two different fits are about as slow, the slot keeps its keyframe positions (plain lerp).
 
 Works on the fold range's units: 1.0 is the whole free range (fold_range px).
+
+An object need not bounce where G's fold does. G folds a sprite's centre at the ends of its fold range, but a
+moving object bounces where its own edge meets the canvas edge: a small shape reaches nearer the wall than G's
+sprite box lets its centre go. `walls` [K, 2, 2] says, per slot and axis, how far (fold units) the object's own
+free range reaches below 0 and above 1 (`sprite_walls` measures it on a slot's sprite). The line is then fitted
+in the object's own range, where it bounces at the object's walls; `to_generator` maps it back to positions G
+renders (clamped to its fold range: G cannot draw a centre past it).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from .errors import LatentVideoError
 
@@ -37,9 +45,10 @@ TOL = 0.03
 
 @dataclass
 class Unwrapped:
-    positions: np.ndarray  # [n, K, 2] unwrapped u (fold(positions) == fold(the input))
+    positions: np.ndarray  # [n, K, 2] unwrapped positions in each slot's own range (see `to_generator`)
     unwrapped: np.ndarray  # [K] bool: the slot follows a fitted line (False: its keyframe positions, lerp)
     speeds: np.ndarray  # [K] the chosen line's speed in fold units per frame (nan where not unwrapped)
+    walls: np.ndarray  # [K, 2, 2] how far each slot's own range reaches past 0 and 1 per axis (0: G's fold)
 
 
 def unwrap_positions(
@@ -51,12 +60,15 @@ def unwrap_positions(
     tol: float = TOL,
     degree: int = 1,
     ambiguity: float = 1.0,
+    walls=None,
 ) -> Unwrapped:
     """positions [n, K, 2] (latent u, folded or not), times [n] -> Unwrapped.
 
     speed: every object's known speed (fold units per frame), else the slowest fit wins.
     max_speed: the fastest motion considered per axis; tol: RMS residual (fold units) a fit may have.
-    ambiguity: with no known speed, a second different fit less than this factor faster means no unwrap."""
+    ambiguity: with no known speed, a second different fit less than this factor faster means no unwrap.
+    walls: [K, 2, 2] >= 0, each slot's own range past G's fold per axis (below 0, above 1); default none.
+    speed, max_speed and tol stay in G's fold units (px / fold_range) whatever the walls."""
     p = _fold(np.asarray(positions, np.float64))
     t = np.asarray(times, np.float64)
     if p.ndim != 3 or p.shape[2] != 2 or len(t) != len(p) or len(t) < 2:
@@ -64,26 +76,42 @@ def unwrap_positions(
     if speed is not None and not (np.isfinite(speed) and speed > 0):
         raise LatentVideoError(f"speed must be a number > 0, got {speed!r}")
     n, K, _ = p.shape
+    w = np.zeros((K, 2, 2)) if walls is None else np.asarray(walls, np.float64)
+    if w.shape != (K, 2, 2) or not (np.isfinite(w).all() and (w >= 0).all()):
+        raise LatentVideoError(f"walls must be [{K}, 2, 2] numbers >= 0, got {list(w.shape)}")
+    span = 1 + w.sum(-1)  # [K, 2] each slot's own range in G's fold units
+    p = (p + w[..., 0]) / span  # [n, K, 2] in the slot's own units
     out, ok, speeds = p.copy(), np.zeros(K, bool), np.full(K, np.nan)
     for k in range(K):
-        rows = _axis_fits(t, p[:, k, 0], max_speed, tol, degree)
-        cols = _axis_fits(t, p[:, k, 1], max_speed, tol, degree)
+        rows = _axis_fits(t, p[:, k, 0], max_speed / span[k, 0], tol / span[k, 0], degree)
+        cols = _axis_fits(t, p[:, k, 1], max_speed / span[k, 1], tol / span[k, 1], degree)
         if not rows or not cols:
             continue
         pairs = [(r, c) for r in rows for c in cols]
-        v = np.array([np.hypot(r[1], c[1]) for r, c in pairs])  # 2D speed of each pair
-        err = np.array([r[0] + c[0] for r, c in pairs])
+        v = np.array([np.hypot(r[1] * span[k, 0], c[1] * span[k, 1]) for r, c in pairs])  # 2D speed (G's units)
+        err = np.array([r[0] * span[k, 0] + c[0] * span[k, 1] for r, c in pairs])
         if speed is not None:
             order = np.lexsort((err, np.abs(v - speed)))
         else:
             order = np.lexsort((err, v))
-            alt = [i for i in order[1:] if not _same_path(pairs[order[0]], pairs[i], t, tol)]
+            alt = [i for i in order[1:] if not _same_path(pairs[order[0]], pairs[i], t, tol / span[k].max())]
             if alt and v[alt[0]] < ambiguity * max(v[order[0]], 1e-9):
                 continue  # two different, equally plausible unfoldings: keep lerp
         best = pairs[order[0]]
         out[:, k, 0], out[:, k, 1] = best[0][2], best[1][2]
         ok[k], speeds[k] = True, v[order[0]]
-    return Unwrapped(out, ok, speeds)
+    return Unwrapped(out, ok, speeds, w)
+
+
+def to_generator(positions, walls):
+    """Positions in each slot's own range (Unwrapped.positions, or any point of a path through them) [..., K, 2]
+    -> positions G renders [..., K, 2] in [0, 1]: folded in the slot's own range, clamped to G's fold range.
+    Works on numpy arrays and torch tensors."""
+    if isinstance(positions, torch.Tensor):
+        w = torch.as_tensor(np.asarray(walls), dtype=positions.dtype, device=positions.device)
+        return ((1 + w.sum(-1)) * (1 - ((positions % 2) - 1).abs()) - w[..., 0]).clamp(0, 1)
+    w = np.asarray(walls, np.float64)
+    return np.clip((1 + w.sum(-1)) * _fold(np.asarray(positions, np.float64)) - w[..., 0], 0, 1)
 
 
 def _fold(u: np.ndarray) -> np.ndarray:
