@@ -13,7 +13,7 @@ Works on the fold range's units: 1.0 is the whole free range (fold_range px).
 An object need not bounce where G's fold does. G folds a sprite's centre at the ends of its fold range, but a
 moving object bounces where its own edge meets the canvas edge: a small shape reaches nearer the wall than G's
 sprite box lets its centre go. `walls` [K, 2, 2] says, per slot and axis, how far (fold units) the object's own
-free range reaches below 0 and above 1 (`sprite_walls` measures it on a slot's sprite). The line is then fitted
+free range reaches below 0 and above 1 (`ObjectGenerator.walls` measures it on a slot's sprite). The line is then fitted
 in the object's own range, where it bounces at the object's walls; `to_generator` maps it back to positions G
 renders (clamped to its fold range: G cannot draw a centre past it).
 """
