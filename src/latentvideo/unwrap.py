@@ -48,7 +48,6 @@ class Unwrapped:
     positions: np.ndarray  # [n, K, 2] unwrapped positions in each slot's own range (see `to_generator`)
     unwrapped: np.ndarray  # [K] bool: the slot follows a fitted line (False: its keyframe positions, lerp)
     speeds: np.ndarray  # [K] the chosen line's speed in fold units per frame (nan where not unwrapped)
-    walls: np.ndarray  # [K, 2, 2] how far each slot's own range reaches past 0 and 1 per axis (0: G's fold)
 
 
 def unwrap_positions(
@@ -100,22 +99,25 @@ def unwrap_positions(
         best = pairs[order[0]]
         out[:, k, 0], out[:, k, 1] = best[0][2], best[1][2]
         ok[k], speeds[k] = True, v[order[0]]
-    return Unwrapped(out, ok, speeds, w)
+    return Unwrapped(out, ok, speeds)
 
 
 def to_generator(positions, walls):
     """Positions in each slot's own range (Unwrapped.positions, or any point of a path through them) [..., K, 2]
     -> positions G renders [..., K, 2] in [0, 1]: folded in the slot's own range, clamped to G's fold range.
     Works on numpy arrays and torch tensors."""
-    if isinstance(positions, torch.Tensor):
-        w = torch.as_tensor(np.asarray(walls), dtype=positions.dtype, device=positions.device)
-        return ((1 + w.sum(-1)) * (1 - ((positions % 2) - 1).abs()) - w[..., 0]).clamp(0, 1)
     w = np.asarray(walls, np.float64)
-    return np.clip((1 + w.sum(-1)) * _fold(np.asarray(positions, np.float64)) - w[..., 0], 0, 1)
+    if isinstance(positions, torch.Tensor):
+        w = torch.as_tensor(w, dtype=positions.dtype, device=positions.device)
+    else:
+        positions = np.asarray(positions, np.float64)
+    p = (1 + w.sum(-1)) * _fold(positions) - w[..., 0]
+    return p.clamp(0, 1) if isinstance(p, torch.Tensor) else np.clip(p, 0, 1)
 
 
-def _fold(u: np.ndarray) -> np.ndarray:
-    return 1 - np.abs((u % 2) - 1)
+def _fold(u):
+    """Triangle wave of period 2 onto [0, 1] (numpy arrays or torch tensors)."""
+    return 1 - abs((u % 2) - 1)
 
 
 def _axis_fits(t, p, max_speed, tol, degree):
