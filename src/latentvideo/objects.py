@@ -199,6 +199,9 @@ class ObjectGenerator(nn.Module):
         # a clip's background plate [C, R, R] that replaces the background net (set on a per-clip tuned copy by
         # the pipeline, tune.background_plate); not a weight, never saved
         self.plate: torch.Tensor | None = None
+        # [K, 2, 2] fold units: how far past each end of the fold range (below 0, above 1) slot k's positions
+        # reach, per axis (set on a per-clip copy by reach.py, from `walls`); not a weight, never saved
+        self.reach: torch.Tensor | None = None
 
     # ------------------------------------------------------------ latent layout
 
@@ -239,16 +242,29 @@ class ObjectGenerator(nn.Module):
 
     def place(self, sprites: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Sprites [M, c, S, S] with positions u [M, 2] -> layers [M, c, R, R]: the sprite's ink centre of
-        mass lands at fold(u) * fold_range + (S - 1) / 2 px; at integer px the copy is pixel-exact."""
+        mass lands at fold(u) * fold_range + (S - 1) / 2 px; at integer px the copy is pixel-exact. With `reach`
+        set, rows cycle over the slots (row i is slot i % K) and fold(u) spans each slot's own reach instead."""
         M, _, S, _ = sprites.shape
         R = self.resolution
-        top_left = fold(u) * self.latent_layout.fold_range - self._shift(sprites)  # [M, 2] px
+        top_left = self.reached(fold(u)) * self.latent_layout.fold_range - self._shift(sprites)  # [M, 2] px
         theta = sprites.new_zeros(M, 2, 3)
         theta[:, 0, 0] = theta[:, 1, 1] = R / S
         theta[:, 0, 2] = (R - 2 * top_left[:, 1]) / S - 1  # x (col)
         theta[:, 1, 2] = (R - 2 * top_left[:, 0]) / S - 1  # y (row)
         grid = F.affine_grid(theta, [M, sprites.shape[1], R, R], align_corners=False)
         return F.grid_sample(sprites, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    def reached(self, f: torch.Tensor) -> torch.Tensor:
+        """Folded positions f [M, 2] in [0, 1], rows cycling over the slots -> positions in G's fold units: f itself,
+        or with `reach` set, slot k's f mapped onto [-reach[k, :, 0], 1 + reach[k, :, 1]]."""
+        r = getattr(self, "reach", None)
+        if r is None:
+            return f
+        K = len(r)
+        if len(f) % K:
+            raise LatentVideoError(f"a reached copy places whole slot sets: {len(f)} positions for {K} slots")
+        r = r.to(f)
+        return (f.view(-1, K, 2) * (1 + r.sum(-1)) - r[..., 0]).view(-1, 2)
 
     @staticmethod
     def _shift(sprites: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ PATHS = ("lerp", "slerp", "line")
 CRITIC_SPACES = ("off", "pixel", "latent")
 MOTION_PRIORS = ("off", "bounce")
 TINT_FITS = ("off", "every", "refits", "alternate")  # where the colour solve runs (Options.tint_fit)
-WALLS = ("fold", "sprite")  # where an unwrapped path bounces (Options.walls)
+WALLS = ("fold", "sprite", "reach")  # where an unwrapped path bounces (Options.walls)
 KINDS = ("choice", "int", "float", "fraction", "speed", "bool")
 
 
@@ -146,7 +146,8 @@ class Options:
         "Generators with position coordinates and a sprite net: where the unwrapped path bounces. fold: where G "
         "folds a sprite's centre, the ends of its fold range (Moving MNIST bounces a digit's box, not its ink); "
         "sprite: where the object's own edge meets the canvas edge, measured on the clip's tuned sprite (objects "
-        "of many sizes). The colour preset uses sprite.",
+        "of many sizes); reach: there too, and the clip's copy of G draws each object up to its walls, past the "
+        "end of G's fold range, with the keyframes' positions fitted again there. The colour preset uses sprite.",
         "choice",
         choices=WALLS,
     )

@@ -4,7 +4,9 @@
                  (a generator with position coordinates: all keyframes of a clip jointly,
                  one appearance per object, a position per keyframe)                        slots.py
     2. fit path  through the keyframe latents over time: lerp by default, or the original's
-                 PCA + least-squares line (positions unwrapped first, so a line bounces)     trajectory.py, unwrap.py
+                 PCA + least-squares line (positions unwrapped first, so a line bounces;     trajectory.py, unwrap.py
+                 with walls 'reach', each clip's copy of G draws its objects up to their
+                 own walls, past the end of G's fold range)                                 reach.py
                  (dcgan models: the bounce motion prior fits each digit's path in image
                  space and projects every in-between frame instead)                          motion.py
     3. sample    one latent per output frame on that path
@@ -35,6 +37,7 @@ from .motion import BounceFit, fit_bounce
 from .objects import LatentLayout, latent_layout
 from .options import OptionError, Options
 from .presets import ATTEMPT_NOISE, model_defaults
+from .reach import reach_walls
 from .refit import refit_clips
 from .render import render
 from .slots import invert_clips
@@ -314,19 +317,26 @@ class Pipeline:
         """Keyframe latents [K, z_dim] with their position coordinates unwrapped (unwrap.py): the straight
         line through them bounces off the walls. With opts.walls 'sprite' and G (default: the pipeline's) a
         generator with `walls`, positions are in each slot's own range, bouncing where its sprite's ink meets the
-        canvas edge. -> (latents, walls [slots, 2, 2] or None). Unchanged without a layout or with opts.unwrap off."""
+        canvas edge; a G reaching those walls (reach.py, opts.walls 'reach') has its latents in that range already.
+        -> (latents, walls [slots, 2, 2] where the path must be mapped back to G's range (`_walled`), else None).
+        Unchanged without a layout or with opts.unwrap off."""
         if self.layout is None or not opts.unwrap:
             return z_key, None
         G = G if G is not None else self.generator
-        walls = G.walls(z_key[0]) if opts.walls == "sprite" and hasattr(G, "walls") else None
+        own = getattr(G, "reach", None) is not None  # a copy reaching its walls: positions in each slot's own range
+        walls = None  # [slots, 2, 2] each slot's own range past G's fold range
+        if own:
+            walls = G.reach.cpu().double().numpy()
+        elif opts.walls == "sprite" and hasattr(G, "walls"):
+            walls = G.walls(z_key[0])
         idx = self.layout.index  # [slots, 2]
         speed = None if opts.motion_speed is None else opts.motion_speed / self.layout.fold_range
         fastest = MAX_SPEED if speed is None else max(MAX_SPEED, 1.25 * speed)
         u = z_key[:, idx].detach().cpu().double().numpy()
-        u = unwrap_positions(u, times, speed=speed, max_speed=fastest, degree=opts.degree, walls=walls)
+        u = unwrap_positions(u, times, speed=speed, max_speed=fastest, degree=opts.degree, walls=walls, own=own)
         z = z_key.detach().clone()
         z[:, idx] = torch.from_numpy(u.positions).to(z)
-        return z, (walls if walls is not None and walls.any() else None)
+        return z, (walls if walls is not None and walls.any() and not own else None)
 
     def fit_motion(self, keyframes: list[torch.Tensor], times_list, opts: Options) -> list[BounceFit | None]:
         """Per clip, the bounce paths of its keyframes' objects (motion.fit_bounce), or None where the
@@ -369,6 +379,13 @@ class Pipeline:
             if keyframes is None or len(keyframes) != len(latents):
                 raise LatentVideoError("pivotal tuning needs every clip's keyframe images", hint="keyframes=")
             tuned, latents = self.pivot(latents, keyframes, opts, timer)
+        if opts.walls == "reach" and opts.unwrap and self.layout is not None and hasattr(self.generator, "walls"):
+            if keyframes is None or len(keyframes) != len(latents):
+                raise LatentVideoError("reaching the walls needs every clip's keyframe images", hint="keyframes=")
+            with timer("reach"):  # per clip a copy of G that draws each object up to its own walls (reach.py)
+                gens = tuned if tuned is not None else [self.generator] * len(latents)
+                pairs = [reach_walls(G, zk.to(self.device), xk) for G, zk, xk in zip(gens, latents, keyframes)]
+                tuned, latents = [g for g, _ in pairs], [z for _, z in pairs]
         with timer("path"):  # 2-3.
             if opts.motion_prior != "off" and fits is None:
                 if keyframes is None or len(keyframes) != len(latents):

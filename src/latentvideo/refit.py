@@ -84,7 +84,7 @@ class DrawnSprites(ObjectGenerator):
             tuple((3 * k, 3 * k + 1) for k in range(K)),
         )
         self.table = nn.Parameter(table, requires_grad=False)  # a parameter: callers find the device from one
-        self.plate = None
+        self.plate = self.reach = None
 
     def sprites(self, appearance: torch.Tensor) -> torch.Tensor:
         """appearance [M, 1] (table rows) -> sprites [M, 1, S, S]."""

@@ -347,6 +347,13 @@ def _cover(G, out, sets, layout, compare, fit_canvas, steps, sigma, looks=True):
     return out
 
 
+def fit_positions(G, latents: torch.Tensor, keyframes: torch.Tensor, steps: int, sigma: float = 2.0) -> torch.Tensor:
+    """One clip's keyframe positions fitted again through G, every other coordinate held (its sprites drawn once):
+    latents [n, z_dim], keyframes [n, C, H, W] -> [n, z_dim]; the first third of the L-BFGS `steps` on images
+    blurred by `sigma` px."""
+    return _joint_fit(G, [latents], keyframes[None], latent_layout(G), steps, sigma, looks=False)[0]
+
+
 def _joint_fit(G, starts, images, layout, steps, sigma, canvas=None, looks=True):
     """starts: per clip [n, z_dim]; images [m, n, C, H, W] -> fitted per clip [n, z_dim]. Per clip the
     variables are its shared coordinates (taken from row 0) and n positions; `looks` False: the positions alone,

@@ -15,7 +15,8 @@ moving object bounces where its own edge meets the canvas edge: a small shape re
 sprite box lets its centre go. `walls` [K, 2, 2] says, per slot and axis, how far (fold units) the object's own
 free range reaches below 0 and above 1 (`ObjectGenerator.walls` measures it on a slot's sprite). The line is then fitted
 in the object's own range, where it bounces at the object's walls; `to_generator` maps it back to positions G
-renders (clamped to its fold range: G cannot draw a centre past it).
+renders (clamped to its fold range: G cannot draw a centre past it), or a clip's copy of G that reaches each
+slot's walls (reach.py) renders it as it is.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def unwrap_positions(
     degree: int = 1,
     ambiguity: float = 1.0,
     walls=None,
+    own: bool = False,
 ) -> Unwrapped:
     """positions [n, K, 2] (latent u, folded or not), times [n] -> Unwrapped.
 
@@ -67,7 +69,8 @@ def unwrap_positions(
     max_speed: the fastest motion considered per axis; tol: RMS residual (fold units) a fit may have.
     ambiguity: with no known speed, a second different fit less than this factor faster means no unwrap.
     walls: [K, 2, 2] >= 0, each slot's own range past G's fold per axis (below 0, above 1); default none.
-    speed, max_speed and tol stay in G's fold units (px / fold_range) whatever the walls."""
+    speed, max_speed and tol stay in G's fold units (px / fold_range) whatever the walls.
+    own: the positions are in each slot's own range already (a copy of G that reaches its walls, reach.py)."""
     p = _fold(np.asarray(positions, np.float64))
     t = np.asarray(times, np.float64)
     if p.ndim != 3 or p.shape[2] != 2 or len(t) != len(p) or len(t) < 2:
@@ -79,7 +82,7 @@ def unwrap_positions(
     if w.shape != (K, 2, 2) or not (np.isfinite(w).all() and (w >= 0).all()):
         raise LatentVideoError(f"walls must be [{K}, 2, 2] numbers >= 0, got {list(w.shape)}")
     span = 1 + w.sum(-1)  # [K, 2] each slot's own range in G's fold units
-    p = (p + w[..., 0]) / span  # [n, K, 2] in the slot's own units
+    p = p if own else (p + w[..., 0]) / span  # [n, K, 2] in the slot's own units
     out, ok, speeds = p.copy(), np.zeros(K, bool), np.full(K, np.nan)
     for k in range(K):
         rows = _axis_fits(t, p[:, k, 0], max_speed / span[k, 0], tol / span[k, 0], degree)
