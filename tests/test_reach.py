@@ -2,6 +2,8 @@
 units; it places a sprite past G's fold range; the keyframe positions are fitted again there; and the pipeline's
 `walls="reach"` path follows an object to its wall where `walls="sprite"` stops at G's fold range."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from latentvideo.errors import LatentVideoError
 from latentvideo.objects import fold
 from latentvideo.pipeline import Pipeline
 from latentvideo.reach import reach_walls, to_reach
+from latentvideo.tune import pivotal_tune_clips
 from latentvideo.unwrap import unwrap_positions
 from test_walls import own_range_path, small_rgb_generator, square_sprites
 
@@ -95,3 +98,19 @@ def test_the_pipeline_follows_an_object_to_its_wall_with_walls_reach():
     err = {w: (a.frames - frames).abs().amax((1, 2, 3)) for w, a in run.items()}  # [20] per frame
     assert err["reach"].max() < 0.1 < err["sprite"][6:10].min()
     np.testing.assert_allclose(own_range_path(t, 0.3, -0.04, (WALL, WALL))[6:10], 0)  # (G's range ends 3 px short)
+
+
+def test_copies_reaching_different_walls_are_tuned_each_with_its_own():
+    G = small_rgb_generator(2)
+    z = G.sample_latents(3, torch.Generator().manual_seed(2))
+    copies = []
+    for w in (0.0, 0.2):
+        c = copy.copy(G)
+        c.reach = torch.full((2, 2, 2), w)
+        copies.append(c)
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    together = pivotal_tune_clips(copies, [z, z], [x, x], steps=3)
+    for c, t in zip(copies, together):
+        alone = pivotal_tune_clips([c], [z], [x], steps=3)[0]
+        torch.testing.assert_close(t(z), alone(z), atol=1e-5, rtol=0)
+    assert (together[0](z) - together[1](z)).abs().max() > 1e-3

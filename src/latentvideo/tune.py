@@ -183,10 +183,14 @@ def _adam(params: list[torch.Tensor], lr: float) -> torch.optim.Adam:
 
 
 def _fixed_key(G, names, over_plate: bool = False) -> tuple:
-    """What copies must share to be tuned together: their untuned weights and buffers (by value; over a plate the
-    background net draws nothing and does not count), and a plate (a per-clip plate is never shared)."""
+    """What copies must share to be tuned together: their untuned weights, buffers and reach (reach.py; by value;
+    over a plate the background net draws nothing and does not count), and a plate (a per-clip plate is never
+    shared)."""
     fixed = [p for n, p in G.named_parameters() if n not in names and not (over_plate and n.startswith("bg"))]
-    values = tuple(bytes(t.detach().cpu().contiguous().view(torch.uint8).numpy()) for t in fixed + list(G.buffers()))
+    reach = [] if getattr(G, "reach", None) is None else [G.reach]
+    values = tuple(
+        bytes(t.detach().cpu().contiguous().view(torch.uint8).numpy()) for t in fixed + list(G.buffers()) + reach
+    )
     return values, id(G) if getattr(G, "plate", None) is not None else None
 
 
