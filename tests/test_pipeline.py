@@ -198,7 +198,7 @@ def test_every_option_is_accepted(pipe):
         cover=True,  # ... and test_cover.py
         tint_fit="every",  # ... and test_tints.py
         unwrap=False,
-        walls="sprite",  # ... and test_walls.py
+        walls="sprite",  # ... and test_walls.py, test_reach.py
         pivot_steps=0,
         refit=0,
         refit_looks=False,  # ... and test_refit_looks.py

@@ -147,7 +147,7 @@ class Options:
         "folds a sprite's centre, the ends of its fold range (Moving MNIST bounces a digit's box, not its ink); "
         "sprite: where the object's own edge meets the canvas edge, measured on the clip's tuned sprite (objects "
         "of many sizes); reach: there too, and the clip's copy of G draws each object up to its walls, past the "
-        "end of G's fold range, with the keyframes' positions fitted again there. The colour preset uses sprite.",
+        "end of G's fold range, with the keyframes' positions fitted again there. The colour preset uses reach.",
         "choice",
         choices=WALLS,
     )

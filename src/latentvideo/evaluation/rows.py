@@ -90,7 +90,7 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
             ("clip fit over the plate (L-BFGS composes the slots over it)", "objects", {"plate_fit": True}),
             ("tint fit off (slot colours as the L-BFGS fit left them)", "objects", {"tint_fit": "off"}),
             ("unwrap bounces at G's fold range (not at each sprite's walls)", "objects", {"walls": "fold"}),
-            ("objects drawn up to their own walls (a reached copy of G)", "objects", {"walls": "reach"}),
+            ("unwrap at each sprite's walls, drawn no further than G's fold range", "objects", {"walls": "sprite"}),
             (
                 "colours solved in the refit passes only (the first fit's left to L-BFGS)",
                 "objects",
