@@ -9,7 +9,8 @@ the score is the mean px distance between the centres along the unwrapped lerp p
     fold          today's unwrap without walls: keyframes and frames clamped to the centres G can render
     walls         the unwrap in each object's own range (`walls` from its size, as `ObjectGenerator.walls` measures
                   them on its sprite); keyframes and frames still clamped to G's range (the pipeline's `walls`)
-    walls, free   the same if G could also place its sprites past its fold range (a bound on what is left)
+    walls, free   the same where G also places its sprites past its fold range (the pipeline's `walls="reach"`:
+                  each clip's copy of G reaches its objects' walls, reach.py)
 
     python scripts/shape_walls.py
     python scripts/shape_walls.py --keyframes 0,19 --noise 0.5
@@ -22,7 +23,7 @@ import argparse
 import numpy as np
 
 from latentvideo.shapes import moving_shapes
-from latentvideo.unwrap import MAX_SPEED, TOL, to_generator, unwrap_positions
+from latentvideo.unwrap import to_generator, unwrap_positions
 
 SPRITE, FOLD = 24.0, 40.0  # the shipped moving-shapes generator's sprite box and fold range, px
 
@@ -44,10 +45,10 @@ def path_errors(ms, keys: list[int], noise: float, seed: int = 1) -> dict[str, l
             w = np.zeros((1, 2, 2)) if case == "fold" else np.full((1, 2, 2), margin)
             p = (seen - lo_g) / FOLD  # G's fold units
             p = p if free else np.clip(p, 0, 1)
-            if free:  # the path in the object's own range, unclamped (G's unwrap folds its input: map it here)
+            if free:  # the keyframes and the path in the object's own range, as a copy reaching its walls draws them
                 span = 1 + 2 * margin
                 q = (np.clip(p, -margin, 1 + margin) + margin) / span
-                u = unwrap_positions(q[:, None], keys, tol=TOL / span, max_speed=MAX_SPEED / span)
+                u = unwrap_positions(q[:, None], keys, walls=w, own=True)
                 path = np.stack([np.interp(t, keys, u.positions[:, 0, a]) for a in range(2)], -1)
                 px = span * (1 - np.abs((path % 2) - 1)) - margin
             else:

@@ -31,6 +31,8 @@ def test_a_reached_copy_draws_what_g_draws_in_its_own_units():
     assert G.reach is None and reached.sprite_fc is G.sprite_fc  # a copy sharing G's weights
     np.testing.assert_allclose(reached.reach.numpy(), WALL, atol=1e-4)
     torch.testing.assert_close(reached(z_own), G(z), atol=1e-5, rtol=0)
+    with pytest.raises(LatentVideoError, match="reaches its walls already"):
+        reach_walls(reached, z_own, G(z))
 
 
 def test_a_reached_copy_places_a_sprite_past_gs_fold_range():

@@ -327,7 +327,7 @@ class Pipeline:
         walls = None  # [slots, 2, 2] each slot's own range past G's fold range
         if own:
             walls = G.reach.cpu().double().numpy()
-        elif opts.walls == "sprite" and hasattr(G, "walls"):
+        elif opts.walls in ("sprite", "reach") and hasattr(G, "walls"):  # reach, without a reached copy: clamped
             walls = G.walls(z_key[0])
         idx = self.layout.index  # [slots, 2]
         speed = None if opts.motion_speed is None else opts.motion_speed / self.layout.fold_range

@@ -35,6 +35,8 @@ def reach_walls(G, latents: torch.Tensor, keyframes: torch.Tensor, steps: int = 
     layout = latent_layout(G)
     if layout is None or not hasattr(G, "walls"):
         raise LatentVideoError("reaching the walls needs a generator with position coordinates and `walls`")
+    if getattr(G, "reach", None) is not None:  # its walls would be measured against G's own fold range
+        raise LatentVideoError("this generator reaches its walls already")
     walls = G.walls(latents[0])  # [K, 2, 2] fold units past G's range
     reached = copy.copy(G)  # shares G's weights; `reach` is the copy's own attribute
     reached.reach = torch.as_tensor(walls, dtype=latents.dtype, device=latents.device)
