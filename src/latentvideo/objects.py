@@ -257,7 +257,7 @@ class ObjectGenerator(nn.Module):
     def reached(self, f: torch.Tensor) -> torch.Tensor:
         """Folded positions f [M, 2] in [0, 1], rows cycling over the slots -> positions in G's fold units: f itself,
         or with `reach` set, slot k's f mapped onto [-reach[k, :, 0], 1 + reach[k, :, 1]]."""
-        r = getattr(self, "reach", None)
+        r = self.reach
         if r is None:
             return f
         K = len(r)
