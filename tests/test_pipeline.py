@@ -191,6 +191,7 @@ def test_every_option_is_accepted(pipe):
         motion_steps=5,
         clip_steps=3,  # generators with a latent layout only: test_objects.py
         associate=False,
+        motion_association=True,  # ... and test_motion_association.py
         centre_steps=1,
         restarts=2,  # ... and test_restarts.py
         attempts=2,  # ... and test_attempts.py

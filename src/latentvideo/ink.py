@@ -28,12 +28,19 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from .objects import LatentLayout, fold
+from .unwrap import line_misfit
 
 CENTRE_STEPS = 3  # centre-of-mass steps after the clip fit (measured: docs/benchmark-history.md)
 OWN_BLUR = 4.0  # px: blur of each slot's layer that decides which slot explains a pixel's ink
 MATCH_SHIFT = 3  # px: the alignment searched when two keyframes' objects are compared
 SWAP_MARGIN = 0.8  # a clip's slots are reassigned only when that costs below this fraction of keeping them
 JOINT_LIMIT = 5000  # assignments tried jointly per clip (2 slots: up to 13 keyframes; 3 slots: up to 5)
+# With keyframe times (`motion_association`): an object's path across the keyframes off the best straight bouncing
+# line by MOTION_CAP (fold units, RMS; 4 px on the colour G's 40 px range) or more costs MOTION_WEIGHT, as much as
+# its patches differing completely in one pair of keyframes; a path on a line costs nothing. Look-alike objects
+# (the same shape, near hues) give patch distances that cannot tell them apart; their motion can.
+MOTION_CAP = 0.1
+MOTION_WEIGHT = 1.0
 
 
 def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -134,7 +141,7 @@ def patch_distance(a: torch.Tensor, b: torch.Tensor, margin: int = MATCH_SHIFT) 
     return d.flatten(-2).amin(-1)
 
 
-def associate_slots(G, z, images, layout: LatentLayout, counts, margin=SWAP_MARGIN, backs=None):
+def associate_slots(G, z, images, layout: LatentLayout, counts, margin=SWAP_MARGIN, backs=None, times=None):
     """z [N, z_dim] of clips with `counts` keyframes each (in order) -> (z, perms): in every clip, the keyframes'
     slot positions permuted so that slot k is the same object in every keyframe.
 
@@ -143,8 +150,14 @@ def associate_slots(G, z, images, layout: LatentLayout, counts, margin=SWAP_MARG
     combination where there are at most JOINT_LIMIT, else keyframe by keyframe against the ones before it
     (Hungarian method). A pair of keyframes where the objects overlap then cannot outvote the others. The clip
     changes only when the new assignment costs below `margin` times keeping its slots, so look-alike objects
-    keep the fit's choice. Appearance is shared by the clip, so only positions move. perms: per clip [n, K]
-    (slot perm[i, k] of keyframe i became slot k)."""
+    keep the fit's choice (with motion: costs less than keeping them, by (1 - margin) times their patch cost).
+    Appearance is shared by the clip, so only positions move. perms: per clip [n, K] (slot perm[i, k] of keyframe
+    i became slot k).
+
+    times: per clip its keyframe times [n] (or None): each object's path then adds MOTION_WEIGHT times how far it
+    is from a straight line that bounces at the slot's walls (`unwrap.line_misfit`, at most MOTION_CAP, as a
+    fraction of it) to the assignments tried jointly, so that objects that look alike are told apart by where
+    they go (objects that move in straight lines between bounces); a clip of two keyframes is unchanged."""
     K = len(layout.positions)
     idx = layout.index.to(z.device)
     z = z.clone()
@@ -156,8 +169,13 @@ def associate_slots(G, z, images, layout: LatentLayout, counts, margin=SWAP_MARG
             p = patches[start : start + n]
             d = patch_distance(p[:, :, None, None], p[None, None]).cpu().numpy()  # [n, K, n, K]
             joint = math.factorial(K) ** (n - 1) <= JOINT_LIMIT
-            new = _best_joint(d) if joint else _best_sequential(d)
-            if _total(d, new[None])[0] < margin * _total(d, perm[None])[0]:
+            motion = None
+            if joint and times is not None and n > 2:
+                walls = G.walls(z[start]) if hasattr(G, "walls") else None  # [K, 2, 2]
+                motion = _misfits(z[start : start + n, idx].cpu().double().numpy(), times[len(perms)], walls)
+            new = _best_joint(d, motion) if joint else _best_sequential(d)
+            keep = _total(d, perm[None])[0]  # the margin is on the looks: motion is evidence of its own
+            if _total(d, new[None], motion)[0] < _total(d, perm[None], motion)[0] - (1 - margin) * keep:
                 perm = new
                 for i in range(1, n):
                     z[start + i, idx] = z[start + i, idx[torch.as_tensor(perm[i])]]
@@ -166,18 +184,36 @@ def associate_slots(G, z, images, layout: LatentLayout, counts, margin=SWAP_MARG
     return z, perms
 
 
-def _total(d: np.ndarray, combos: np.ndarray) -> np.ndarray:
-    """Patch distances d [n, K, n, K], permutations combos [M, n, K] -> [M] summed over keyframe pairs and objects."""
+def _total(d: np.ndarray, combos: np.ndarray, motion=None) -> np.ndarray:
+    """Patch distances d [n, K, n, K], permutations combos [M, n, K] -> [M] summed over keyframe pairs and objects;
+    plus, with `motion` (`_misfits`), every object's path's cost."""
     n = d.shape[0]
-    return sum(d[i, combos[:, i], j, combos[:, j]].sum(-1) for i in range(n) for j in range(i + 1, n))
+    total = sum(d[i, combos[:, i], j, combos[:, j]].sum(-1) for i in range(n) for j in range(i + 1, n))
+    return total if motion is None else total + np.array([sum(motion(tuple(p)) for p in c.T) for c in combos])
 
 
-def _best_joint(d: np.ndarray) -> np.ndarray:
+def _misfits(u: np.ndarray, times, walls):
+    """One clip's slot positions u [n, K, 2] (fold units), keyframe times [n], the slots' walls [K, 2, 2] or None
+    -> cost(path) for a path (slot at keyframe 0, slot at keyframe 1, ...): MOTION_WEIGHT times its line misfit as
+    a fraction of MOTION_CAP, bouncing at the walls of its keyframe-0 slot (whose sprite it keeps). Memoised."""
+    memo = {}
+
+    def cost(path: tuple) -> float:
+        if path not in memo:
+            pos = u[np.arange(len(path)), list(path)]  # [n, 2]
+            w = None if walls is None else walls[path[0]]
+            memo[path] = MOTION_WEIGHT * line_misfit(pos, times, w, cap=MOTION_CAP) / MOTION_CAP
+        return memo[path]
+
+    return cost
+
+
+def _best_joint(d: np.ndarray, motion=None) -> np.ndarray:
     n, K = d.shape[:2]
     ident = np.arange(K)
     choices = [[ident]] + [list(itertools.permutations(range(K)))] * (n - 1)
     combos = np.array(list(itertools.product(*choices)))  # [M, n, K]
-    return combos[np.argmin(_total(d, combos))]
+    return combos[np.argmin(_total(d, combos, motion))]
 
 
 def _best_sequential(d: np.ndarray) -> np.ndarray:

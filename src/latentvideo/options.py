@@ -89,6 +89,13 @@ class Options:
         "ink each slot explains, so that a slot follows one object.",
         "bool",
     )
+    motion_association: bool = knob(
+        False,
+        "Generators with position coordinates, three keyframes or more: the slot association of the refit passes "
+        "also asks that each object's keyframe positions lie on a straight line that bounces off the walls, so "
+        "that objects that look alike are told apart by where they go.",
+        "bool",
+    )
     centre_steps: int = knob(
         CENTRE_STEPS,
         "Gray generators with position coordinates: centre-of-mass steps after the clip fit, each moving every "

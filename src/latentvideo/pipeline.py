@@ -378,7 +378,7 @@ class Pipeline:
         if self.layout is not None and opts.pivot_steps:  # a per-clip sprite net, tuned on the clip's keyframes
             if keyframes is None or len(keyframes) != len(latents):
                 raise LatentVideoError("pivotal tuning needs every clip's keyframe images", hint="keyframes=")
-            tuned, latents = self.pivot(latents, keyframes, opts, timer)
+            tuned, latents = self.pivot(latents, keyframes, opts, timer, times_list)
         if opts.walls == "reach" and opts.unwrap and self.layout is not None and hasattr(self.generator, "walls"):
             if keyframes is None or len(keyframes) != len(latents):
                 raise LatentVideoError("reaching the walls needs every clip's keyframe images", hint="keyframes=")
@@ -407,10 +407,13 @@ class Pipeline:
                 recons = [render(G, zk.to(self.device), batch_size=opts.render_batch) for G, zk in zip(tuned, latents)]
         return Animation(frames, z.cpu(), timer.per(len(latents)), [zk.cpu() for zk in latents], recons)
 
-    def pivot(self, latents: list[torch.Tensor], keyframes: list[torch.Tensor], opts: Options, timer: Timer):
+    def pivot(
+        self, latents: list[torch.Tensor], keyframes: list[torch.Tensor], opts: Options, timer: Timer, times=None
+    ):
         """Pivotal tuning of every clip at once (tune.pivotal_tune_clips), and `opts.refit` passes of each clip's
         inversion through its tuned copy, then tuning again: per clip keyframe latents [K, z_dim] and images
-        [K, C, H, W] -> (per clip the tuned copy of G, per clip the keyframe latents)."""
+        [K, C, H, W] -> (per clip the tuned copy of G, per clip the keyframe latents). `times` (per clip its
+        keyframe times) feed the refits' slot association with opts.motion_association."""
         z = [zk.to(self.device) for zk in latents]
         x = [k.to(self.device) for k in keyframes]
         over_plate = opts.plate and self.has_backdrop
@@ -427,6 +430,7 @@ class Pipeline:
                         cover=opts.cover,
                         tint_fit=opts.tint_fit != "off",
                         looks=opts.refit_looks,
+                        times=list(times) if opts.motion_association and times is not None else None,
                     )
                     z = refit_clips(tuned, z, x, layout=self.layout, **fit)
             plates = None  # the last tuning over the clip's plate, with `plate_tuning`

@@ -1,7 +1,8 @@
 """Refit passes (pipeline.pivot): each clip's inversion again, through its own pivotally tuned copy of G.
 
 refit_clip(G, latents, keyframes, **clip_options)            one clip through its copy
-refit_clips(generators, latents, keyframes, **clip_options)  every clip through its own copy, batched where
+refit_clips(generators, latents, keyframes, **clip_options)  every clip through its own copy (`times`: per clip
+    its keyframe times), batched where
     the refit moves the positions alone (looks=False, the gray preset) and the copies are gray object
     generators that differ only in their weights: each clip's sprites are drawn once by its own copy into
     one table, and one `invert_clips` over `DrawnSprites` (a generator whose appearance coordinate is the
@@ -23,7 +24,8 @@ from .slots import invert_clips
 def refit_clip(G, latents: torch.Tensor, keyframes: torch.Tensor, **clip_options) -> torch.Tensor:
     """One clip's inversion again, through G (a pivotally tuned copy) and from `latents` [K, z_dim]: the clip
     fit and the ink stage of `invert_clips` (no per-keyframe L-BFGS), with `clip_options` (clip_steps,
-    associate, centre_steps; looks=False: the clip fit moves the positions alone, the tuned sprites drawn once).
+    associate, centre_steps; times: [its keyframe times], the association's motion term; looks=False: the clip
+    fit moves the positions alone, the tuned sprites drawn once).
     Returns the new latents [K, z_dim]."""
     start = latents.detach()
     return invert_clips(G, [keyframes], lambda images: start, frame_steps=0, **clip_options).latents[0].to(start)
@@ -34,7 +36,11 @@ def refit_clips(generators, latents, keyframes, **clip_options) -> list[torch.Te
     [K_i, C, H, W] per clip -> the new latents per clip. Batched over every clip where `can_batch` says so."""
     layout = clip_options.get("layout")
     if not can_batch(generators, layout, clip_options.get("looks", True)):
-        return [refit_clip(G, z, x, **clip_options) for G, z, x in zip(generators, latents, keyframes)]
+        times = clip_options.pop("times", None) or [None] * len(latents)  # per clip
+        return [
+            refit_clip(G, z, x, **clip_options, times=None if t is None else [t])
+            for G, z, x, t in zip(generators, latents, keyframes, times)
+        ]
     G0 = generators[0]
     dev = next(G0.parameters()).device
     zs = [z.to(dev) for z in latents]

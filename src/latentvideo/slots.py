@@ -143,6 +143,7 @@ def invert_clips(
     start_noise: float = 0.0,
     seed: int = 0,
     looks: bool = True,
+    times: list | None = None,
 ) -> ClipInversion:
     """Clip-level inversion of keyframe sets [K_i, C, H, W] (each a clip) through a generator with slots.
 
@@ -157,8 +158,10 @@ def invert_clips(
     (every coordinate but the positions) get Gaussian noise of this scale, drawn from `seed`, so that another
     attempt settles in another optimum (the pipeline's `attempts`); looks False: the clip fits of stages 3 and 3b
     move the positions only, every other coordinate held at its start (a refit through a tuned copy, whose sprites
-    are already the clip's: the sprite net then runs once per fit, not once per L-BFGS evaluation). Without a
-    projector stage 1 starts from zeros with the slots spread around the canvas centre."""
+    are already the clip's: the sprite net then runs once per fit, not once per L-BFGS evaluation); times: per clip
+    its keyframe times [K_i]: the slot association also asks that every object's keyframe positions lie on a
+    straight bouncing line (ink.associate_slots). Without a projector stage 1 starts from zeros with the slots
+    spread around the canvas centre."""
     layout = layout or latent_layout(G)
     if layout is None:
         raise LatentVideoError("clip-level inversion needs a generator that declares its position coordinates")
@@ -172,6 +175,8 @@ def invert_clips(
             raise LatentVideoError(f"{name} must be an integer >= {low}, got {v!r}")
     if not (isinstance(start_noise, (int, float)) and math.isfinite(start_noise) and start_noise >= 0):
         raise LatentVideoError(f"start_noise must be a finite number >= 0, got {start_noise!r}")
+    if times is not None and [len(t) for t in times] != [len(k) for k in keyframe_sets]:
+        raise LatentVideoError("times must give every clip one time per keyframe")
     t0 = time.perf_counter()
     dev = next(iter(G.parameters())).device
     sets = [k.to(dev).float() for k in keyframe_sets]
@@ -221,7 +226,9 @@ def invert_clips(
     if inked and associate:  # each slot starts on one object in every keyframe, judged by their ink
         backs = plates(starts, cand_sets)
         cand_images = torch.cat(cand_sets)
-        starts = list(associate_slots(G, torch.cat(starts), cand_images, layout, counts, backs=backs)[0].split(counts))
+        cand_times = None if times is None else [times[i] for i in owner]
+        z = associate_slots(G, torch.cat(starts), cand_images, layout, counts, backs=backs, times=cand_times)[0]
+        starts = list(z.split(counts))
     # 3. joint fit, batched over candidates with the same number of keyframes; per clip the best candidate
     fitted = [None] * len(starts)
     for n in sorted(set(counts)):
@@ -250,7 +257,7 @@ def invert_clips(
         backs = plates(out)
         z = centre_on_ink(G, torch.cat(out), images, layout, centre_steps, backs)  # each slot on the object it explains
         if associate:  # ... and the same object in every keyframe
-            z = associate_slots(G, z, images, layout, counts, backs=backs)[0]
+            z = associate_slots(G, z, images, layout, counts, backs=backs, times=times)[0]
         out = list(z.split(counts))
     if tint_fit and alpha_over:  # 5. every slot's colour by least squares, over the background it is rendered on
         backs = _plates(G, out, sets) if search or over_plate else None

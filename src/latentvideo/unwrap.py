@@ -105,6 +105,26 @@ def unwrap_positions(
     return Unwrapped(out, ok, speeds)
 
 
+def line_misfit(positions, times, walls=None, *, cap: float, max_speed: float = MAX_SPEED) -> float:
+    """One object's keyframe positions [n, 2] (G's fold units, folded or not), times [n] -> the least RMS residual
+    (G's fold units, both axes together) of a straight line through mirror images of them, bouncing at the
+    object's walls [2, 2] (as in `unwrap_positions`; default G's fold range), no faster than max_speed per axis;
+    `cap` where no unfolding fits within it. Two keyframes give 0 (two points make a line) unless they are too far
+    apart for max_speed."""
+    p = _fold(np.asarray(positions, np.float64))
+    t = np.asarray(times, np.float64)
+    w = np.zeros((2, 2)) if walls is None else np.asarray(walls, np.float64)
+    span = 1 + w.sum(-1)  # [2]
+    own = (p + w[:, 0]) / span  # [n, 2] in the object's own units
+    total = 0.0
+    for axis in range(2):
+        fits = _axis_fits(t, own[:, axis], max_speed / span[axis], cap / span[axis], 1)
+        if not fits:
+            return cap
+        total += (min(f[0] for f in fits) * span[axis]) ** 2
+    return min(float(np.sqrt(total)), cap)
+
+
 def to_generator(positions, walls):
     """Positions in each slot's own range (Unwrapped.positions, or any point of a path through them) [..., K, 2]
     -> positions G renders [..., K, 2] in [0, 1]: folded in the slot's own range, clamped to G's fold range.

@@ -62,6 +62,14 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
         if colour
         else ("a slot moved onto objects no slot draws (cover)", "objects", {"cover": True}),
         ("slot association off", "objects", {"associate": False}),
+        # the colour default associates slots by their looks and their straight lines; the gray default by looks
+        ("slot association by looks alone (no straight-line term)", "objects", {"motion_association": False})
+        if colour
+        else (
+            "slot association by looks and motion (each object on a straight bouncing line)",
+            "objects",
+            {"motion_association": True},
+        ),
         ("centre-of-mass steps off", "objects", {"centre_steps": 0}),
         ("ink stage off (no centre steps, no slot association)", "objects", {"centre_steps": 0, "associate": False}),
         ("pivotal tuning, 60 steps", "objects", {"pivot_steps": 60}),
