@@ -81,8 +81,8 @@ def unwrap_positions(
     w = np.zeros((K, 2, 2)) if walls is None else np.asarray(walls, np.float64)
     if w.shape != (K, 2, 2) or not (np.isfinite(w).all() and (w >= 0).all()):
         raise LatentVideoError(f"walls must be [{K}, 2, 2] numbers >= 0, got {list(w.shape)}")
-    span = 1 + w.sum(-1)  # [K, 2] each slot's own range in G's fold units
-    p = p if own else (p + w[..., 0]) / span  # [n, K, 2] in the slot's own units
+    p_own, span = _own_units(p, w)  # [n, K, 2] in the slot's own units, [K, 2] its range in G's fold units
+    p = p if own else p_own
     out, ok, speeds = p.copy(), np.zeros(K, bool), np.full(K, np.nan)
     for k in range(K):
         rows = _axis_fits(t, p[:, k, 0], max_speed / span[k, 0], tol / span[k, 0], degree)
@@ -114,8 +114,7 @@ def line_misfit(positions, times, walls=None, *, cap: float, max_speed: float = 
     p = _fold(np.asarray(positions, np.float64))
     t = np.asarray(times, np.float64)
     w = np.zeros((2, 2)) if walls is None else np.asarray(walls, np.float64)
-    span = 1 + w.sum(-1)  # [2]
-    own = (p + w[:, 0]) / span  # [n, 2] in the object's own units
+    own, span = _own_units(p, w)  # [n, 2] in the object's own units, [2]
     total = 0.0
     for axis in range(2):
         fits = _axis_fits(t, own[:, axis], max_speed / span[axis], cap / span[axis], 1)
@@ -136,6 +135,13 @@ def to_generator(positions, walls):
         positions = np.asarray(positions, np.float64)
     p = (1 + w.sum(-1)) * _fold(positions) - w[..., 0]
     return p.clamp(0, 1) if isinstance(p, torch.Tensor) else np.clip(p, 0, 1)
+
+
+def _own_units(p, w):
+    """Positions [..., 2] in G's fold units and walls [..., 2, 2] -> (positions in the object's own range,
+    that range's span [..., 2] in G's fold units)."""
+    span = 1 + w.sum(-1)
+    return (p + w[..., 0]) / span, span
 
 
 def _fold(u):
