@@ -455,6 +455,9 @@ def test_frame_source_dispatch(tmp_path, seq32, rgb_folder):
     assert frame_source(str(rgb_folder)).shape == (3, 32, 32)
     with pytest.raises(LatentVideoError, match="unknown dataset"):
         frame_source("nope")
+    with pytest.raises(LatentVideoError, match="trained from its footage") as err:
+        frame_source("moving-shapes")
+    assert "latentvideo dataset moving-shapes --split train --out train.mp4" in err.value.hint
     with pytest.raises(LatentVideoError, match="not found"):
         frame_source(str(tmp_path / "missing.npy"))
     (tmp_path / "x.csv").write_text("1,2")

@@ -152,6 +152,12 @@ def frame_source(spec: str, num_digits: int = 2, size: int = 64, resize: int | N
         return MovingMNISTFrames("train", num_digits, size)
     p = Path(spec)
     if not p.exists():
+        if spec == "moving-shapes":  # trained from its footage, as a user's own video is
+            raise LatentVideoError(
+                "moving-shapes is trained from its footage",
+                hint="write it first: latentvideo dataset moving-shapes --split train --out train.mp4, then --data "
+                "train.mp4",
+            )
         if "/" not in spec and "." not in spec:
             raise LatentVideoError(f"unknown dataset {spec!r}", hint="use 'moving-mnist' or a path")
         raise LatentVideoError(f"data path not found: {p}")
