@@ -127,8 +127,11 @@ def test_the_pipeline_option_reaches_the_inversion_and_every_refit(monkeypatch):
     opts["attempts"] = 1  # each attempt inverts and refits: test_attempts.py
     clip = pipe(keys, [0, 9], 10, cover=False, **opts)
     assert not calls and clip.frames.shape == (10, 3, 32, 32)
-    pipe(keys, [0, 9], 10, cover=True, **opts)
+    pipe(keys, [0, 9], 10, cover=True, refit_cover=True, **opts)
     assert calls == [1, 1]  # the inversion, then the refit through the tuned copy
+    calls.clear()
+    pipe(keys, [0, 9], 10, cover=True, refit_cover=False, **opts)
+    assert calls == [1]  # the inversion only
 
 
 def test_the_colour_preset_covers_and_the_gray_preset_does_not():

@@ -197,6 +197,7 @@ def test_every_option_is_accepted(pipe):
         attempts=2,  # ... and test_attempts.py
         retry_above=0.001,  # ... and test_attempts.py
         cover=True,  # ... and test_cover.py
+        refit_cover=False,  # ... and test_cover.py
         tint_fit="every",  # ... and test_tints.py
         unwrap=False,
         walls="sprite",  # ... and test_walls.py, test_reach.py

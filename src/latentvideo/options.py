@@ -135,6 +135,13 @@ class Options:
         "error is 5 % lower or more. The colour preset turns it on.",
         "bool",
     )
+    refit_cover: bool = knob(
+        True,
+        "Generators with position coordinates, with cover and refit passes: the refits look for objects that no "
+        "slot draws too (off: the first inversion only; 50 colour clips: a fifth less time, every score a little "
+        "worse, each inside its interval).",
+        "bool",
+    )
     tint_fit: str = knob(
         "off",
         "Generators that tint their sprites: solve every slot's colour by least squares from the keyframes, over "

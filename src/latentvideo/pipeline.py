@@ -427,7 +427,7 @@ class Pipeline:
                         centre_steps=opts.centre_steps,
                         plate_search=opts.plate_search,
                         plate_fit=opts.plate_fit,
-                        cover=opts.cover,
+                        cover=opts.cover and opts.refit_cover,
                         tint_fit=opts.tint_fit != "off",
                         looks=opts.refit_looks,
                         times=list(times) if opts.motion_association and times is not None else None,

@@ -95,6 +95,7 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
             ("background plate off (the background net draws it)", "objects", {"plate": False}),
             ("plate search off (objects looked for against G's drawn backdrop)", "objects", {"plate_search": False}),
             ("last pivotal tuning over the plate, sprites held to its matte", "objects", {"plate_tuning": True}),
+            ("cover in the first inversion only (not in the refits)", "objects", {"refit_cover": False}),
             ("clip fit over the plate (L-BFGS composes the slots over it)", "objects", {"plate_fit": True}),
             ("tint fit off (slot colours as the L-BFGS fit left them)", "objects", {"tint_fit": "off"}),
             ("unwrap bounces at G's fold range (not at each sprite's walls)", "objects", {"walls": "fold"}),
