@@ -191,6 +191,9 @@ class ObjectGenerator(nn.Module):
         # into opaque boxes); the sprite net can override it anywhere
         d = (i - (sprite - 1) / 2) / (sprite / 2)
         self.register_buffer("alpha_prior", centre * (0.5 - d[:, None] ** 2 - d[None, :] ** 2), persistent=False)
+        # [K, logits, S, S] or None: a per-clip copy's own sprite detail, added to each slot's sprite logits (set by
+        # pivotal tuning's last pass, tune.py `detail`); not part of a saved model
+        self.register_parameter("sprite_detail", None)
         if background:
             n_up = int(math.log2(resolution)) - 2  # 4x4 -> R
             self.bg_fc = nn.Linear(background, self.c0 * 16)
@@ -226,12 +229,20 @@ class ObjectGenerator(nn.Module):
 
     # ------------------------------------------------------------ rendering
 
-    def sprites(self, appearance: torch.Tensor) -> torch.Tensor:
-        """appearance [M, A] -> sprites [M, 1 or 4, S, S] in [0, 1] (RGB: colour, then alpha)."""
+    def sprites(self, appearance: torch.Tensor, slot: int | None = None) -> torch.Tensor:
+        """appearance [M, A] -> sprites [M, 1 or 4, S, S] in [0, 1] (RGB: colour, then alpha). Rows cycle over the
+        slots (row i is slot i % K), or all are slot `slot`: that matters only to a copy with `sprite_detail`."""
         s = self.sprite // 4
         code = appearance[:, :-3] if self.tint else appearance
         x = F.leaky_relu(self.sprite_fc(code), 0.2).view(-1, self.c0, s, s)
         out = self.sprite_out(self.sprite_body(PixelNorm()(x)))  # [M, 1 | 2 | 4, S, S] logits
+        if self.sprite_detail is not None and slot is not None:  # every row one slot's
+            out = out + self.sprite_detail[slot]
+        elif self.sprite_detail is not None:  # rows cycle over the slots: row i is slot i % K
+            K = self.objects
+            if len(out) % K:
+                raise LatentVideoError(f"a copy with sprite detail draws whole slot sets: {len(out)} codes for {K}")
+            out = (out.view(-1, K, *out.shape[1:]) + self.sprite_detail).flatten(0, 1)
         if self.centre:
             out = torch.cat([out[:, :-1], out[:, -1:] + self.alpha_prior], 1)
         out = torch.sigmoid(out)

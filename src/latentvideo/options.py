@@ -194,6 +194,14 @@ class Options:
         "int",
         high=200,
     )
+    joint_tuning: bool = knob(
+        False,
+        "Generators with position coordinates, with pivotal tuning: the last tuning moves the keyframes' object "
+        "positions and each object's colour along with the sprite net, and gives each object its own sprite "
+        "detail, so that shape, place and colour fit the keyframes together (thin rings and small stars that "
+        "a held fit leaves blurred or in a mixed colour).",
+        "bool",
+    )
     plate: bool = knob(
         False,
         "Colour generators with a background net, with pivotal tuning: render the clip over a static background "

@@ -42,7 +42,7 @@ from .refit import refit_clips
 from .render import render
 from .slots import invert_clips
 from .trajectory import check_times, evenly_spaced_times, fit_trajectory, lerp_path, slerp_path
-from .tune import background_plate, pivotal_tune_clips
+from .tune import background_plate, joint_tune_clips, pivotal_tune_clips
 from .unwrap import MAX_SPEED, to_generator, unwrap_positions
 
 __all__ = ["Clip", "Options", "Pipeline", "generate", "load_pipeline", "prepare_keyframes"]
@@ -413,7 +413,8 @@ class Pipeline:
         """Pivotal tuning of every clip at once (tune.pivotal_tune_clips), and `opts.refit` passes of each clip's
         inversion through its tuned copy, then tuning again: per clip keyframe latents [K, z_dim] and images
         [K, C, H, W] -> (per clip the tuned copy of G, per clip the keyframe latents). `times` (per clip its
-        keyframe times) feed the refits' slot association with opts.motion_association."""
+        keyframe times) feed the refits' slot association with opts.motion_association. With opts.joint_tuning the
+        last tuning moves the keyframe latents too (tune.joint_tune_clips)."""
         z = [zk.to(self.device) for zk in latents]
         x = [k.to(self.device) for k in keyframes]
         over_plate = opts.plate and self.has_backdrop
@@ -438,7 +439,10 @@ class Pipeline:
                 plates = [background_plate(G, zk, xk) for G, zk, xk in zip(tuned, z, x)]
             with timer("pivot"):
                 steps = opts.pivot_steps if i == opts.refit else opts.early_pivot_steps
-                tuned = pivotal_tune_clips(tuned, z, x, steps, plates=plates)
+                if opts.joint_tuning and i == opts.refit:  # the latents move with the weights (tune.py)
+                    tuned, z = joint_tune_clips(tuned, z, x, steps, plates=plates)
+                else:
+                    tuned = pivotal_tune_clips(tuned, z, x, steps, plates=plates)
         # else the plate only for the render: fitting and tuning against it lost identity (docs/benchmark-history.md)
         if over_plate and not opts.plate_tuning:
             for G, zk, xk in zip(tuned, z, x):

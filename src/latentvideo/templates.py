@@ -32,7 +32,7 @@ def template_positions(G, z: torch.Tensor, images: torch.Tensor, layout: LatentL
         if tint:  # colour 1: the sprite's shade and alpha alone; the colour is fitted below
             for c in codes:
                 c[:, -3:] = _WHITE
-        sprites = torch.stack([G.sprites(c) for c in codes], 1)  # [N, K, c, S, S]
+        sprites = torch.stack([_slot_sprites(G, c, k) for k, c in enumerate(codes)], 1)  # [N, K, c, S, S]
         colour = sprites.shape[2] == 4
         coords = torch.arange(S, dtype=z.dtype, device=z.device)
         mass = sprites[:, :, -1].sum((2, 3)) + 1e-3  # [N, K]
@@ -124,3 +124,8 @@ def _tinted_paste_gain(images: torch.Tensor, canvas: torch.Tensor, sprites: torc
     c = (num / den).clamp(0, 1)  # [N, K, P*P, 3]
     cost = 2 * correlate((d * canvas).sum(1, keepdim=True), a) + correlate(canvas.pow(2).sum(1, keepdim=True), a.pow(2))
     return 2 * (c * num).sum(-1) - c.pow(2).sum(-1) * den[..., 0] - cost, c
+
+
+def _slot_sprites(G, codes: torch.Tensor, k: int) -> torch.Tensor:
+    """Slot k's sprites for codes [N, A]: a copy with its own sprite detail adds slot k's (objects.py)."""
+    return G.sprites(codes) if getattr(G, "sprite_detail", None) is None else G.sprites(codes, slot=k)

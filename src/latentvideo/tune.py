@@ -14,6 +14,13 @@ so that the sprites are the keyframes' own objects while the positions still com
     pivotal_tune_clips(..., plates=[...])                tuning over each clip's plate: the sprite net alone, its
         slots' coverage held to the keyframes' matte (`plate_matte`); the pipeline's `plate_tuning` (measured,
         not adopted: docs/benchmark-history.md, 2026-12-04)
+    joint_tune_clips(generators, latents, keyframes)    pivotal tuning in which the clip's latents move too:
+        each keyframe's object positions and each object's colour (a tinted G) take Adam steps with the
+        weights, and each copy gets its own sprite detail (per slot, logits added to what its sprite net draws:
+        objects.py) -> (copies, latents). Tuning with the latents held keeps each object where, and in the
+        colour, an earlier fit left it: a 12 px star placed 1 px apart in two keyframes is tuned into a blur,
+        and a slot whose colour was solved while it drew a ring as a disc (the ring's colour mixed with what
+        shows through it) stays darker than any shade (at most 1) can make up for.
 """
 
 from __future__ import annotations
@@ -28,11 +35,17 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from .errors import LatentVideoError
-from .objects import shares_sprites
+from .objects import latent_layout, shares_sprites
+from .tints import tint_index
 
 CHUNK = 32  # clips per batched tuning loop (memory grows with it; the time per clip stops falling near 4)
 MATTE = 1.0  # weight of the matte term when tuning over a plate
 MATTE_DISTANCE = 0.15  # RGB distance from the plate at which a keyframe pixel is all object
+# joint tuning (joint_tune_clips): Adam's steps besides the weights' lr, chosen on 7 hard colour test clips
+DETAIL_LR = 0.05  # each slot's sprite detail (logits; 0.2 measured alike)
+MOVE_PX = 0.2  # each keyframe's positions, px per step (fold units: MOVE_PX / fold range)
+TINT_LR = 0.02  # each slot's colour (its tint coordinates t; colour Phi(t))
+DETAIL = "sprite_detail"  # the sprite detail's parameter name (objects.ObjectGenerator)
 
 
 def pivotal_tune(G, latents: torch.Tensor, keyframes: torch.Tensor, steps: int = 30, lr: float = 1e-3):
@@ -46,7 +59,23 @@ def pivotal_tune(G, latents: torch.Tensor, keyframes: torch.Tensor, steps: int =
 def pivotal_tune_clips(
     generators, latents, keyframes, steps: int = 30, lr: float = 1e-3, plates=None, matte: float = MATTE
 ) -> list[nn.Module]:
-    """`pivotal_tune` for many clips at once: generators (one per clip; the same module may repeat), latents
+    """`pivotal_tune` for many clips at once: `_tune_clips` -> the tuned copies."""
+    return _tune_clips(generators, latents, keyframes, steps, lr, plates, matte)[0]
+
+
+def joint_tune_clips(
+    generators, latents, keyframes, steps: int = 30, lr: float = 1e-3, plates=None, matte: float = MATTE
+) -> tuple[list[nn.Module], list[torch.Tensor]]:
+    """Pivotal tuning in which the latents move too (module docstring): `_tune_clips` -> (per clip its tuned copy
+    of G with its own sprite detail, per clip its moved latents [K, z_dim]). A generator without position
+    coordinates is tuned as `pivotal_tune_clips` tunes it, its latents held."""
+    return _tune_clips(generators, latents, keyframes, steps, lr, plates, matte, joint=True)
+
+
+def _tune_clips(
+    generators, latents, keyframes, steps: int, lr: float, plates=None, matte: float = MATTE, joint: bool = False
+) -> tuple[list[nn.Module], list[torch.Tensor]]:
+    """Tuning for many clips at once: generators (one per clip; the same module may repeat), latents
     (per clip [K, z_dim]) and keyframes (per clip [K, C, H, W]) -> one tuned, frozen copy per clip. Clips are
     tuned together where they have as many keyframes, render alike (shared sprites or frame by frame) and their
     generators agree on every weight that is not tuned; the others alone.
@@ -54,12 +83,18 @@ def pivotal_tune_clips(
     plates (colour; per clip [3, H, W], tune.background_plate): the keyframes are rendered over the clip's plate
     and only the sprite net is tuned, with `matte` times the squared error between the slots' joint coverage
     (1 - prod(1 - alpha)) and the keyframes' matte (`plate_matte`: where they differ from the plate) added to the
-    loss, so that sprites cover the objects and nothing else; each copy keeps its plate (`G.plate`)."""
+    loss, so that sprites cover the objects and nothing else; each copy keeps its plate (`G.plate`).
+
+    joint: the latents move too (`_Moving`) and each copy gets its sprite detail. -> (copies, per clip latents)."""
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
         raise LatentVideoError(f"pivot steps must be an integer >= 0, got {steps!r}")
     if not len(generators) == len(latents) == len(keyframes):
         raise LatentVideoError(f"{len(generators)} generators for {len(latents)} latents and {len(keyframes)} clips")
     copies = [copy.deepcopy(G).requires_grad_(False) for G in generators]
+    latents = [z.detach() for z in latents]
+    if joint:
+        for G in copies:
+            add_sprite_detail(G)
     if plates is not None:
         if len(plates) != len(copies):
             raise LatentVideoError(f"{len(plates)} plates for {len(copies)} clips")
@@ -73,18 +108,21 @@ def pivotal_tune_clips(
     for (_, shared, names, _), idx in groups.items():
         for start in range(0, len(idx), CHUNK):
             chunk = idx[start : start + CHUNK]
-            z = torch.stack([latents[i].detach() for i in chunk])  # [M, K, z_dim]
+            z = torch.stack([latents[i] for i in chunk])  # [M, K, z_dim]
             x = torch.stack([keyframes[i].detach() for i in chunk])  # [M, K, C, H, W]
             p = None if plates is None else torch.stack([plates[i].detach().to(x) for i in chunk])  # [M, 3, H, W]
             task = _Task(list(names), shared, steps, lr, matte if p is not None else 0.0)
+            moving = _Moving(copies[chunk[0]], z, joint)
             if len(chunk) == 1:
-                _tune_alone(copies[chunk[0]], z[0], x[0], None if p is None else p[0], task)
+                _tune_alone(copies[chunk[0]], moving, x[0], None if p is None else p[0], task)
             else:
-                _tune_together([copies[i] for i in chunk], z, x, p, task)
+                _tune_together([copies[i] for i in chunk], moving, x, p, task)
+            for i, zi in zip(chunk, moving().detach()):
+                latents[i] = zi
     if plates is not None:
         for G, p in zip(copies, plates):
             G.plate = p.detach()
-    return [G.eval().requires_grad_(False) for G in copies]
+    return [G.eval().requires_grad_(False) for G in copies], latents
 
 
 def tuned_names(G, sprites_only: bool = False) -> list[str]:
@@ -133,16 +171,17 @@ def _loss(out, x, plate, matte: float):
     return loss + matte * (cover - plate_matte(x, plate)).pow(2).mean() if matte else loss
 
 
-def _tune_alone(G, z, x, plate, task: _Task):
-    """One clip: Adam on G's own weights `task.names`, z [K, z_dim], x [K, C, H, W], plate [3, H, W] or None. The
-    same steps as `_tune_together` for one clip, without the copies of weights that vmap and functional_call make."""
+def _tune_alone(G, moving: _Moving, x, plate, task: _Task):
+    """One clip: Adam on G's own weights `task.names` and on what `moving` moves of its latents [1, K, z_dim],
+    x [K, C, H, W], plate [3, H, W] or None. The same steps as `_tune_together` for one clip, without the copies
+    of weights that vmap and functional_call make."""
     params = dict(G.named_parameters())
     tuned = [params[n].requires_grad_(True) for n in task.names]
     renderer = _Renderer(G, task.shared)
-    opt = _adam(tuned, task.lr)
+    opt = _adam(tuned, task.lr, task.names, moving)
     with torch.enable_grad():
         for _ in range(task.steps):
-            loss = _loss(renderer(z, plate), x, plate, task.matte)
+            loss = _loss(renderer(moving()[0], plate), x, plate, task.matte)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -150,9 +189,10 @@ def _tune_alone(G, z, x, plate, task: _Task):
         p.requires_grad_(False)
 
 
-def _tune_together(copies, z, x, plates, task: _Task):
-    """Adam on the stacked weights `task.names` of copies (which agree on every other weight): z [M, K, z_dim],
-    x [M, K, C, H, W], plates [M, 3, H, W] or None. Writes each clip's tuned weights back into its copy."""
+def _tune_together(copies, moving: _Moving, x, plates, task: _Task):
+    """Adam on the stacked weights `task.names` of copies (which agree on every other weight) and on what `moving`
+    moves of their latents [M, K, z_dim], x [M, K, C, H, W], plates [M, 3, H, W] or None. Writes each clip's tuned
+    weights back into its copy."""
     own = [dict(G.named_parameters()) for G in copies]
     stacked = {f"g.{n}": torch.stack([p[n].detach() for p in own]).requires_grad_(True) for n in task.names}
     renderer = _Renderer(copies[0], task.shared)
@@ -161,13 +201,13 @@ def _tune_together(copies, z, x, plates, task: _Task):
         return _loss(functional_call(renderer, params, (zi, pi)), xi, pi, task.matte)
 
     losses = vmap(clip_loss)
-    args = (z, x) if plates is None else (z, x, plates)
-    opt = _adam(list(stacked.values()), task.lr)
+    rest = (x,) if plates is None else (x, plates)
+    opt = _adam(list(stacked.values()), task.lr, task.names, moving)
     with torch.enable_grad(), warnings.catch_warnings():
         # affine_grid has no vmap batching rule yet: torch loops over the clips for it (a small share of a step)
         warnings.filterwarnings("ignore", message=".*batching rule for aten::affine_grid_generator.*")
         for _ in range(task.steps):
-            loss = losses(stacked, *args).sum()  # the clips' losses are separate: each gets its own gradient
+            loss = losses(stacked, moving(), *rest).sum()  # the clips' losses are separate: each its own gradient
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -177,9 +217,58 @@ def _tune_together(copies, z, x, plates, task: _Task):
                 p[n].copy_(stacked[f"g.{n}"][i])
 
 
-def _adam(params: list[torch.Tensor], lr: float) -> torch.optim.Adam:
-    """Adam, fused where torch has the kernel (CPU, CUDA): a quarter less time per tuning step on 2 CPU cores."""
-    return torch.optim.Adam(params, lr, fused=all(p.device.type in ("cpu", "cuda") for p in params))
+def _adam(params: list[torch.Tensor], lr: float, names: list[str], moving: _Moving) -> torch.optim.Adam:
+    """Adam, fused where torch has the kernel (CPU, CUDA): a quarter less time per tuning step on 2 CPU cores. The
+    weights `params` (named `names`) step by lr, a sprite detail by DETAIL_LR, the latents as `moving` says."""
+    groups = [
+        {"params": [p for n, p in zip(names, params) if n != DETAIL]},
+        {"params": [p for n, p in zip(names, params) if n == DETAIL], "lr": DETAIL_LR},
+        *moving.groups(),
+    ]
+    groups = [g for g in groups if g["params"]]
+    fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
+    return torch.optim.Adam(groups, lr, fused=fused)
+
+
+class _Moving:
+    """A chunk of clips' latents z [M, K, z_dim] and what a joint tuning moves of them: per keyframe the object
+    positions, per clip each slot's colour (a tinted G), each an offset that Adam steps (`groups`). `moving()` ->
+    the latents as they stand. Without `joint` (or without position coordinates) nothing moves."""
+
+    def __init__(self, G, z: torch.Tensor, joint: bool):
+        self.z, self.offsets, self.lrs = z, [], []
+        layout = latent_layout(G)
+        if not joint or layout is None:
+            return
+        self.pos = layout.index.flatten().to(z.device)  # [2 * slots]
+        self.offsets.append(z.new_zeros(*z.shape[:2], len(self.pos)).requires_grad_(True))  # [M, K, 2 * slots]
+        self.lrs.append(MOVE_PX / layout.fold_range)
+        tints = tint_index(G, layout)
+        if tints is not None:
+            self.tint = torch.tensor(tints, device=z.device).flatten()  # [3 * slots]
+            self.offsets.append(z.new_zeros(len(z), len(self.tint)).requires_grad_(True))  # [M, 3 * slots]
+            self.lrs.append(TINT_LR)
+
+    def groups(self) -> list[dict]:
+        return [{"params": [o], "lr": lr} for o, lr in zip(self.offsets, self.lrs)]
+
+    def __call__(self) -> torch.Tensor:
+        z = self.z
+        if self.offsets:
+            z = z.index_add(-1, self.pos, self.offsets[0])
+        if len(self.offsets) > 1:  # one colour per slot for the whole clip: its keyframes move alike
+            z = z.index_add(-1, self.tint, self.offsets[1][:, None].expand(-1, z.shape[1], -1))
+        return z
+
+
+def add_sprite_detail(G) -> None:
+    """Give a copy of an objects generator its own sprite detail (`sprite_detail`: per slot, logits [K, c, S, S]
+    added to what its sprite net draws), started at 0 so that the copy draws as before. Nothing for other
+    generators, or where the copy has its detail already."""
+    if not hasattr(G, DETAIL) or getattr(G, DETAIL) is not None:
+        return
+    out = G.sprite_out
+    G.sprite_detail = nn.Parameter(out.weight.new_zeros(G.objects, out.out_channels, G.sprite, G.sprite))
 
 
 def _fixed_key(G, names, over_plate: bool = False) -> tuple:
