@@ -191,8 +191,8 @@ class ObjectGenerator(nn.Module):
         # into opaque boxes); the sprite net can override it anywhere
         d = (i - (sprite - 1) / 2) / (sprite / 2)
         self.register_buffer("alpha_prior", centre * (0.5 - d[:, None] ** 2 - d[None, :] ** 2), persistent=False)
-        # [K, logits, S, S] or None: a per-clip copy's own sprite detail, added to each slot's sprite logits (set by
-        # pivotal tuning's last pass, tune.py `detail`); not part of a saved model
+        # [K, logits, S, S] or None: a per-clip copy's own sprite detail, added to each slot's sprite logits (given
+        # by the last pivotal tuning with `joint_tuning`, tune.add_sprite_detail); never part of a saved model
         self.register_parameter("sprite_detail", None)
         if background:
             n_up = int(math.log2(resolution)) - 2  # 4x4 -> R
