@@ -587,8 +587,17 @@ def test_refit_fits_the_clip_again_through_the_tuned_copy():
     start = z.clone()
     start[:, pipe.layout.index] += 0.12  # every object about 2 px off
     opts = pipe.options(
-        method="lbfgs", critic="off", lbfgs_steps=5, clip_steps=10, pivot_steps=60, refit=0, plate=False, walls="sprite"
-    )  # walls "sprite": the keyframe latents stay in G's units (test_reach.py moves them into a reached copy's)
+        method="lbfgs",
+        critic="off",
+        lbfgs_steps=5,
+        clip_steps=10,
+        pivot_steps=60,
+        refit=0,
+        plate=False,
+        walls="sprite",
+        joint_tuning=False,
+    )  # walls "sprite": the keyframe latents stay in G's units (test_reach.py moves them into a reached copy's);
+    # joint_tuning off: the last tuning holds them (test_joint_tuning.py moves them)
     times = [np.array([0.0, 4.0, 9.0])]
     once = pipe.animate([start], times, 10, opts, keyframes=[keys])
     again = pipe.animate([start], times, 10, replace(opts, refit=1), keyframes=[keys])

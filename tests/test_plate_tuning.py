@@ -106,6 +106,7 @@ def test_plate_tuning_is_the_last_tuning_of_the_pipeline(monkeypatch):
         pipeline_module, "pivotal_tune_clips", lambda *a, **kw: seen.append(kw["plates"] is not None) or real(*a, **kw)
     )
     opts = dict(clip_steps=2, method="lbfgs", lbfgs_steps=0, pivot_steps=2, refit=1, plate=True, attempts=1)
+    opts["joint_tuning"] = False  # the colour preset's last tuning is a joint one (test_joint_tuning.py)
     clip = pipe(keys, [0, 9, 19], 20, plate_tuning=True, **opts)
     assert seen == [False, True]
     seen.clear()
