@@ -512,6 +512,7 @@ def test_pivotal_tuning_fits_the_sprites_to_the_keyframes_and_leaves_g_alone():
     assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())  # G untouched
     pipe = Pipeline.from_modules(G)
     opts = pipe.options(method="lbfgs", critic="off", lbfgs_steps=5, clip_steps=5, pivot_steps=0, refit=0)
+    opts = replace(opts, joint_tuning=False)  # the tuning holds the latents (test_joint_tuning.py moves them)
     plain = pipe.animate([z], [np.array([0.0, 4.0, 9.0])], 10, opts, keyframes=[keys])
     piv = pipe.animate([z], [np.array([0.0, 4.0, 9.0])], 10, replace(opts, pivot_steps=60), keyframes=[keys])
     err = lambda a: (a.frames[[0, 4, 9]] - keys).pow(2).mean()  # noqa: E731
@@ -618,8 +619,10 @@ def test_tunings_before_the_last_refit_pass_take_early_pivot_steps(monkeypatch):
     z = G.sample_latents(3, torch.Generator().manual_seed(2))
     with torch.no_grad():
         keys = G(z)
-    steps, tune = [], pipeline_module.pivotal_tune_clips
-    monkeypatch.setattr(pipeline_module, "pivotal_tune_clips", lambda *a, **k: steps.append(a[3]) or tune(*a, **k))
+    steps = []
+    for name in ("pivotal_tune_clips", "joint_tune_clips"):  # the presets' last tuning is a joint one
+        tune = getattr(pipeline_module, name)
+        monkeypatch.setattr(pipeline_module, name, lambda *a, _t=tune, **k: steps.append(a[3]) or _t(*a, **k))
     pipe = Pipeline.from_modules(G)
     opts = pipe.options(method="lbfgs", lbfgs_steps=2, clip_steps=2, pivot_steps=5, early_pivot_steps=2, refit=2)
     pipe.animate([z], [np.array([0.0, 4.0, 9.0])], 10, opts, keyframes=[keys])

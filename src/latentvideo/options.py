@@ -199,7 +199,7 @@ class Options:
         "Generators with position coordinates, with pivotal tuning: the last tuning moves the keyframes' object "
         "positions and each object's colour along with the sprite net, and gives each object its own sprite "
         "detail, so that shape, place and colour fit the keyframes together (thin rings and small stars that "
-        "a held fit leaves blurred or in a mixed colour). The colour preset turns it on.",
+        "a held fit leaves blurred or in a mixed colour). The presets turn it on.",
         "bool",
     )
     plate: bool = knob(

@@ -68,6 +68,13 @@ def model_defaults(pipe) -> Options:
         # and PSNR level, 3.88 s per clip batched against 3.56
         if pivot and not pipe.has_backdrop:
             opts = replace(opts, refit_looks=False, attempts=GRAY_ATTEMPTS, retry_above=RETRY_ABOVE)
+        # ... and the last tuning moves each keyframe's positions (and, in colour, each object's colour) with the
+        # weights, every object drawn with its own sprite detail (`joint_tuning`, tune.py; colour below). 50 digit
+        # sequences, paired (`runs/b50-joint-digits`): motion 1.88 -> 1.63 px [-0.55, -0.04], MSE 0.0172 ->
+        # 0.0151 [-0.0041, -0.0005], SSIM +0.012 [+0.003, +0.023], identity level, 2.40 s per clip against 2.74
+        # (fewer clips are retried)
+        if pivot:
+            opts = replace(opts, joint_tuning=True)
         # colour: the clip's background from its keyframes where no object covers them (tune.background_plate)
         # instead of the background net's blurred drawing of a photograph it never saw (BENCHMARK.md); the
         # inversion looks for objects against that plate too: 50 test clips, motion 10.14 -> 9.14 px, identity
@@ -107,6 +114,6 @@ def model_defaults(pipe) -> Options:
             # was drawn as a disc stays in the mixed colour): 50 test clips, paired, motion 5.20 -> 3.96 px [-2.93,
             # +0.02], identity 0.769 -> 0.816 [-0.019, +0.119], MSE and SSIM level; three-object clips 12.1 -> 7.2
             # px. 200 clips, paired: motion 7.63 -> 3.52 px [-5.54, -2.76], identity 0.644 -> 0.802 [+0.115,
-            # +0.200], MSE and SSIM level (BENCHMARK.md). Not measured on the digits, so not in gray
-            opts = replace(opts, walls="reach", motion_association=True, joint_tuning=True)
+            # +0.200], MSE and SSIM level (BENCHMARK.md). The digits too (below)
+            opts = replace(opts, walls="reach", motion_association=True)
     return opts

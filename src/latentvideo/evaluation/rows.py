@@ -13,7 +13,6 @@ if TYPE_CHECKING:
 
 ROW_GROUPS = ("inversion", "pca", "degree", "critic", "path", "motion", "objects", "original")
 KEEP_PRIOR = ("motion", "objects")  # row groups that keep the default motion prior (the others: the latent path)
-JOINT_ROW = "last tuning moves positions and colours, each object its own sprite detail (joint_tuning)"
 JOINT_OFF_ROW = "last tuning with the latents held (no joint_tuning)"
 
 
@@ -87,10 +86,8 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
         ("refit, 2 passes", "objects", {"refit": 2}),
         ("refit, 3 passes", "objects", {"refit": 3}),
         ("tunings before the last 40 steps (200 in all)", "objects", {"early_pivot_steps": 40}),
-        # the colour default's last tuning moves positions and colours; the gray default's holds them
-        (JOINT_OFF_ROW, "objects", {"joint_tuning": False})
-        if colour
-        else (JOINT_ROW, "objects", {"joint_tuning": True}),
+        # both defaults' last tuning moves positions (and colours)
+        (JOINT_OFF_ROW, "objects", {"joint_tuning": False}),
         # the gray default's refits move positions only; the colour default's move the looks too
         ("refits move the looks too (not only the positions)", "objects", {"refit_looks": True})
         if not colour
