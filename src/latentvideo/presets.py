@@ -114,6 +114,6 @@ def model_defaults(pipe) -> Options:
             # was drawn as a disc stays in the mixed colour): 50 test clips, paired, motion 5.20 -> 3.96 px [-2.93,
             # +0.02], identity 0.769 -> 0.816 [-0.019, +0.119], MSE and SSIM level; three-object clips 12.1 -> 7.2
             # px. 200 clips, paired: motion 7.63 -> 3.52 px [-5.54, -2.76], identity 0.644 -> 0.802 [+0.115,
-            # +0.200], MSE and SSIM level (BENCHMARK.md). The digits too (below)
+            # +0.200], MSE and SSIM level (BENCHMARK.md). On for the digits too (above)
             opts = replace(opts, walls="reach", motion_association=True)
     return opts
