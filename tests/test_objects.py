@@ -17,7 +17,7 @@ from latentvideo.errors import LatentVideoError
 from latentvideo.evaluation.recovery import position_errors
 from latentvideo.ink import centre_on_ink
 from latentvideo.models import load_model, model_config, save_model
-from latentvideo.objects import LatentLayout, ObjectGenerator, fold, render_clips
+from latentvideo.objects import LatentLayout, ObjectGenerator, UpConv, fold, render_clips
 from latentvideo.pipeline import Pipeline
 from latentvideo.slots import (
     invert_clips,
@@ -57,6 +57,36 @@ def test_integer_steps_in_u_translate_the_sprite_pixel_exactly():
     assert x0.sum() > 1
     torch.testing.assert_close(x1[:, 2:], x0[:, :-2], atol=1e-5, rtol=0)
     torch.testing.assert_close(x2[3:], x0[:-3], atol=1e-5, rtol=0)
+
+
+def test_upconv_is_a_nearest_upsample_then_its_3x3_conv_in_values_and_gradients():
+    torch.manual_seed(0)
+    conv = UpConv(5, 3)
+    x = torch.randn(2, 5, 7, 6, requires_grad=True)
+    out = conv(x)
+    ref = nn.functional.conv2d(
+        nn.functional.interpolate(x, scale_factor=2, mode="nearest"), conv.weight, conv.bias, padding=1
+    )
+    assert out.shape == (2, 3, 14, 12)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (x, conv.weight, conv.bias), g)
+    for got, want in zip(grads, torch.autograd.grad(ref, (x, conv.weight, conv.bias), g)):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_placing_samples_where_affine_grid_would_at_any_sub_pixel_shift():
+    G = tiny_objects(objects=1)
+    torch.manual_seed(1)
+    sprites, u = torch.rand(3, 1, G.sprite, G.sprite), torch.rand(3, 2) * 1.4 - 0.2  # [M, 1, S, S], [M, 2]
+    top_left = fold(u) * G.latent_layout.fold_range - G._shift(sprites)  # [M, 2] px
+    R, S = G.resolution, G.sprite
+    theta = torch.zeros(3, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = R / S
+    theta[:, 0, 2], theta[:, 1, 2] = (R - 2 * top_left[:, 1]) / S - 1, (R - 2 * top_left[:, 0]) / S - 1
+    grid = nn.functional.affine_grid(theta, [3, 1, R, R], align_corners=False)
+    want = nn.functional.grid_sample(sprites, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    torch.testing.assert_close(G.place(sprites, u), want, atol=1e-5, rtol=0)
 
 
 def test_the_sprite_lands_at_fold_u():

@@ -14,7 +14,7 @@ uniform on the RGB cube, including hues the training footage never showed). `edg
 over the sprite box's outer px, so a sprite cannot leave marks at its box's border.
 
 The sprite's ink centre of mass is placed at `fold(u_k) * fold_range` px (plus the sprite's half size),
-by a differentiable sub-pixel translation (`affine_grid` + `grid_sample`). `fold` is a triangle wave
+by a differentiable sub-pixel translation (a translated sampling grid + `grid_sample`). `fold` is a triangle wave
 onto [0, 1], so a straight line in u renders as a path that bounces off the walls, and position *is*
 an explicit latent coordinate. Slots combine with max (gray, as Moving MNIST is made)
 or alpha-over onto the background (RGB).
@@ -114,13 +114,36 @@ class PixelNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(1, keepdim=True) + 1e-8)
 
 
+class UpConv(nn.Conv2d):
+    """A 3x3 conv (padding 1) on the nearest x2 upsample of its input, computed as the one stride-2 4x4 transposed
+    conv that equals it: each output pixel of the upsample + conv reads a 2x2 block of the input, so the taps that
+    read the same input pixel add up (along each axis [w2, w1 + w2, w0 + w1, w0]). The same function and the same
+    3x3 weights (it trains as upsample + conv does, without a transposed conv's stripes), to float rounding, with
+    4/9 of the multiply-adds: 1.5 to 2.4 times faster forward and backward on 2 CPU cores."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__(cin, cout, 3, 1, 1)
+
+    def forward(self, x):
+        return F.conv_transpose2d(x, _up_kernel(self.weight), self.bias, stride=2, padding=1)
+
+
+def _up_kernel(w: torch.Tensor) -> torch.Tensor:
+    """3x3 conv weights [O, I, 3, 3] -> the transposed conv's [I, O, 4, 4] (UpConv)."""
+
+    def axis(w, d):
+        w0, w1, w2 = w.unbind(d)
+        return torch.stack([w2, w1 + w2, w0 + w1, w0], d)
+
+    return axis(axis(w, -2), -1).transpose(0, 1)
+
+
 def _upconv_stack(cin: int, chans: list[int]) -> nn.Sequential:
     """Per stage: nearest x2 upsample, then a 3x3 conv (upsample + conv does not stripe, where
-    transposed convs did in the prototype)."""
+    transposed convs did in the prototype), as one UpConv; the Identity keeps the saved weights' names."""
     layers: list[nn.Module] = []
     for c in chans:
-        layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, c, 3, 1, 1), nn.LeakyReLU(0.2)]
-        layers += [PixelNorm()]
+        layers += [nn.Identity(), UpConv(cin, c), nn.LeakyReLU(0.2), PixelNorm()]
         cin = c
     return nn.Sequential(*layers)
 
@@ -258,11 +281,13 @@ class ObjectGenerator(nn.Module):
         M, _, S, _ = sprites.shape
         R = self.resolution
         top_left = self.reached(fold(u)) * self.latent_layout.fold_range - self._shift(sprites)  # [M, 2] px
-        theta = sprites.new_zeros(M, 2, 3)
-        theta[:, 0, 0] = theta[:, 1, 1] = R / S
-        theta[:, 0, 2] = (R - 2 * top_left[:, 1]) / S - 1  # x (col)
-        theta[:, 1, 2] = (R - 2 * top_left[:, 0]) / S - 1  # y (row)
-        grid = F.affine_grid(theta, [M, sprites.shape[1], R, R], align_corners=False)
+        # the sampling grid of a scale R / S and a shift, as affine_grid (align_corners=False) builds it, made
+        # from one base grid (affine_grid multiplies [M, R * R, 3] by [M, 3, 2], and has no vmap rule); x is col
+        base = (torch.arange(R, dtype=sprites.dtype, device=sprites.device) * 2 + 1) / S - R / S  # [R]
+        shift = (R - 2 * top_left) / S - 1  # [M, 2] (row, col)
+        grid = (
+            torch.stack(torch.meshgrid(base, base, indexing="xy"), -1) + shift.flip(-1)[:, None, None]
+        )  # [M, R, R, 2]
         return F.grid_sample(sprites, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     def reached(self, f: torch.Tensor) -> torch.Tensor:

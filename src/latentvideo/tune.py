@@ -26,7 +26,6 @@ so that the sprites are the keyframes' own objects while the positions still com
 from __future__ import annotations
 
 import copy
-import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -203,9 +202,7 @@ def _tune_together(copies, moving: _Moving, x, plates, task: _Task):
     losses = vmap(clip_loss)
     rest = (x,) if plates is None else (x, plates)
     opt = _adam(list(stacked.values()), task.lr, task.names, moving)
-    with torch.enable_grad(), warnings.catch_warnings():
-        # affine_grid has no vmap batching rule yet: torch loops over the clips for it (a small share of a step)
-        warnings.filterwarnings("ignore", message=".*batching rule for aten::affine_grid_generator.*")
+    with torch.enable_grad():
         for _ in range(task.steps):
             loss = losses(stacked, moving(), *rest).sum()  # the clips' losses are separate: each its own gradient
             opt.zero_grad(set_to_none=True)
