@@ -119,7 +119,8 @@ class UpConv(nn.Conv2d):
     conv that equals it: each output pixel of the upsample + conv reads a 2x2 block of the input, so the taps that
     read the same input pixel add up (along each axis [w2, w1 + w2, w0 + w1, w0]). The same function and the same
     3x3 weights (it trains as upsample + conv does, without a transposed conv's stripes), to float rounding, with
-    4/9 of the multiply-adds: 1.5 to 2.4 times faster forward and backward on 2 CPU cores."""
+    4/9 of the multiply-adds: on 2 CPU cores 8 digit clips take 9 % less time than with upsample + conv (under
+    vmap the grouped transposed conv gains at 28 px, not at 14)."""
 
     def __init__(self, cin: int, cout: int):
         super().__init__(cin, cout, 3, 1, 1)
