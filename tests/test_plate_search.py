@@ -98,16 +98,21 @@ def test_plate_search_reaches_every_stage_of_the_clip_inversion_and_is_the_colou
 
 
 def test_the_clip_fit_over_the_plate_finds_objects_that_the_backdrop_would_explain():
-    """plate_fit: the joint L-BFGS composes the slots over a plate. Over the clip's true background, slots that
-    start 2.5 px off their objects land on them (median 0.02 px); over G's backdrop, which paints keyframe 0's
-    objects, they do not (median 0.56 px)."""
+    """plate_fit: the joint L-BFGS composes the slots over a plate. Slots that start 2.5 px off their objects (six
+    directions) land on keyframe 0's objects over the clip's true background (median 0.03 px; 0.52 with the sprite
+    net's upsample + conv in the other order, AVX2), and not over G's backdrop, which paints those objects (median
+    2.4 px; 2.7). The other keyframes' objects no backdrop paints: both fits find them."""
     G, lay, truth, keys = painted_clip()
     plate = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(3))  # the keyframes' background
-    start = truth.clone()
-    start[:, lay.index] += 2.5 / lay.fold_range
-    fits = [_joint_fit(G, [start], keys[None], lay, 30, 2.0, c)[0] for c in (None, plate.expand(1, 3, 3, 32, 32))]
-    over_backdrop, over_plate = (np.median(position_errors(lay, z, truth, 3)) for z in fits)
-    assert over_plate < 0.05 and over_backdrop > 0.5
+    errors = {None: [], "plate": []}
+    for d in ([2.5, 2.5], [-2.5, 2.5], [2.5, -2.5], [-2.5, -2.5], [2.5, 0.0], [0.0, 2.5]):
+        start = truth.clone()
+        start[:, lay.index] += torch.tensor(d) / lay.fold_range
+        for key, c in ((None, None), ("plate", plate.expand(1, 3, 3, 32, 32))):
+            z = _joint_fit(G, [start], keys[None], lay, 30, 2.0, c)[0]
+            errors[key].append(position_errors(lay, z, truth, 3)[0])  # [K] px at keyframe 0
+    over_backdrop, over_plate = (float(np.median(errors[k])) for k in (None, "plate"))
+    assert over_plate < 0.6 and over_backdrop > 1.5, (over_plate, over_backdrop)
 
 
 def test_plate_fit_reaches_the_joint_fit_and_the_refit_passes_and_is_ignored_in_gray(monkeypatch):
