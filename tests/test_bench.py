@@ -33,6 +33,9 @@ def test_writes_every_output(results):
         assert (out / name).stat().st_size > 0
     assert json.loads((out / "results.json").read_text())["config"]["ablation_sequences"] == 2
     assert list(res["keyframe_sets"]) == ["0,9,19", "0,19", "0,4,9,14,19"]
+    ref = res["speed"]["reference_ms"]  # the machine's speed at the start and the end of the run (machine.py)
+    assert 0 < ref["start"] < 1e4 and 0 < ref["end"] < 1e4 and res["environment"]["cpu"]
+    assert "reference workload" in (out / "report.md").read_text()
 
 
 def test_rows_use_the_sequences_they_say(results):
@@ -272,13 +275,35 @@ def test_compare_interval_is_paired():
     assert ident.diff == pytest.approx(-0.01) and ident.better == "A"  # higher identity is better
 
 
+def test_compare_divides_seconds_by_each_runs_machine_speed():
+    """Two runs' seconds per clip: their ratio as measured and, where both timed the reference workload, at equal
+    machine speed (a run on a machine twice as slow that took 1.2x the time ran faster code)."""
+    from latentvideo.evaluation.machine import normalised_speed
+
+    a = {"speed": {"reference_ms": {"start": 4.0, "end": 6.0}}}  # 5 ms
+    b = {"speed": {"reference_ms": {"start": 10.0, "end": 10.0}}}  # 10 ms: this machine is twice as slow
+    line = normalised_speed(a, {"seconds_per_clip": 10.0}, b, {"seconds_per_clip": 12.0})
+    assert "B/A 1.20" in line and "5.0 ms in A's run, 10.0 ms in B's, so B/A 0.60 at equal machine speed" in line
+    same = normalised_speed(a, {"seconds_per_clip": 10.0}, a, {"seconds_per_clip": 12.0})  # one run: one machine
+    assert "B/A 1.20" in same and "equal machine speed" not in same
+    old = normalised_speed({}, {"seconds_per_clip": 10.0}, b, {"seconds_per_clip": 12.0})  # a run from before
+    assert "equal machine speed" not in old
+    assert normalised_speed(a, {"seconds_per_clip": None}, b, {"seconds_per_clip": 12.0}) is None  # a baseline
+
+
 def test_compare_cli(results, tmp_path, capsys):
     res, out = results
     assert main(["compare", str(out), "--row", "pixel crossfade", "--row-b", "ground truth"]) == 0
     text = capsys.readouterr().out
     assert "paired over 4 clips" in text and "| motion px |" in text and "| B |" in text
+    assert "s/clip" not in text  # baselines have no time
     assert main(["compare", str(out / "results.json"), str(out), "--row", "hold nearest keyframe"]) == 0
     assert "| neither |" in capsys.readouterr().out  # a row against itself in a copy of its run
+    slower = json.loads((out / "results.json").read_text())  # the same run, as if made on a machine twice as slow
+    slower["speed"]["reference_ms"] = {k: 2 * v for k, v in slower["speed"]["reference_ms"].items()}
+    (tmp_path / "slower.json").write_text(json.dumps(slower))
+    assert main(["compare", str(out), str(tmp_path / "slower.json"), "--row", "pipeline (default)"]) == 0
+    assert "B/A 1.00; the machine's reference" in (text := capsys.readouterr().out) and "B/A 0.50 at equal" in text
     other = json.loads((out / "results.json").read_text())
     other["config"]["seed"] = 1
     (tmp_path / "other.json").write_text(json.dumps(other))

@@ -182,7 +182,8 @@ def compare(
     Both rows must be scored on the same test sequences: two bench runs with the same --data, --seed,
     --dynamics and --sequences (e.g. two models, or the default against a --rows variant), or two rows of
     one run. Pairing removes what both rows share (which clips are hard), so the interval of the difference
-    is far narrower than the two rows' own intervals.
+    is far narrower than the two rows' own intervals. Then the rows' seconds per clip, and, for two runs, their
+    ratio at equal machine speed (each run times a fixed workload when it starts and ends: a CPU's speed drifts).
 
     Examples:
       latentvideo compare bench-old bench-new
@@ -190,6 +191,7 @@ def compare(
       latentvideo compare bench-a bench-b --row 'pipeline (default)' --keyframes 0,19
     """
     from ..evaluation.compare import check_same_sequences, compare_markdown, compare_rows, find_row, load_results
+    from ..evaluation.machine import normalised_speed
 
     if boot < 100:
         _fail(f"--boot must be at least 100, got {boot}")
@@ -202,8 +204,12 @@ def compare(
     name_b = row if row_b is None else row_b
     if b is None and name_b == row:
         _fail("compare needs two rows: pass a second bench folder or --row-b")
-    diffs = compare_rows(find_row(ra, row, keyframes), find_row(rb, name_b, keyframes), n_boot=boot)
+    row_a, row_b_rec = find_row(ra, row, keyframes), find_row(rb, name_b, keyframes)
+    diffs = compare_rows(row_a, row_b_rec, n_boot=boot)
     typer.echo(compare_markdown(diffs, f"{row} ({a})", f"{name_b} ({b or a})"))
+    speed = normalised_speed(ra, row_a, rb, row_b_rec)
+    if speed:
+        typer.echo("\n" + speed)
 
 
 PPL_LINES = (

@@ -30,6 +30,7 @@ from ..render import contact_sheet, render, write_png
 from ..shapes import MovingShapes, moving_shapes
 from . import baselines, metrics
 from .colour import ShapesScorer, shapes_oracle
+from .machine import cpu_name, reference_ms
 from .ppl import perceptual_path_length
 from .recovery import measure_recovery
 from .report import plot_per_frame, report_markdown
@@ -156,6 +157,7 @@ def run_benchmark(
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    reference_start = reference_ms()  # the machine's speed now (machine.py), and again at the end
 
     # 1. invert every keyframe once per method; rows reuse them
     needed = sorted({k for ks in sets for k in ks})
@@ -292,6 +294,7 @@ def run_benchmark(
             if rendered_psnr is not None:
                 results["recovery"]["rendered_keyframe_psnr_db"] = rendered_psnr
     results["speed"] = measure_speed(pipe, frames_f, cfg, base, methods[0])
+    results["speed"]["reference_ms"] = {"start": reference_start, "end": reference_ms()}
     if data.shapes is None:  # PPL in the digit classifier's feature space
         ppl_samples = PPL_SAMPLES_QUICK if cfg.quick else PPL_SAMPLES
         results["smoothness"] = measure_smoothness(pipe, classifier, ppl_samples, seed=cfg.seed)
@@ -426,7 +429,7 @@ def _environment(pipe) -> dict:
         "numpy": np.__version__,
         "python": platform.python_version(),
         "device": str(pipe.device),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "threads": _t.get_num_threads(),
         "date": time.strftime("%Y-%m-%d"),
     }

@@ -97,6 +97,7 @@ def report_markdown(results: dict) -> str:
         batched,
         f"- Rendering: {sp['render_frames_per_s']:.0f} frames/s",
         f"- Peak RSS: {sp['peak_rss_mb']:.0f} MB",
+        _machine_line(results),
         f"- Identity classifier's accuracy on the true frames: {results['classifier']['accuracy_true_frames']:.3f}",
         "",
     ]
@@ -137,3 +138,15 @@ def plot_per_frame(results: dict, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+
+
+def _machine_line(results: dict) -> str:
+    """The machine and its speed during the run (evaluation/machine.py): what seconds here can be compared with."""
+    cpu = results.get("environment", {}).get("cpu", "?")
+    ref = results["speed"].get("reference_ms")
+    if not ref:
+        return f"- Machine: {cpu}"
+    return (
+        f"- Machine: {cpu}; its reference workload (machine.py, lower is faster) {ref['start']:.1f} ms at the start,"
+        f" {ref['end']:.1f} at the end: `latentvideo compare` divides seconds by it across runs"
+    )
