@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import replace
 
@@ -73,6 +74,32 @@ def test_upconv_is_a_nearest_upsample_then_its_3x3_conv_in_values_and_gradients(
     grads = torch.autograd.grad(out, (x, conv.weight, conv.bias), g)
     for got, want in zip(grads, torch.autograd.grad(ref, (x, conv.weight, conv.bias), g)):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_upconv_keeps_a_frozen_weights_kernel_until_the_weight_changes():
+    """A frozen UpConv builds its transposed kernel once; an in-place step, a replaced `.data`, a trainable weight
+    and a copy each get the kernel of their own current weights."""
+    torch.manual_seed(0)
+    conv = UpConv(4, 2).requires_grad_(False)
+    x = torch.randn(1, 4, 5, 5)
+
+    def ref(c):
+        up = nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+        return nn.functional.conv2d(up, c.weight, c.bias, padding=1)
+
+    assert conv.kernel() is conv.kernel()  # built once while the weight stays as it is
+    with torch.no_grad():
+        conv.weight.mul_(-2)  # in place, as Adam or copy_ changes it
+    torch.testing.assert_close(conv(x), ref(conv), atol=1e-5, rtol=1e-5)
+    conv.weight.data = torch.randn(2, 4, 3, 3)  # replaced, as module.to() may
+    torch.testing.assert_close(conv(x), ref(conv), atol=1e-5, rtol=1e-5)
+    twin = copy.deepcopy(conv)
+    with torch.no_grad():
+        twin.weight.add_(1)
+    torch.testing.assert_close(twin(x), ref(twin), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(conv(x), ref(conv), atol=1e-5, rtol=1e-5)
+    conv.requires_grad_(True)  # training: rebuilt on every call, in the autograd graph
+    assert conv.kernel() is not conv.kernel() and conv.kernel().requires_grad
 
 
 def test_placing_samples_where_affine_grid_would_at_any_sub_pixel_shift():

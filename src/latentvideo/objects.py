@@ -124,9 +124,24 @@ class UpConv(nn.Conv2d):
 
     def __init__(self, cin: int, cout: int):
         super().__init__(cin, cout, 3, 1, 1)
+        self._kernel = None  # (weight, its version key, its kernel): a frozen weight's kernel, built once
 
     def forward(self, x):
-        return F.conv_transpose2d(x, _up_kernel(self.weight), self.bias, stride=2, padding=1)
+        return F.conv_transpose2d(x, self.kernel(), self.bias, stride=2, padding=1)
+
+    def kernel(self) -> torch.Tensor:
+        """The transposed conv's weights, kept while the weight is a frozen parameter that has not changed (an
+        inversion's thousands of evaluations through a frozen G: 7 % of a colour clip's time was spent building
+        it); rebuilt on every call where the weight trains, or is another tensor (torch.func.functional_call)."""
+        w = self.weight
+        if not isinstance(w, nn.Parameter) or w.requires_grad:
+            return _up_kernel(w)
+        key = (w._version, w.data_ptr(), w.dtype, w.device)  # in-place steps, `.data =` and `.to()` change it
+        cached = self._kernel
+        if cached is None or cached[0] is not w or cached[1] != key:
+            with torch.no_grad():
+                cached = self._kernel = (w, key, _up_kernel(w).contiguous())
+        return cached[2]
 
 
 def _up_kernel(w: torch.Tensor) -> torch.Tensor:
