@@ -204,6 +204,7 @@ def test_every_option_is_accepted(pipe):
         pivot_steps=0,
         refit=0,
         refit_looks=False,  # ... and test_refit_looks.py
+        refit_background=False,  # ... and test_refit_looks.py
         early_pivot_steps=0,  # ... and test_objects.py
         joint_tuning=True,  # ... and test_joint_tuning.py
         plate=True,  # colour generators with a background net only: test_objects.py

@@ -136,19 +136,21 @@ def test_default_model_is_the_objects_model_as_measured():
 
 # the colour model (moving-shapes) on three Moving Shapes test clips (unseen backgrounds and hues), its defaults
 COLOUR_PIN = {  # measured with 2 threads (measure_colour sets them: the colour path's float sums depend on it)
-    "keyframe_mse": 0.00080,  # mean MSE/px of the 9 keyframes (RGB) as the clips' tuned copies render them, two
+    "keyframe_mse": 0.00096,  # mean MSE/px of the 9 keyframes (RGB) as the clips' tuned copies render them, two
     # attempts, template search by FFT, the copies reaching each object's walls, slots associated by looks and
-    # motion, the last tuning moving positions and colours (2026-12-07 evening, the arithmetic reordered: UpConv,
+    # motion, the last tuning moving positions and colours, the refits holding the background code (2026-12-07
+    # night; level on 50 test clips, BENCHMARK.md; 0.00080 moving it, the arithmetic reordered that evening: UpConv,
     # the grid without affine_grid; 0.00137 before it, 2026-12-07 midday; 0.00202 with them held; 0.00191 by
     # looks alone, 2026-12-06 night; 0.00212 drawn no
     # further than G's fold range; 0.00254 with grouped conv2d correlations, whose rounding settled one fit
     # elsewhere; before tuning, as pinned until 2026-12-05: 0.0172)
     # MSE/px of the 51 in-between frames (RGB). Not the colour-mask motion: an object that vanishes scores the
     # canvas diagonal (90.5 px), so across machines that number jumped 35.6 -> 43.8 px with the same code
-    "mse": 0.00398,  # two refit passes, objects looked for against the plate, colours solved, FFT template search,
+    "mse": 0.00459,  # two refit passes, objects looked for against the plate, colours solved, FFT template search,
     # the unwrap's tolerance 0.03 and speed limit 0.105, bouncing at the sprites' walls, drawn up to them by the
-    # clip's copy of G, slots associated by looks and motion, joint tuning, the arithmetic reordered (2026-12-07
-    # evening: one clip of three settles better; 0.00909 before, 2026-12-07 midday; 0.00858 with the
+    # clip's copy of G, slots associated by looks and motion, joint tuning, the refits holding the background code
+    # (2026-12-07 night; 0.00398 moving it), the arithmetic reordered (2026-12-07 evening: one clip of three settles
+    # better; 0.00909 before, 2026-12-07 midday; 0.00858 with the
     # latents held in the last tuning; 0.00894 by looks alone; 0.01123 drawn no
     # further than G's fold range; 0.01052 bouncing at that range, worse on these three clips, better on 50,
     # BENCHMARK.md; 0.00958 with 0.05 and 0.12, 0.01028 with conv2d correlations, 0.01452 on a CPU without AMX; the

@@ -186,6 +186,13 @@ class Options:
         "as well as their positions (off: positions only, the tuned sprites drawn once per fit; faster).",
         "bool",
     )
+    refit_background: bool = knob(
+        True,
+        "Generators with a background net, with refit passes: the refits' clip fit moves the background code as "
+        "well (off: it keeps its start, the tuned backdrop drawn once per fit; faster). The colour preset turns it "
+        "off: measured level on every metric.",
+        "bool",
+    )
     early_pivot_steps: int = knob(
         0,
         "Generators with position coordinates, with refit passes: Adam steps of each pivotal tuning before the "

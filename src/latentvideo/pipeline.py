@@ -431,6 +431,7 @@ class Pipeline:
                         cover=opts.cover and opts.refit_cover,
                         tint_fit=opts.tint_fit != "off",
                         looks=opts.refit_looks,
+                        background=opts.refit_background,
                         times=list(times) if opts.motion_association and times is not None else None,
                     )
                     z = refit_clips(tuned, z, x, layout=self.layout, **fit)

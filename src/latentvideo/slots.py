@@ -143,6 +143,7 @@ def invert_clips(
     start_noise: float = 0.0,
     seed: int = 0,
     looks: bool = True,
+    background: bool = True,
     times: list | None = None,
 ) -> ClipInversion:
     """Clip-level inversion of keyframe sets [K_i, C, H, W] (each a clip) through a generator with slots.
@@ -158,7 +159,9 @@ def invert_clips(
     (every coordinate but the positions) get Gaussian noise of this scale, drawn from `seed`, so that another
     attempt settles in another optimum (the pipeline's `attempts`); looks False: the clip fits of stages 3 and 3b
     move the positions only, every other coordinate held at its start (a refit through a tuned copy, whose sprites
-    are already the clip's: the sprite net then runs once per fit, not once per L-BFGS evaluation); times: per clip
+    are already the clip's: the sprite net then runs once per fit, not once per L-BFGS evaluation); background False
+    (RGB with a background net): the clip fits hold the background code at its start, G's backdrop drawn once per
+    fit and the slots composed over it (the background net then runs once per fit); times: per clip
     its keyframe times [K_i]: the slot association also asks that every object's keyframe positions lie on a
     straight bouncing line (ink.associate_slots). Without a projector stage 1 starts from zeros with the slots
     spread around the canvas centre."""
@@ -200,9 +203,15 @@ def invert_clips(
     inked = (gray or alpha_over) and hasattr(G, "layers")  # stage 4, and the ink-based slot association
     search = plate_search and alpha_over and hasattr(G, "layers")
     over_plate = plate_fit and alpha_over and hasattr(G, "layers_shared")
+    hold = not background and alpha_over and hasattr(G, "layers_shared")
 
     def plates(zs, xs=sets, wanted=search):  # per clip latents -> each keyframe's plate [N, 3, R, R]
         return _plates(G, zs, xs) if wanted else None  # None: G's backdrop
+
+    def fit_canvas(zs, xs):  # what the clip fits compose the slots over: None renders G's backdrop each evaluation
+        if over_plate:
+            return _plates(G, zs, xs)
+        return _held_backdrops(G, zs) if hold else None
 
     bounds = np.cumsum([0] + [len(k) for k in sets])
     split = lambda z: [z[bounds[i] : bounds[i + 1]] for i in range(len(sets))]  # noqa: E731
@@ -233,7 +242,7 @@ def invert_clips(
     fitted = [None] * len(starts)
     for n in sorted(set(counts)):
         ids = [i for i, c in enumerate(counts) if c == n]
-        canvas = plates([starts[i] for i in ids], [cand_sets[i] for i in ids], over_plate)  # [m * n, 3, R, R]
+        canvas = fit_canvas([starts[i] for i in ids], [cand_sets[i] for i in ids])  # [m * n, 3, R, R]
         canvas = None if canvas is None else canvas.view(len(ids), n, *canvas.shape[1:])  # fixed during the fit
         done = _joint_fit(
             G,
@@ -250,7 +259,6 @@ def invert_clips(
     compare = lambda zs, xs: plates(zs, xs, search or over_plate)  # noqa: E731
     out = _best_candidates(G, fitted, owner, sets, compare)
     if cover and hasattr(G, "layers"):  # 3b. objects no slot draws
-        fit_canvas = lambda zs, xs: plates(zs, xs, over_plate)  # noqa: E731
         out = _cover(G, out, sets, layout, compare, fit_canvas, clip_steps, coarse_sigma, looks)
     counts = [len(k) for k in sets]
     if inked:  # 4.
@@ -277,6 +285,14 @@ def _plates(G, latents: list[torch.Tensor], sets: list[torch.Tensor]) -> torch.T
     """Per clip latents [K_i, z_dim] and keyframes [K_i, 3, R, R] -> [sum K_i, 3, R, R]: each clip's background
     plate (tune.background_plate), once per keyframe."""
     return torch.cat([background_plate(G, z, x).expand_as(x) for z, x in zip(latents, sets)])
+
+
+def _held_backdrops(G, latents: list[torch.Tensor]) -> torch.Tensor:
+    """Per clip latents [K_i, z_dim] -> [sum K_i, 3, R, R]: G's backdrop of each clip's background code (that of
+    its first keyframe; a clip fit shares it), once per keyframe."""
+    with torch.no_grad():
+        drawn = G.backdrop(torch.stack([G.split(z[:1])[2][0] for z in latents]))  # [m, 3, R, R]
+    return torch.cat([d[None].expand(len(z), -1, -1, -1) for d, z in zip(drawn, latents)])
 
 
 def _best_start(G, images: torch.Tensor, a: torch.Tensor, b: torch.Tensor, canvas=None) -> torch.Tensor:

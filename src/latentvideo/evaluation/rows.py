@@ -97,6 +97,8 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
         [
             ("background plate off (the background net draws it)", "objects", {"plate": False}),
             ("plate search off (objects looked for against G's drawn backdrop)", "objects", {"plate_search": False}),
+            # the colour default's refits hold the background code (the tuned backdrop drawn once per fit)
+            ("refits move the background code too", "objects", {"refit_background": True}),
             ("last pivotal tuning over the plate, sprites held to its matte", "objects", {"plate_tuning": True}),
             ("cover in the first inversion only (not in the refits)", "objects", {"refit_cover": False}),
             ("clip fit over the plate (L-BFGS composes the slots over it)", "objects", {"plate_fit": True}),
