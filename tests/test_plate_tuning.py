@@ -10,7 +10,7 @@ import torch
 import latentvideo.pipeline as pipeline_module
 from latentvideo.objects import ObjectGenerator
 from latentvideo.pipeline import Pipeline
-from latentvideo.tune import MATTE_DISTANCE, background_plate, pivotal_tune_clips, plate_matte
+from latentvideo.tune import MATTE, MATTE_DISTANCE, background_plate, held_backdrop, pivotal_tune_clips, plate_matte
 
 
 def colour_clip(seed: int = 1):
@@ -115,3 +115,39 @@ def test_plate_tuning_is_the_last_tuning_of_the_pipeline(monkeypatch):
     assert clip.frames.shape == (20, 3, 32, 32)
     # the plate of the render is the one tuned over: taken from the keyframes where no slot covers them
     assert background_plate(G, truth, keys).shape == plate.shape
+
+
+def test_a_last_tuning_that_holds_the_background_net_tunes_the_sprites_over_the_copys_own_backdrop(monkeypatch):
+    """last_tuning_background=False: the last tuning gets each copy's own backdrop (its background code drawn once by
+    the net) as its plate and no matte term; the tunings before it are unchanged."""
+    G, truth, keys, plate = colour_clip()
+    pipe = Pipeline.from_modules(G, layout=G.latent_layout)
+    seen = []
+    real = pipeline_module.pivotal_tune_clips
+
+    def spy(gens, zs, xs, steps, plates=None, matte=None):
+        held = None if plates is None else [held_backdrop(g, z) for g, z in zip(gens, zs)]
+        seen.append((matte, held is not None and all(torch.equal(p, h) for p, h in zip(plates, held))))
+        return real(gens, zs, xs, steps, plates=plates, matte=matte)
+
+    monkeypatch.setattr(pipeline_module, "pivotal_tune_clips", spy)
+    opts = dict(clip_steps=2, method="lbfgs", lbfgs_steps=0, pivot_steps=2, refit=1, plate=True, attempts=1)
+    opts["joint_tuning"] = False
+    pipe(keys, [0, 9, 19], 20, last_tuning_background=False, **opts)
+    assert seen == [(MATTE, False), (0.0, True)]
+    seen.clear()
+    pipe(keys, [0, 9, 19], 20, **opts)
+    assert seen == [(MATTE, False), (MATTE, False)]
+
+
+def test_tuning_over_the_held_backdrop_keeps_the_background_net_and_renders_as_g_over_it():
+    G, truth, keys, _ = colour_clip()
+    back = held_backdrop(G, truth)  # [3, 32, 32]
+    with torch.no_grad():  # every keyframe shares the clip's background code
+        torch.testing.assert_close(back[None].expand(3, -1, -1, -1), G.draw_backdrop(G.split(truth)[2]))
+    (tuned,) = pivotal_tune_clips([G], [truth], [keys + 0.05], steps=5, lr=1e-2, plates=[back], matte=0.0)
+    for n, p in tuned.named_parameters():
+        assert torch.equal(p, dict(G.named_parameters())[n]) != n.startswith("sprite"), n
+    tuned.plate = None  # without the plate it draws the backdrop it was tuned over
+    with torch.no_grad():
+        torch.testing.assert_close(tuned(truth), tuned.compose(tuned.layers(truth), back.expand(3, -1, -1, -1)))

@@ -42,7 +42,7 @@ from .refit import refit_clips
 from .render import render
 from .slots import invert_clips
 from .trajectory import check_times, evenly_spaced_times, fit_trajectory, lerp_path, slerp_path
-from .tune import background_plate, joint_tune_clips, pivotal_tune_clips
+from .tune import MATTE, background_plate, held_backdrop, joint_tune_clips, pivotal_tune_clips
 from .unwrap import MAX_SPEED, to_generator, unwrap_positions
 
 __all__ = ["Clip", "Options", "Pipeline", "generate", "load_pipeline", "prepare_keyframes"]
@@ -435,15 +435,17 @@ class Pipeline:
                         times=list(times) if opts.motion_association and times is not None else None,
                     )
                     z = refit_clips(tuned, z, x, layout=self.layout, **fit)
-            plates = None  # the last tuning over the clip's plate, with `plate_tuning`
+            plates, matte = None, MATTE  # the last tuning over the clip's plate, with `plate_tuning`
             if over_plate and opts.plate_tuning and i == opts.refit:
                 plates = [background_plate(G, zk, xk) for G, zk, xk in zip(tuned, z, x)]
+            elif over_plate and not opts.last_tuning_background and i == opts.refit:  # over the copy's own backdrop
+                plates, matte = [held_backdrop(G, zk) for G, zk in zip(tuned, z)], 0.0
             with timer("pivot"):
                 steps = opts.pivot_steps if i == opts.refit else opts.early_pivot_steps
                 if opts.joint_tuning and i == opts.refit:  # the latents move with the weights (tune.py)
-                    tuned, z = joint_tune_clips(tuned, z, x, steps, plates=plates)
+                    tuned, z = joint_tune_clips(tuned, z, x, steps, plates=plates, matte=matte)
                 else:
-                    tuned = pivotal_tune_clips(tuned, z, x, steps, plates=plates)
+                    tuned = pivotal_tune_clips(tuned, z, x, steps, plates=plates, matte=matte)
         # else the plate only for the render: fitting and tuning against it lost identity (docs/benchmark-history.md)
         if over_plate and not opts.plate_tuning:
             for G, zk, xk in zip(tuned, z, x):

@@ -13,7 +13,8 @@ so that the sprites are the keyframes' own objects while the positions still com
     background_plate(G, latents, keyframes)             a colour clip's static background from its keyframes
     pivotal_tune_clips(..., plates=[...])                tuning over each clip's plate: the sprite net alone, its
         slots' coverage held to the keyframes' matte (`plate_matte`); the pipeline's `plate_tuning` (measured,
-        not adopted: docs/benchmark-history.md, 2026-12-04)
+        not adopted: docs/benchmark-history.md, 2026-12-04); with `held_backdrop(G, latents)` as the plates and
+        no matte, the sprite net alone over the copy's own backdrop, drawn once (`last_tuning_background` off)
     joint_tune_clips(generators, latents, keyframes)    pivotal tuning in which the clip's latents move too:
         each keyframe's object positions and each object's colour (a tinted G) take Adam steps with the
         weights, and each copy gets its own sprite detail (per slot, logits added to what its sprite net draws:
@@ -278,6 +279,13 @@ def _fixed_key(G, names, over_plate: bool = False) -> tuple:
         bytes(t.detach().cpu().contiguous().view(torch.uint8).numpy()) for t in fixed + list(G.buffers()) + reach
     )
     return values, id(G) if getattr(G, "plate", None) is not None else None
+
+
+def held_backdrop(G, latents: torch.Tensor) -> torch.Tensor:
+    """A clip's latents [K, z_dim] (one background code, keyframe 0's) -> [3, H, W]: the background net's drawing of
+    it, drawn once, for a tuning that holds the background net (`_tune_clips` with it as the plate and no matte)."""
+    with torch.no_grad():
+        return G.draw_backdrop(G.split(latents[:1])[2])[0]
 
 
 def background_plate(G, latents: torch.Tensor, keyframes: torch.Tensor, sigma: float = 0.1) -> torch.Tensor:

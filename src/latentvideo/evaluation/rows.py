@@ -100,6 +100,11 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
             # the colour default's refits hold the background code (the tuned backdrop drawn once per fit)
             ("refits move the background code too", "objects", {"refit_background": True}),
             ("last pivotal tuning over the plate, sprites held to its matte", "objects", {"plate_tuning": True}),
+            (
+                "last tuning holds the background net (its backdrop drawn once)",
+                "objects",
+                {"last_tuning_background": False},
+            ),
             ("cover in the first inversion only (not in the refits)", "objects", {"refit_cover": False}),
             ("clip fit over the plate (L-BFGS composes the slots over it)", "objects", {"plate_fit": True}),
             ("tint fit off (slot colours as the L-BFGS fit left them)", "objects", {"tint_fit": "off"}),
