@@ -118,7 +118,7 @@ def test_plate_tuning_is_the_last_tuning_of_the_pipeline(monkeypatch):
 
 
 def test_a_last_tuning_that_holds_the_background_net_tunes_the_sprites_over_the_copys_own_backdrop(monkeypatch):
-    """last_tuning_background=False: the last tuning gets each copy's own backdrop (its background code drawn once by
+    """last_bg_tuning=False: the last tuning gets each copy's own backdrop (its background code drawn once by
     the net) as its plate and no matte term; the tunings before it are unchanged."""
     G, truth, keys, plate = colour_clip()
     pipe = Pipeline.from_modules(G, layout=G.latent_layout)
@@ -133,7 +133,7 @@ def test_a_last_tuning_that_holds_the_background_net_tunes_the_sprites_over_the_
     monkeypatch.setattr(pipeline_module, "pivotal_tune_clips", spy)
     opts = dict(clip_steps=2, method="lbfgs", lbfgs_steps=0, pivot_steps=2, refit=1, plate=True, attempts=1)
     opts["joint_tuning"] = False
-    pipe(keys, [0, 9, 19], 20, last_tuning_background=False, **opts)
+    pipe(keys, [0, 9, 19], 20, last_bg_tuning=False, **opts)
     assert seen == [(MATTE, False), (0.0, True)]
     seen.clear()
     pipe(keys, [0, 9, 19], 20, **opts)

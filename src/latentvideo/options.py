@@ -236,7 +236,7 @@ class Options:
         "keyframes differ from the plate.",
         "bool",
     )
-    last_tuning_background: bool = knob(
+    last_bg_tuning: bool = knob(
         True,
         "Colour generators with a background net, with pivotal tuning and the plate: the last tuning tunes the "
         "background net too (off: it tunes the sprite net alone over the copy's own backdrop, drawn once; the clip "

@@ -438,7 +438,7 @@ class Pipeline:
             plates, matte = None, MATTE  # the last tuning over the clip's plate, with `plate_tuning`
             if over_plate and opts.plate_tuning and i == opts.refit:
                 plates = [background_plate(G, zk, xk) for G, zk, xk in zip(tuned, z, x)]
-            elif over_plate and not opts.last_tuning_background and i == opts.refit:  # over the copy's own backdrop
+            elif over_plate and not opts.last_bg_tuning and i == opts.refit:  # over the copy's own backdrop
                 plates, matte = [held_backdrop(G, zk) for G, zk in zip(tuned, z)], 0.0
             with timer("pivot"):
                 steps = opts.pivot_steps if i == opts.refit else opts.early_pivot_steps

@@ -14,7 +14,7 @@ so that the sprites are the keyframes' own objects while the positions still com
     pivotal_tune_clips(..., plates=[...])                tuning over each clip's plate: the sprite net alone, its
         slots' coverage held to the keyframes' matte (`plate_matte`); the pipeline's `plate_tuning` (measured,
         not adopted: docs/benchmark-history.md, 2026-12-04); with `held_backdrop(G, latents)` as the plates and
-        no matte, the sprite net alone over the copy's own backdrop, drawn once (`last_tuning_background` off)
+        no matte, the sprite net alone over the copy's own backdrop, drawn once (`last_bg_tuning` off)
     joint_tune_clips(generators, latents, keyframes)    pivotal tuning in which the clip's latents move too:
         each keyframe's object positions and each object's colour (a tinted G) take Adam steps with the
         weights, and each copy gets its own sprite detail (per slot, logits added to what its sprite net draws:

@@ -103,7 +103,7 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
             (
                 "last tuning holds the background net (its backdrop drawn once)",
                 "objects",
-                {"last_tuning_background": False},
+                {"last_bg_tuning": False},
             ),
             ("cover in the first inversion only (not in the refits)", "objects", {"refit_cover": False}),
             ("clip fit over the plate (L-BFGS composes the slots over it)", "objects", {"plate_fit": True}),
