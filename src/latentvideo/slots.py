@@ -47,7 +47,7 @@ from .invert import invert, lbfgs
 from .objects import LatentLayout, fold, latent_layout, render_clips
 from .templates import template_positions
 from .tints import fit_tints, sprite_shades, tint_index
-from .tune import background_plate
+from .tune import background_plate, held_backdrop
 
 
 @dataclass
@@ -289,10 +289,8 @@ def _plates(G, latents: list[torch.Tensor], sets: list[torch.Tensor]) -> torch.T
 
 def _held_backdrops(G, latents: list[torch.Tensor]) -> torch.Tensor:
     """Per clip latents [K_i, z_dim] -> [sum K_i, 3, R, R]: G's backdrop of each clip's background code (that of
-    its first keyframe; a clip fit shares it), once per keyframe."""
-    with torch.no_grad():
-        drawn = G.backdrop(torch.stack([G.split(z[:1])[2][0] for z in latents]))  # [m, 3, R, R]
-    return torch.cat([d[None].expand(len(z), -1, -1, -1) for d, z in zip(drawn, latents)])
+    its first keyframe; a clip fit shares it: tune.held_backdrop), once per keyframe."""
+    return torch.cat([held_backdrop(G, z)[None].expand(len(z), -1, -1, -1) for z in latents])
 
 
 def _best_start(G, images: torch.Tensor, a: torch.Tensor, b: torch.Tensor, canvas=None) -> torch.Tensor:

@@ -282,10 +282,11 @@ def _fixed_key(G, names, over_plate: bool = False) -> tuple:
 
 
 def held_backdrop(G, latents: torch.Tensor) -> torch.Tensor:
-    """A clip's latents [K, z_dim] (one background code, keyframe 0's) -> [3, H, W]: the background net's drawing of
-    it, drawn once, for a tuning that holds the background net (`_tune_clips` with it as the plate and no matte)."""
+    """A clip's latents [K, z_dim] (one background code, keyframe 0's) -> [3, H, W]: G's backdrop of it (the
+    background net's drawing, or G's plate where one is set), drawn once: for a tuning that holds the background
+    net (`_tune_clips` with it as the plate and no matte), and for a clip fit that holds the background code."""
     with torch.no_grad():
-        return G.draw_backdrop(G.split(latents[:1])[2])[0]
+        return G.backdrop(G.split(latents[:1])[2])[0]
 
 
 def background_plate(G, latents: torch.Tensor, keyframes: torch.Tensor, sigma: float = 0.1) -> torch.Tensor:
