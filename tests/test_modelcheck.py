@@ -251,3 +251,18 @@ def test_cli_bad_model_folder_is_exit_2_and_one_line(tmp_path, models, capsys, c
     assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err, err
     assert word in err
     assert not out.exists()
+
+
+def test_checking_the_shipped_models_computes_nothing_on_meta_tensors():
+    """check_model_folder builds each model on the meta device for its shapes. Arithmetic on meta tensors imports
+    torch._dynamo (1.3 s of every model load, the web page's included), so loading the shipped models imports it
+    not at all."""
+    code = (
+        "import sys\n"
+        "from latentvideo.pipeline import load_pipeline\n"
+        "for name in ('moving-mnist-objects', 'moving-shapes', 'moving-mnist-64'):\n"
+        "    load_pipeline(name)\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

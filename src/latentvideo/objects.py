@@ -221,8 +221,10 @@ class ObjectGenerator(nn.Module):
         self.sprite_out = nn.Conv2d(width, 1 if channels == 1 else 2 if tint else 4, 3, 1, 1)
         if tint and not centre:  # alpha starts nearly transparent (0.12)
             nn.init.constant_(self.sprite_out.bias[-1:], ALPHA_START)
-        i = torch.arange(sprite, dtype=torch.float32)
-        ramp = (torch.minimum(i, sprite - 1 - i) / max(edge, 1)).clamp(max=1.0) if edge else torch.ones(sprite)
+        # these two buffers are made on the CPU even under a meta device (modelcheck builds a model there for its
+        # shapes): arithmetic on meta tensors imports torch._dynamo, 1.3 s of every model load
+        i = torch.arange(sprite, dtype=torch.float32, device="cpu")
+        ramp = (torch.minimum(i, sprite - 1 - i) / max(edge, 1)).clamp(max=1.0) if edge else torch.ones_like(i)
         self.register_buffer("window", ramp[:, None] * ramp[None, :], persistent=False)  # [S, S]
         # `centre`: a fixed prior added to the alpha logit, centre x (1/2 - d^2) with d the distance from the box
         # centre over half the box: a fresh sprite is a centred blob (alpha 0.82 in the middle, 0.5 at d = 0.71,
