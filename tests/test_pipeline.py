@@ -207,6 +207,7 @@ def test_every_option_is_accepted(pipe):
         refit_background=False,  # ... and test_refit_looks.py
         early_pivot_steps=0,  # ... and test_objects.py
         joint_tuning=True,  # ... and test_joint_tuning.py
+        bicubic=True,  # ... and test_bicubic.py
         plate=True,  # colour generators with a background net only: test_objects.py
         plate_search=True,  # ... and test_plate_search.py
         plate_fit=True,  # ... and test_plate_search.py

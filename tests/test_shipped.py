@@ -117,7 +117,8 @@ OBJECTS_PIN = {  # measured with 2 threads, as the colour model's, on a CPU with
     # motion 1.80 -> 1.44 px (BENCHMARK.md)
     "motion_px": 3.796,  # two refit passes (since 2026-12-03); 3.368 with one attempt, 2.916 with two at most;
     # 3.834 with the latents held in the last tuning
-    "identity": 0.294,  # 0.137 with one attempt (12 frames of 51 against 7), 0.235 with two at most; 0.392 held;
+    "identity": 0.412,  # the clip drawn with bicubic sprite sampling (2026-12-08; keyframe MSE and motion level):
+    # 0.294 with bilinear; 0.137 with one attempt (12 frames of 51 against 7), 0.235 with two at most; 0.392 held;
     # 0.412 before the reordered arithmetic (UpConv, the grid; motion 3.796 either way)
 }
 

@@ -246,6 +246,10 @@ class ObjectGenerator(nn.Module):
         # [K, 2, 2] fold units: how far past each end of the fold range (below 0, above 1) slot k's positions
         # reach, per axis (set on a per-clip copy by reach.py, from `walls`); not a weight, never saved
         self.reach: torch.Tensor | None = None
+        # how `place` samples a sprite at its position: bilinear (training, inversion, tuning), or bicubic, which
+        # a clip's copy can draw the clip with (Options.bicubic: bilinear averages two px at a half px, a blur
+        # that footage with objects on whole px, as Moving MNIST's, does not have); not a weight, never saved
+        self.sampling = "bilinear"
 
     # ------------------------------------------------------------ latent layout
 
@@ -306,7 +310,8 @@ class ObjectGenerator(nn.Module):
         grid = (
             torch.stack(torch.meshgrid(base, base, indexing="xy"), -1) + shift.flip(-1)[:, None, None]
         )  # [M, R, R, 2]
-        return F.grid_sample(sprites, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        placed = F.grid_sample(sprites, grid, mode=self.sampling, padding_mode="zeros", align_corners=False)
+        return placed if self.sampling == "bilinear" else placed.clamp(0, 1)  # bicubic overshoots at edges
 
     def reached(self, f: torch.Tensor) -> torch.Tensor:
         """Folded positions f [M, 2] in [0, 1], rows cycling over the slots -> positions in G's fold units: f itself,

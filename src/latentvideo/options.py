@@ -209,6 +209,14 @@ class Options:
         "a held fit leaves blurred or in a mixed colour). The presets turn it on.",
         "bool",
     )
+    bicubic: bool = knob(
+        False,
+        "Generators with position coordinates, with pivotal tuning: each clip's tuned copy of G places its sprites "
+        "by bicubic rather than bilinear sampling when it draws the clip, so that an object at a fractional "
+        "position stays sharp (bilinear averages two px at a half px). The gray preset turns it on (200 digit "
+        "clips: identity +0.049, MSE +0.0007); colour keeps bilinear (50 clips: identity level, SSIM 0.003 worse).",
+        "bool",
+    )
     plate: bool = knob(
         False,
         "Colour generators with a background net, with pivotal tuning: render the clip over a static background "

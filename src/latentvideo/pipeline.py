@@ -386,6 +386,10 @@ class Pipeline:
                 gens = tuned if tuned is not None else [self.generator] * len(latents)
                 pairs = [reach_walls(G, zk.to(self.device), xk) for G, zk, xk in zip(gens, latents, keyframes)]
                 tuned, latents = [g for g, _ in pairs], [z for _, z in pairs]
+        if opts.bicubic and opts.pivot_steps and tuned is not None:  # the clip's own copies draw it, sharper
+            for G in tuned:
+                if getattr(G, "sampling", None) == "bilinear":  # an objects generator's copy
+                    G.sampling = "bicubic"
         with timer("path"):  # 2-3.
             if opts.motion_prior != "off" and fits is None:
                 if keyframes is None or len(keyframes) != len(latents):

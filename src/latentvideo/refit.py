@@ -91,6 +91,7 @@ class DrawnSprites(ObjectGenerator):
         )
         self.table = nn.Parameter(table, requires_grad=False)  # a parameter: callers find the device from one
         self.plate = self.reach = None
+        self.sampling = like.sampling
 
     def sprites(self, appearance: torch.Tensor) -> torch.Tensor:
         """appearance [M, 1] (table rows) -> sprites [M, 1, S, S]."""

@@ -86,6 +86,10 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
         ("refit, 2 passes", "objects", {"refit": 2}),
         ("refit, 3 passes", "objects", {"refit": 3}),
         ("tunings before the last 40 steps (200 in all)", "objects", {"early_pivot_steps": 40}),
+        # the gray default draws the clip with bicubic sprite sampling, the colour default with bilinear
+        ("clip drawn with bilinear sprite sampling", "objects", {"bicubic": False})
+        if not colour
+        else ("clip drawn with bicubic sprite sampling", "objects", {"bicubic": True}),
         # both defaults' last tuning moves positions (and colours)
         (JOINT_OFF_ROW, "objects", {"joint_tuning": False}),
         # the gray default's refits move positions only; the colour default's move the looks too
