@@ -213,6 +213,7 @@ def test_every_option_is_accepted(pipe):
         plate_fit=True,  # ... and test_plate_search.py
         plate_tuning=True,  # ... and test_plate_tuning.py
         last_bg_tuning=False,  # ... and test_plate_tuning.py
+        halo=0.1,  # ... and test_halo.py
     )
     assert set(opts) == {f for f in Options.__dataclass_fields__}
     assert pipe.options(**opts) == Options(**opts)

@@ -125,10 +125,10 @@ def test_a_last_tuning_that_holds_the_background_net_tunes_the_sprites_over_the_
     seen = []
     real = pipeline_module.pivotal_tune_clips
 
-    def spy(gens, zs, xs, steps, plates=None, matte=None):
+    def spy(gens, zs, xs, steps, plates=None, matte=None, **kw):
         held = None if plates is None else [held_backdrop(g, z) for g, z in zip(gens, zs)]
         seen.append((matte, held is not None and all(torch.equal(p, h) for p, h in zip(plates, held))))
-        return real(gens, zs, xs, steps, plates=plates, matte=matte)
+        return real(gens, zs, xs, steps, plates=plates, matte=matte, **kw)
 
     monkeypatch.setattr(pipeline_module, "pivotal_tune_clips", spy)
     opts = dict(clip_steps=2, method="lbfgs", lbfgs_steps=0, pivot_steps=2, refit=1, plate=True, attempts=1)

@@ -252,6 +252,14 @@ class Options:
         "on 50 colour clips, SSIM 0.002 worse, the rest level: not the default).",
         "bool",
     )
+    halo: float = knob(
+        0.0,
+        "Colour generators with a background net, with pivotal tuning and the plate: weight of a term in the last "
+        "tuning that holds the slots' coverage to zero where the keyframes show the clip's plate, so that no slot "
+        "keeps an opaque patch of background colour that hides other objects as it moves (0: off).",
+        "float",
+        high=1.0,
+    )
 
     def validated(self) -> Options:
         """Check every field against its kind; raises OptionError naming the field."""

@@ -42,7 +42,7 @@ from .refit import refit_clips
 from .render import render
 from .slots import invert_clips
 from .trajectory import check_times, evenly_spaced_times, fit_trajectory, lerp_path, slerp_path
-from .tune import MATTE, background_plate, held_backdrop, joint_tune_clips, pivotal_tune_clips
+from .tune import MATTE, background_plate, held_backdrop, joint_tune_clips, pivotal_tune_clips, plate_free
 from .unwrap import MAX_SPEED, to_generator, unwrap_positions
 
 __all__ = ["Clip", "Options", "Pipeline", "generate", "load_pipeline", "prepare_keyframes"]
@@ -444,12 +444,16 @@ class Pipeline:
                 plates = [background_plate(G, zk, xk) for G, zk, xk in zip(tuned, z, x)]
             elif over_plate and not opts.last_bg_tuning and i == opts.refit:  # over the copy's own backdrop
                 plates, matte = [held_backdrop(G, zk) for G, zk in zip(tuned, z)], 0.0
+            free = None  # the last tuning keeps the slots off where the keyframes show the clip's plate
+            if over_plate and opts.halo and i == opts.refit:
+                free = [plate_free(xk, background_plate(G, zk, xk)) for G, zk, xk in zip(tuned, z, x)]
             with timer("pivot"):
                 steps = opts.pivot_steps if i == opts.refit else opts.early_pivot_steps
+                how = dict(plates=plates, matte=matte, free=free, halo=opts.halo)
                 if opts.joint_tuning and i == opts.refit:  # the latents move with the weights (tune.py)
-                    tuned, z = joint_tune_clips(tuned, z, x, steps, plates=plates, matte=matte)
+                    tuned, z = joint_tune_clips(tuned, z, x, steps, **how)
                 else:
-                    tuned = pivotal_tune_clips(tuned, z, x, steps, plates=plates, matte=matte)
+                    tuned = pivotal_tune_clips(tuned, z, x, steps, **how)
         # else the plate only for the render: fitting and tuning against it lost identity (docs/benchmark-history.md)
         if over_plate and not opts.plate_tuning:
             for G, zk, xk in zip(tuned, z, x):

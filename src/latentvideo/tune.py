@@ -15,6 +15,8 @@ so that the sprites are the keyframes' own objects while the positions still com
         slots' coverage held to the keyframes' matte (`plate_matte`); the pipeline's `plate_tuning` (measured,
         not adopted: docs/benchmark-history.md, 2026-12-04); with `held_backdrop(G, latents)` as the plates and
         no matte, the sprite net alone over the copy's own backdrop, drawn once (`last_bg_tuning` off)
+    ..._tune_clips(..., free=[plate_free(...)], halo=w)   a term that holds the slots' coverage to zero where the
+        keyframes show the clip's plate (the pipeline's `halo`, in its last tuning)
     joint_tune_clips(generators, latents, keyframes)    pivotal tuning in which the clip's latents move too:
         each keyframe's object positions and each object's colour (a tinted G) take Adam steps with the
         weights, and each copy gets its own sprite detail (per slot, logits added to what its sprite net draws:
@@ -57,23 +59,48 @@ def pivotal_tune(G, latents: torch.Tensor, keyframes: torch.Tensor, steps: int =
 
 
 def pivotal_tune_clips(
-    generators, latents, keyframes, steps: int = 30, lr: float = 1e-3, plates=None, matte: float = MATTE
+    generators,
+    latents,
+    keyframes,
+    steps: int = 30,
+    lr: float = 1e-3,
+    plates=None,
+    matte: float = MATTE,
+    free=None,
+    halo: float = 0.0,
 ) -> list[nn.Module]:
     """`pivotal_tune` for many clips at once: `_tune_clips` -> the tuned copies."""
-    return _tune_clips(generators, latents, keyframes, steps, lr, plates, matte)[0]
+    return _tune_clips(generators, latents, keyframes, steps, lr, plates, matte, free=free, halo=halo)[0]
 
 
 def joint_tune_clips(
-    generators, latents, keyframes, steps: int = 30, lr: float = 1e-3, plates=None, matte: float = MATTE
+    generators,
+    latents,
+    keyframes,
+    steps: int = 30,
+    lr: float = 1e-3,
+    plates=None,
+    matte: float = MATTE,
+    free=None,
+    halo: float = 0.0,
 ) -> tuple[list[nn.Module], list[torch.Tensor]]:
     """Pivotal tuning in which the latents move too (module docstring): `_tune_clips` -> (per clip its tuned copy
     of G with its own sprite detail, per clip its moved latents [K, z_dim]). A generator without position
     coordinates is tuned as `pivotal_tune_clips` tunes it, its latents held."""
-    return _tune_clips(generators, latents, keyframes, steps, lr, plates, matte, joint=True)
+    return _tune_clips(generators, latents, keyframes, steps, lr, plates, matte, joint=True, free=free, halo=halo)
 
 
 def _tune_clips(
-    generators, latents, keyframes, steps: int, lr: float, plates=None, matte: float = MATTE, joint: bool = False
+    generators,
+    latents,
+    keyframes,
+    steps: int,
+    lr: float,
+    plates=None,
+    matte: float = MATTE,
+    joint: bool = False,
+    free=None,
+    halo: float = 0.0,
 ) -> tuple[list[nn.Module], list[torch.Tensor]]:
     """Tuning for many clips at once: generators (one per clip; the same module may repeat), latents
     (per clip [K, z_dim]) and keyframes (per clip [K, C, H, W]) -> one tuned, frozen copy per clip. Clips are
@@ -85,7 +112,12 @@ def _tune_clips(
     (1 - prod(1 - alpha)) and the keyframes' matte (`plate_matte`: where they differ from the plate) added to the
     loss, so that sprites cover the objects and nothing else; each copy keeps its plate (`G.plate`).
 
-    joint: the latents move too (`_Moving`) and each copy gets its sprite detail. -> (copies, per clip latents)."""
+    joint: the latents move too (`_Moving`) and each copy gets its sprite detail.
+
+    free (colour; per clip [K, 1, H, W] in [0, 1], `plate_free`): where each keyframe shows the clip's background;
+    `halo` times the mean of the slots' joint coverage squared there is added to the loss, so that no slot keeps
+    an opaque patch of background colour (invisible over the keyframes' backdrop, a moving hole over the other
+    objects in between). -> (copies, per clip latents)."""
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
         raise LatentVideoError(f"pivot steps must be an integer >= 0, got {steps!r}")
     if not len(generators) == len(latents) == len(keyframes):
@@ -95,6 +127,8 @@ def _tune_clips(
     if joint:
         for G in copies:
             add_sprite_detail(G)
+    if free is not None and len(free) != len(copies):
+        raise LatentVideoError(f"{len(free)} background masks for {len(copies)} clips")
     if plates is not None:
         if len(plates) != len(copies):
             raise LatentVideoError(f"{len(plates)} plates for {len(copies)} clips")
@@ -111,12 +145,17 @@ def _tune_clips(
             z = torch.stack([latents[i] for i in chunk])  # [M, K, z_dim]
             x = torch.stack([keyframes[i].detach() for i in chunk])  # [M, K, C, H, W]
             p = None if plates is None else torch.stack([plates[i].detach().to(x) for i in chunk])  # [M, 3, H, W]
-            task = _Task(list(names), shared, steps, lr, matte if p is not None else 0.0)
+            f = None if free is None or not halo else torch.stack([free[i].detach().to(x) for i in chunk])
+            task = _Task(
+                list(names), shared, steps, lr, matte if p is not None else 0.0, halo if f is not None else 0.0
+            )
             moving = _Moving(copies[chunk[0]], z, joint)
             if len(chunk) == 1:
-                _tune_alone(copies[chunk[0]], moving, x[0], None if p is None else p[0], task)
+                _tune_alone(
+                    copies[chunk[0]], moving, x[0], None if p is None else p[0], task, None if f is None else f[0]
+                )
             else:
-                _tune_together([copies[i] for i in chunk], moving, x, p, task)
+                _tune_together([copies[i] for i in chunk], moving, x, p, task, f)
             for i, zi in zip(chunk, moving().detach()):
                 latents[i] = zi
     if plates is not None:
@@ -138,6 +177,12 @@ def plate_matte(keyframes: torch.Tensor, plate: torch.Tensor) -> torch.Tensor:
     return ((keyframes - plate).norm(dim=1, keepdim=True) / MATTE_DISTANCE).clamp(0, 1)
 
 
+def plate_free(keyframes: torch.Tensor, plate: torch.Tensor) -> torch.Tensor:
+    """Keyframes [K, 3, H, W] and their clip's plate [3, H, W] -> [K, 1, H, W] in [0, 1]: where the keyframes show
+    the plate (1 where a pixel equals it, 0 from MATTE_DISTANCE on), squared so that object edges count little."""
+    return (1 - plate_matte(keyframes, plate)).pow(2)
+
+
 @dataclass(frozen=True)
 class _Task:
     names: list[str]  # the parameters tuned
@@ -145,6 +190,7 @@ class _Task:
     steps: int
     lr: float
     matte: float  # weight of the matte term (with a plate)
+    halo: float = 0.0  # weight of the coverage term where the keyframes show the background (with `free`)
 
 
 class _Renderer(nn.Module):
@@ -155,33 +201,40 @@ class _Renderer(nn.Module):
         super().__init__()
         self.g, self.shared = G, shared
 
-    def forward(self, z, plate=None):
-        if plate is None:
+    def forward(self, z, plate=None, covered: bool = False):
+        if plate is None and not covered:
             return self.g.forward_shared(z[None])[0] if self.shared else self.g(z)
         layers = self.g.layers_shared(z[None])[0] if self.shared else self.g.layers(z)  # [K, slots, 4, H, W]
         cover = 1 - (1 - layers[:, :, 3:]).prod(1)
-        return self.g.compose(layers, plate.expand(len(z), -1, -1, -1)), cover
+        if plate is None:  # G's own backdrop, drawn once where the keyframes share their background code
+            b = self.g.split(z[:1] if self.shared else z)[2]
+            back = self.g.backdrop(b).expand(len(z), -1, -1, -1)
+        else:
+            back = plate.expand(len(z), -1, -1, -1)
+        return self.g.compose(layers, back), cover
 
 
-def _loss(out, x, plate, matte: float):
-    if plate is None:
-        return (out - x).pow(2).mean()
-    image, cover = out
+def _loss(out, x, plate, task: _Task, free=None):
+    image, cover = out if isinstance(out, tuple) else (out, None)
     loss = (image - x).pow(2).mean()
-    return loss + matte * (cover - plate_matte(x, plate)).pow(2).mean() if matte else loss
+    if plate is not None and task.matte:
+        loss = loss + task.matte * (cover - plate_matte(x, plate)).pow(2).mean()
+    if free is not None and task.halo:
+        loss = loss + task.halo * (cover.pow(2) * free).mean()
+    return loss
 
 
-def _tune_alone(G, moving: _Moving, x, plate, task: _Task):
+def _tune_alone(G, moving: _Moving, x, plate, task: _Task, free=None):
     """One clip: Adam on G's own weights `task.names` and on what `moving` moves of its latents [1, K, z_dim],
-    x [K, C, H, W], plate [3, H, W] or None. The same steps as `_tune_together` for one clip, without the copies
-    of weights that vmap and functional_call make."""
+    x [K, C, H, W], plate [3, H, W] or None, free [K, 1, H, W] or None. The same steps as `_tune_together` for
+    one clip, without the copies of weights that vmap and functional_call make."""
     params = dict(G.named_parameters())
     tuned = [params[n].requires_grad_(True) for n in task.names]
     renderer = _Renderer(G, task.shared)
     opt = _adam(tuned, task.lr, task.names, moving)
     with torch.enable_grad():
         for _ in range(task.steps):
-            loss = _loss(renderer(moving()[0], plate), x, plate, task.matte)
+            loss = _loss(renderer(moving()[0], plate, free is not None), x, plate, task, free)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -189,19 +242,23 @@ def _tune_alone(G, moving: _Moving, x, plate, task: _Task):
         p.requires_grad_(False)
 
 
-def _tune_together(copies, moving: _Moving, x, plates, task: _Task):
+def _tune_together(copies, moving: _Moving, x, plates, task: _Task, free=None):
     """Adam on the stacked weights `task.names` of copies (which agree on every other weight) and on what `moving`
-    moves of their latents [M, K, z_dim], x [M, K, C, H, W], plates [M, 3, H, W] or None. Writes each clip's tuned
+    moves of their latents [M, K, z_dim], x [M, K, C, H, W], plates [M, 3, H, W] or None, free [M, K, 1, H, W] or
+    None. Writes each clip's tuned
     weights back into its copy."""
     own = [dict(G.named_parameters()) for G in copies]
     stacked = {f"g.{n}": torch.stack([p[n].detach() for p in own]).requires_grad_(True) for n in task.names}
     renderer = _Renderer(copies[0], task.shared)
 
-    def clip_loss(params, zi, xi, pi=None):  # one clip: zi [K, z_dim], xi [K, C, H, W], pi [3, H, W] -> scalar
-        return _loss(functional_call(renderer, params, (zi, pi)), xi, pi, task.matte)
+    def clip_loss(params, zi, xi, *extra):  # one clip: zi [K, z_dim], xi [K, C, H, W], then pi [3, H, W] and
+        # fi [K, 1, H, W] where given -> scalar
+        pi = extra[0] if plates is not None else None
+        fi = extra[-1] if free is not None else None
+        return _loss(functional_call(renderer, params, (zi, pi, fi is not None)), xi, pi, task, fi)
 
     losses = vmap(clip_loss)
-    rest = (x,) if plates is None else (x, plates)
+    rest = (x,) + ((plates,) if plates is not None else ()) + ((free,) if free is not None else ())
     opt = _adam(list(stacked.values()), task.lr, task.names, moving)
     with torch.enable_grad():
         for _ in range(task.steps):

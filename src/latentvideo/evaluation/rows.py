@@ -109,6 +109,9 @@ def object_variants(speed: float | None = None, colour: bool = False) -> list[tu
                 "objects",
                 {"last_bg_tuning": False},
             ),
+            # the colour default's last tuning keeps the slots off the plate (halo 0.1)
+            ("last tuning lets slots cover the plate (halo off)", "objects", {"halo": 0.0}),
+            ("last tuning keeps slots off the plate (halo 0.3)", "objects", {"halo": 0.3}),
             ("cover in the first inversion only (not in the refits)", "objects", {"refit_cover": False}),
             ("clip fit over the plate (L-BFGS composes the slots over it)", "objects", {"plate_fit": True}),
             ("tint fit off (slot colours as the L-BFGS fit left them)", "objects", {"tint_fit": "off"}),
