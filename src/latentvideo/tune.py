@@ -58,36 +58,19 @@ def pivotal_tune(G, latents: torch.Tensor, keyframes: torch.Tensor, steps: int =
     return pivotal_tune_clips([G], [latents], [keyframes], steps, lr)[0]
 
 
-def pivotal_tune_clips(
-    generators,
-    latents,
-    keyframes,
-    steps: int = 30,
-    lr: float = 1e-3,
-    plates=None,
-    matte: float = MATTE,
-    free=None,
-    halo: float = 0.0,
-) -> list[nn.Module]:
-    """`pivotal_tune` for many clips at once: `_tune_clips` -> the tuned copies."""
-    return _tune_clips(generators, latents, keyframes, steps, lr, plates, matte, free=free, halo=halo)[0]
+def pivotal_tune_clips(generators, latents, keyframes, steps: int = 30, lr: float = 1e-3, **over) -> list[nn.Module]:
+    """`pivotal_tune` for many clips at once: `_tune_clips` (over: its plates, matte, free, halo) -> the tuned
+    copies."""
+    return _tune_clips(generators, latents, keyframes, steps, lr, **over)[0]
 
 
 def joint_tune_clips(
-    generators,
-    latents,
-    keyframes,
-    steps: int = 30,
-    lr: float = 1e-3,
-    plates=None,
-    matte: float = MATTE,
-    free=None,
-    halo: float = 0.0,
+    generators, latents, keyframes, steps: int = 30, lr: float = 1e-3, **over
 ) -> tuple[list[nn.Module], list[torch.Tensor]]:
-    """Pivotal tuning in which the latents move too (module docstring): `_tune_clips` -> (per clip its tuned copy
-    of G with its own sprite detail, per clip its moved latents [K, z_dim]). A generator without position
-    coordinates is tuned as `pivotal_tune_clips` tunes it, its latents held."""
-    return _tune_clips(generators, latents, keyframes, steps, lr, plates, matte, joint=True, free=free, halo=halo)
+    """Pivotal tuning in which the latents move too (module docstring): `_tune_clips` (over: its plates, matte,
+    free, halo) -> (per clip its tuned copy of G with its own sprite detail, per clip its moved latents [K, z_dim]).
+    A generator without position coordinates is tuned as `pivotal_tune_clips` tunes it, its latents held."""
+    return _tune_clips(generators, latents, keyframes, steps, lr, joint=True, **over)
 
 
 def _tune_clips(
@@ -151,9 +134,8 @@ def _tune_clips(
             )
             moving = _Moving(copies[chunk[0]], z, joint)
             if len(chunk) == 1:
-                _tune_alone(
-                    copies[chunk[0]], moving, x[0], None if p is None else p[0], task, None if f is None else f[0]
-                )
+                one = [None if v is None else v[0] for v in (p, f)]
+                _tune_alone(copies[chunk[0]], moving, x[0], one[0], task, one[1])
             else:
                 _tune_together([copies[i] for i in chunk], moving, x, p, task, f)
             for i, zi in zip(chunk, moving().detach()):
@@ -195,7 +177,8 @@ class _Task:
 
 class _Renderer(nn.Module):
     """One clip's keyframes from its latents [K, z_dim]: from shared sprites (`forward_shared`) or frame by frame;
-    with a plate [3, H, W], composed over it, and the slots' joint coverage [K, 1, H, W] returned too."""
+    with a plate [3, H, W], composed over it, and the slots' joint coverage [K, 1, H, W] returned too (`covered`:
+    that coverage without a plate, the slots composed over G's own backdrop)."""
 
     def __init__(self, G, shared: bool):
         super().__init__()
